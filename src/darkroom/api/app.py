@@ -1,0 +1,42 @@
+"""``create_app(settings)``: the darkroom HTTP service."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from darkroom import __version__
+from darkroom.api import catalog, downloads, errors, health, magichour
+from darkroom.engine.registry import Backends
+from darkroom.services import Services, build_services
+from darkroom.settings import Settings
+
+
+def create_app(settings: Settings, *, backends: Backends | None = None) -> FastAPI:
+    services = build_services(settings, backends)
+    return app_for(services)
+
+
+def app_for(services: Services) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await services.runner.start()
+        try:
+            yield
+        finally:
+            await services.runner.stop(services.settings.shutdown_grace_seconds)
+            services.db.dispose()
+
+    app = FastAPI(
+        title="darkroom",
+        version=__version__,
+        description="Self-hosted image generation: the Magic Hour v1 image API.",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    errors.install(app)
+    for module in (health, magichour, catalog, downloads):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,115 @@
+"""How errors leave the server: one status per domain error, and one body shape per dialect.
+
+The Magic Hour dialect answers ``{"message": "..."}``; every error, including malformed input,
+unknown routes and unexpected failures, is JSON with a message, and bad input is never a 500.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from darkroom.core.errors import (
+    DarkroomError,
+    IdempotencyConflict,
+    InsufficientCredits,
+    InvalidRequest,
+    LinkRefused,
+    NotFound,
+    RateLimited,
+    TierForbidden,
+    Unauthorized,
+)
+
+log = logging.getLogger("darkroom.api")
+
+STATUS: dict[type[DarkroomError], int] = {
+    InvalidRequest: 400,
+    Unauthorized: 401,
+    InsufficientCredits: 402,
+    TierForbidden: 403,
+    NotFound: 404,
+    LinkRefused: 403,
+    IdempotencyConflict: 422,
+    RateLimited: 429,
+}
+
+# A dialect renders (status, error) into a response; the error is always a DarkroomError here.
+Renderer = Callable[[int, DarkroomError], JSONResponse]
+
+
+def status_of(error: DarkroomError) -> int:
+    for cls in type(error).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 400
+
+
+def magichour_error(status: int, error: DarkroomError) -> JSONResponse:
+    headers = {}
+    if isinstance(error, RateLimited):
+        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
+    return JSONResponse({"message": error.message}, status_code=status, headers=headers)
+
+
+def validation_message(errors: Sequence[Any]) -> tuple[str, str | None]:
+    """A one-line message naming the first bad field, from pydantic's error list."""
+    if not errors:
+        return "Invalid request", None
+    first = errors[0]
+    if first.get("type") == "json_invalid":
+        return "Malformed JSON body", None
+    loc = [str(part) for part in first.get("loc", ()) if part != "body"]
+    field = ".".join(loc) or None
+    if field is None:
+        if first.get("type") == "missing":
+            return "Missing request body", None
+        return f"Request body: {first.get('msg', 'invalid')}", None
+    return f"{field}: {first.get('msg', 'invalid value')}", field
+
+
+def install(app: FastAPI, dialects: Sequence[tuple[str, Renderer]] = ()) -> None:
+    """Register the handlers; ``dialects`` maps a path prefix to its renderer (Magic Hour's
+    shape is the default)."""
+
+    def renderer_for(request: Request) -> Renderer:
+        for prefix, renderer in dialects:
+            if request.url.path.startswith(prefix):
+                return renderer
+        return magichour_error
+
+    def render(request: Request, error: DarkroomError) -> JSONResponse:
+        return renderer_for(request)(status_of(error), error)
+
+    async def on_domain(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, DarkroomError)
+        return render(request, exc)
+
+    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        message, field = validation_message(exc.errors())
+        return render(request, InvalidRequest(message, field=field))
+
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)
+        error = NotFound() if exc.status_code == 404 else DarkroomError(str(exc.detail))
+        response = renderer_for(request)(exc.status_code, error)
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
+
+    async def on_crash(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return renderer_for(request)(500, DarkroomError("Internal server error"))
+
+    app.add_exception_handler(DarkroomError, on_domain)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(HTTPException, on_http)
+    app.add_exception_handler(Exception, on_crash)

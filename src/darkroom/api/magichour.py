@@ -1,0 +1,161 @@
+"""The Magic Hour v1 image API: ``POST /v1/ai-image-generator`` and ``/v1/image-projects/{id}``,
+exactly as the published ``magic_hour`` SDK sends and expects them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from darkroom.api.deps import PrincipalDep, ServicesDep, body_schema, json_body
+from darkroom.core.catalog import ImageSpec
+from darkroom.core.jobs import MAX_SEED, Project
+from darkroom.core.status import Status
+from darkroom.services import Services
+from darkroom.storage.files import output_name
+
+router = APIRouter(tags=["Magic Hour v1"])
+
+
+class StyleBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    prompt: str = Field(description="The prompt used for the image(s).")
+    tool: str | None = Field(default=None, description="Style tool; `general` when absent.")
+    quality_mode: str | None = Field(
+        default=None, description="Deprecated: `standard` or `pro`; `model` wins."
+    )
+
+
+class CreateImageBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    image_count: int = Field(ge=1, le=16, description="Number of images; allowed values vary.")
+    style: StyleBody
+    model: str | None = Field(default=None, description="`default` or a catalog model.")
+    aspect_ratio: str | None = Field(default=None, description="`1:1` (default), `16:9`, `9:16`.")
+    orientation: str | None = Field(
+        default=None, description="Deprecated: landscape, portrait, square; aspect_ratio wins."
+    )
+    resolution: str | None = Field(default=None, description="640px, 1k, 2k, 4k or auto.")
+    name: str | None = Field(default=None, max_length=500)
+    seed: int | None = Field(
+        default=None, ge=0, le=MAX_SEED, description="darkroom: a seed for reproducible images."
+    )
+
+    def spec(self) -> ImageSpec:
+        return ImageSpec(
+            prompt=self.style.prompt,
+            image_count=self.image_count,
+            model=self.model,
+            aspect_ratio=self.aspect_ratio,
+            orientation=self.orientation,
+            quality_mode=self.style.quality_mode,
+            resolution=self.resolution,
+            tool=self.style.tool,
+        )
+
+    def fingerprint(self) -> str:
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class CreateImageResponse(BaseModel):
+    id: str
+    credits_charged: int
+    frame_cost: int
+
+
+@router.post(
+    "/v1/ai-image-generator",
+    response_model=CreateImageResponse,
+    openapi_extra=body_schema(CreateImageBody),
+)
+async def create_image(
+    request: Request,
+    who: PrincipalDep,
+    services: ServicesDep,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> dict[str, Any]:
+    body = await json_body(request, CreateImageBody)
+    services.limiter.check(who.key_id)
+    project = services.jobs.submit(
+        who,
+        body.spec(),
+        name=body.name,
+        seed=body.seed,
+        idempotency_key=idempotency_key,
+        request_hash=body.fingerprint(),
+    )
+    return {
+        "id": project.id,
+        "credits_charged": project.credits_charged,
+        "frame_cost": project.credits_charged,
+    }
+
+
+@router.get("/v1/image-projects/{project_id}")
+async def get_project(project_id: str, who: PrincipalDep, services: ServicesDep) -> dict[str, Any]:
+    return project_body(services.jobs.get(who.account_id, project_id), services)
+
+
+@router.delete("/v1/image-projects/{project_id}", status_code=204)
+async def delete_project(project_id: str, who: PrincipalDep, services: ServicesDep) -> Response:
+    services.jobs.delete(who.account_id, project_id)
+    return Response(status_code=204)
+
+
+def iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def downloads(project: Project, services: Services) -> list[dict[str, Any]]:
+    if project.status is not Status.COMPLETE:
+        return []
+    expires = int(time.time()) + services.settings.download_ttl_seconds
+    expires_at = iso(datetime.fromtimestamp(expires, UTC))
+    return [
+        {"url": services.signer.sign(output_name(project.id, n), expires), "expires_at": expires_at}
+        for n in range(1, project.image_count + 1)
+    ]
+
+
+def project_body(project: Project, services: Services) -> dict[str, Any]:
+    """The GET project object: every key the SDK's model requires, then darkroom's own."""
+    error = None
+    if project.status is Status.ERROR:
+        error = {"code": project.error_code or "error", "message": project.error_message or ""}
+    return {
+        "id": project.id,
+        "name": project.name,
+        "status": project.status.value,
+        "image_count": project.image_count,
+        "type": "AI_IMAGE",
+        "created_at": iso(project.created_at),
+        "enabled": project.enabled,
+        "credits_charged": project.credits_charged,
+        "total_frame_cost": project.credits_charged,
+        "downloads": downloads(project, services),
+        "error": error,
+        # darkroom's additions (ignored by the published SDK)
+        "model": project.model,
+        "backend": project.backend,
+        "resolution": project.resolution,
+        "aspect_ratio": project.aspect_ratio,
+        "width": project.width,
+        "height": project.height,
+        "tool": project.tool,
+        "prompt": project.prompt,
+        "final_prompt": project.final_prompt,
+        "seed": project.seed,
+        "started_at": iso(project.started_at),
+        "completed_at": iso(project.completed_at),
+        "render_ms": project.render_ms,
+    }

@@ -1,0 +1,71 @@
+"""``darkroom serve``: the HTTP service on the embedded default, ready to call."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from darkroom.cli.options import add_data_options, settings_from
+from darkroom.settings import Settings
+
+
+def add_parser(commands: Any) -> None:
+    parser = commands.add_parser("serve", help="start the HTTP service")
+    parser.add_argument("--host", help="interface to bind (DARKROOM_HOST, 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (DARKROOM_PORT, 8000)")
+    parser.add_argument("--public-url", help="base URL for download links (DARKROOM_PUBLIC_URL)")
+    parser.add_argument("--workers", type=int, help="render workers (DARKROOM_WORKERS, 2)")
+    add_data_options(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    # The web stack is imported only by the command that serves.
+    import uvicorn
+
+    from darkroom.api.app import app_for
+    from darkroom.core.bootstrap import ensure_dev_account
+    from darkroom.services import build_services
+
+    settings = settings_from(args, "host", "port", "public_url", "workers")
+    services = build_services(settings)
+    key = ensure_dev_account(
+        services.db, services.catalog, settings.dev_key_file, settings.dev_account_credits
+    )
+    print(banner(settings, key), flush=True)
+    uvicorn.run(
+        app_for(services),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,
+    )
+    return 0
+
+
+def banner(settings: Settings, key: str | None) -> str:
+    url = settings.base_url
+    shown_key = key or "<your key: darkroom accounts create --name NAME --tier pro --credits 1000>"
+    where = f"(saved in {settings.dev_key_file})" if key else ""
+    return f"""
+darkroom is serving the Magic Hour v1 image API
+  base URL  {url}
+  API key   {shown_key} {where}
+  data      {settings.data_dir.resolve()} (SQLite, local images, preview backend)
+
+Try it with curl:
+  curl -s {url}/v1/ai-image-generator \\
+    -H 'Authorization: Bearer {shown_key}' -H 'Content-Type: application/json' \\
+    -d '{{"image_count": 1, "aspect_ratio": "16:9", "style": {{"prompt": "a lighthouse at dusk"}}}}'
+  curl -s {url}/v1/image-projects/<id> -H 'Authorization: Bearer {shown_key}'
+
+or with the magic_hour SDK (pip install magic_hour):
+  from magic_hour import Client
+  client = Client(token="{shown_key}", base_url="{url}")
+  result = client.v1.ai_image_generator.generate(
+      image_count=1, aspect_ratio="16:9", style={{"prompt": "a lighthouse at dusk"}},
+      download_directory=".")
+  print(result.status, result.downloaded_paths)
+
+Models and prices: {url}/v1/models    API docs: {url}/docs    Stop: Ctrl-C
+"""

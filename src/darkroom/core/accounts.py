@@ -1,0 +1,111 @@
+"""Accounts and their API keys.
+
+Keys look like ``dk_<43 random characters>``; only their SHA-256 is stored (the key has 256 bits of
+entropy, so a slow hash would add nothing), and the lookup compares hashes in constant time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import Connection
+
+from darkroom.core import credits
+from darkroom.core.errors import InvalidRequest, NotFound, Unauthorized
+from darkroom.core.ids import new_id
+from darkroom.store import accounts as sql
+from darkroom.store.database import Database, utcnow
+
+KEY_PREFIX = "dk_"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the account behind a valid API key."""
+
+    key_id: str
+    account_id: str
+    tier: str
+
+
+@dataclass(frozen=True)
+class NewKey:
+    id: str
+    account_id: str
+    key: str  # shown once, never stored
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def authenticate(db: Database, key: str | None) -> Principal:
+    if not key or not key.startswith(KEY_PREFIX) or len(key) > 200:
+        raise Unauthorized()
+    digest = hash_key(key)
+    with db.read() as conn:
+        row = sql.find_active_key(conn, digest)
+    if row is None or not hmac.compare_digest(row.key_hash, digest):
+        raise Unauthorized()
+    return Principal(key_id=row.id, account_id=row.account_id, tier=row.tier)
+
+
+def create_account(
+    db: Database,
+    *,
+    name: str,
+    tier: str,
+    credits_amount: int,
+    known_tiers: list[str],
+    email: str | None = None,
+) -> tuple[str, NewKey]:
+    """A new account with one API key and an opening grant, in one transaction."""
+    if tier not in known_tiers:
+        raise InvalidRequest(f"tier must be one of {', '.join(known_tiers)}", field="tier")
+    if credits_amount < 0:
+        raise InvalidRequest("credits must not be negative", field="credits")
+    account_id = new_id("acct")
+    with db.write() as conn:
+        sql.insert_account(conn, id=account_id, name=name, email=email, tier=tier, now=utcnow())
+        key = _insert_key(conn, account_id)
+        if credits_amount:
+            credits.grant_in(conn, account_id, credits_amount, note="opening balance")
+    return account_id, key
+
+
+def create_key(db: Database, account_id: str) -> NewKey:
+    with db.write() as conn:
+        if sql.get_account(conn, account_id) is None:
+            raise NotFound(f"account {account_id!r} not found")
+        return _insert_key(conn, account_id)
+
+
+def revoke_key(db: Database, key_id: str) -> None:
+    with db.write() as conn:
+        if not sql.revoke_key(conn, key_id, utcnow()):
+            raise NotFound(f"no active key {key_id!r}")
+
+
+def set_tier(db: Database, account_id: str, tier: str, known_tiers: list[str]) -> None:
+    if tier not in known_tiers:
+        raise InvalidRequest(f"tier must be one of {', '.join(known_tiers)}", field="tier")
+    with db.write() as conn:
+        if not sql.set_tier(conn, account_id, tier):
+            raise NotFound(f"account {account_id!r} not found")
+
+
+def _insert_key(conn: Connection, account_id: str) -> NewKey:
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    key_id = new_id("key", 8)
+    sql.insert_key(
+        conn,
+        id=key_id,
+        account_id=account_id,
+        prefix=key[:10],
+        key_hash=hash_key(key),
+        now=utcnow(),
+    )
+    return NewKey(id=key_id, account_id=account_id, key=key)

@@ -1,0 +1,291 @@
+"""The catalog: models, tiers, prices, sizes and style tools, loaded from data and validated once.
+
+``Catalog.load()`` reads the TOML shipped with the package and merges an operator's override file
+over it; :meth:`Catalog.plan` turns what a caller asked for (:class:`ImageSpec`) into what will be
+rendered and charged (:class:`Plan`), raising domain errors for anything it cannot serve.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from darkroom.core.errors import InvalidRequest, TierForbidden
+from darkroom.engine.base import StyleHint
+
+MAX_PROMPT_CHARS = 4000
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelEntry(_Strict):
+    title: str
+    credits_per_image: int = Field(ge=0)
+    resolutions: tuple[str, ...] = Field(min_length=1)
+    tiers: tuple[str, ...] = Field(min_length=1)
+    image_counts: tuple[int, ...] = Field(min_length=1)
+    backend: str = "preview"
+    # Backend-specific settings (weights, dtype, steps...), passed through to the backend.
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class TierEntry(_Strict):
+    resolutions: tuple[str, ...] = Field(min_length=1)
+
+
+class ToolEntry(_Strict):
+    template: str
+    palette: tuple[str, ...] = ()
+    composition: str = "scatter"
+
+
+class Catalog(_Strict):
+    default_model: str
+    model_aliases: dict[str, str] = Field(default_factory=dict)
+    quality_modes: dict[str, str] = Field(default_factory=dict)
+    orientations: dict[str, str] = Field(default_factory=dict)
+    default_aspect_ratio: str
+    default_tool: str
+    resolutions: dict[str, int]
+    price_multipliers: dict[str, int]
+    sizes: dict[str, dict[str, tuple[int, int]]]
+    tiers: dict[str, TierEntry]
+    models: dict[str, ModelEntry]
+    tools: dict[str, ToolEntry]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Catalog:
+        problems: list[str] = []
+
+        def need(ok: bool, what: str) -> None:
+            if not ok:
+                problems.append(what)
+
+        need(self.default_model in self.models, f"default_model {self.default_model!r} unknown")
+        need(self.default_aspect_ratio in self.sizes, "default_aspect_ratio has no sizes")
+        need(self.default_tool in self.tools, f"default_tool {self.default_tool!r} unknown")
+        for aliases in (self.model_aliases, self.quality_modes):
+            for key, target in aliases.items():
+                need(target in self.models, f"{key!r} points at unknown model {target!r}")
+        for key, ratio in self.orientations.items():
+            need(ratio in self.sizes, f"orientation {key!r} points at unknown ratio {ratio!r}")
+        need(
+            set(self.price_multipliers) == set(self.resolutions), "price_multipliers ≠ resolutions"
+        )
+        for ratio, table in self.sizes.items():
+            need(
+                set(table) == set(self.resolutions), f"sizes[{ratio!r}] must list every resolution"
+            )
+            for res, (w, h) in table.items():
+                need(
+                    max(w, h) <= self.resolutions.get(res, 0) and w % 16 == 0 and h % 16 == 0,
+                    f"sizes[{ratio!r}][{res!r}] = {w}x{h} exceeds its resolution or is not /16",
+                )
+        for name, tier in self.tiers.items():
+            for res in tier.resolutions:
+                need(res in self.resolutions, f"tier {name!r}: unknown resolution {res!r}")
+        for name, model in self.models.items():
+            for res in model.resolutions:
+                need(res in self.resolutions, f"model {name!r}: unknown resolution {res!r}")
+            for tier_name in model.tiers:
+                need(tier_name in self.tiers, f"model {name!r}: unknown tier {tier_name!r}")
+            need(all(n >= 1 for n in model.image_counts), f"model {name!r}: image_counts < 1")
+        for name, tool in self.tools.items():
+            need("{prompt}" in tool.template, f"tool {name!r}: template lacks {{prompt}}")
+        if problems:
+            raise ValueError("invalid catalog: " + "; ".join(problems))
+        return self
+
+    # -- loading ---------------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, override: Path | None = None) -> Catalog:
+        """The shipped catalog, with ``override`` (an operator's TOML file) merged over it."""
+        data = tomllib.loads(resources.files("darkroom.data").joinpath("catalog.toml").read_text())
+        if override is not None:
+            try:
+                extra = tomllib.loads(override.read_text())
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                raise ValueError(f"cannot read catalog override {override}: {exc}") from exc
+            data = _merge(data, extra)
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise ValueError(f"invalid catalog: {exc}") from exc
+
+    # -- questions a request asks --------------------------------------------------------------
+
+    def resolution_order(self, names: tuple[str, ...] | list[str]) -> list[str]:
+        return sorted(names, key=lambda r: self.resolutions[r])
+
+    def price(self, model: str, resolution: str, count: int) -> int:
+        entry = self.models[model]
+        return entry.credits_per_image * self.price_multipliers[resolution] * count
+
+    def resolve_model(self, requested: str | None, quality_mode: str | None = None) -> str:
+        if requested is None and quality_mode is not None:
+            if quality_mode not in self.quality_modes:
+                raise InvalidRequest(
+                    f"style.quality_mode must be one of {_listing(self.quality_modes)}",
+                    field="style.quality_mode",
+                )
+            return self.quality_modes[quality_mode]
+        if requested is None or requested == "default":
+            return self.default_model
+        name = self.model_aliases.get(requested, requested)
+        if name not in self.models:
+            raise InvalidRequest(
+                f"model {requested!r} is not served here; choose one of "
+                f"{_listing(['default', *self.models])}",
+                field="model",
+            )
+        return name
+
+    def plan(self, spec: ImageSpec, tier: str) -> Plan:
+        """Decide model, size, price and prompt for ``spec`` on ``tier``, or raise why not."""
+        prompt = spec.prompt.strip()
+        if not prompt:
+            raise InvalidRequest("style.prompt must not be empty", field="style.prompt")
+        if len(prompt) > MAX_PROMPT_CHARS:
+            raise InvalidRequest(
+                f"style.prompt is longer than {MAX_PROMPT_CHARS} characters", field="style.prompt"
+            )
+        model_name = self.resolve_model(spec.model, spec.quality_mode)
+        model = self.models[model_name]
+        if tier not in model.tiers:
+            raise TierForbidden(
+                f"model {model_name!r} is not available on the {tier} tier "
+                f"(available for: {', '.join(model.tiers)})"
+            )
+        if spec.image_count not in model.image_counts:
+            raise InvalidRequest(
+                f"image_count {spec.image_count} is not allowed for model {model_name!r}; "
+                f"allowed: {', '.join(map(str, model.image_counts))}",
+                field="image_count",
+            )
+        ratio = self._aspect_ratio(spec)
+        resolution = self._resolution(spec.resolution, model_name, tier)
+        tool_name = spec.tool or self.default_tool
+        if tool_name not in self.tools:
+            raise InvalidRequest(
+                f"style.tool {tool_name!r} is unknown; choose one of {_listing(self.tools)}",
+                field="style.tool",
+            )
+        width, height = self.sizes[ratio][resolution]
+        return Plan(
+            model=model_name,
+            backend=model.backend,
+            resolution=resolution,
+            aspect_ratio=ratio,
+            width=width,
+            height=height,
+            image_count=spec.image_count,
+            credits=self.price(model_name, resolution, spec.image_count),
+            tool=tool_name,
+            prompt=prompt,
+            final_prompt=self.tools[tool_name].template.replace("{prompt}", prompt),
+            style=self.style_hint(tool_name),
+        )
+
+    def style_hint(self, tool_name: str) -> StyleHint:
+        """What the backend learns of a style tool (the default tool's if it left the catalog)."""
+        tool = self.tools.get(tool_name) or self.tools[self.default_tool]
+        return StyleHint(tool=tool_name, palette=tool.palette, composition=tool.composition)
+
+    def _aspect_ratio(self, spec: ImageSpec) -> str:
+        if spec.aspect_ratio is not None:
+            if spec.aspect_ratio not in self.sizes:
+                raise InvalidRequest(
+                    f"aspect_ratio must be one of {_listing(self.sizes)}", field="aspect_ratio"
+                )
+            return spec.aspect_ratio
+        if spec.orientation is not None:
+            if spec.orientation not in self.orientations:
+                raise InvalidRequest(
+                    f"orientation must be one of {_listing(self.orientations)}",
+                    field="orientation",
+                )
+            return self.orientations[spec.orientation]
+        return self.default_aspect_ratio
+
+    def _resolution(self, requested: str | None, model_name: str, tier: str) -> str:
+        model = self.models[model_name]
+        allowed_by_tier = self.tiers[tier].resolutions
+        if requested is None or requested == "auto":
+            both = [r for r in model.resolutions if r in allowed_by_tier]
+            if not both:
+                raise TierForbidden(
+                    f"no resolution of model {model_name!r} is available on the {tier} tier"
+                )
+            return self.resolution_order(both)[-1]
+        if requested not in self.resolutions:
+            raise InvalidRequest(
+                f"resolution must be one of {_listing(['auto', *self.resolutions])}",
+                field="resolution",
+            )
+        if requested not in model.resolutions:
+            raise InvalidRequest(
+                f"model {model_name!r} does not support resolution {requested!r}; "
+                f"supported: {', '.join(model.resolutions)}",
+                field="resolution",
+            )
+        if requested not in allowed_by_tier:
+            tiers = [name for name, t in self.tiers.items() if requested in t.resolutions]
+            raise TierForbidden(
+                f"resolution {requested!r} is not available on the {tier} tier "
+                f"(available for: {', '.join(tiers)})"
+            )
+        return requested
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """What a caller asked for, after its HTTP dialect parsed the request."""
+
+    prompt: str
+    image_count: int
+    model: str | None = None
+    aspect_ratio: str | None = None
+    orientation: str | None = None
+    quality_mode: str | None = None
+    resolution: str | None = None
+    tool: str | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What will be rendered and charged for one project."""
+
+    model: str
+    backend: str
+    resolution: str
+    aspect_ratio: str
+    width: int
+    height: int
+    image_count: int
+    credits: int
+    tool: str
+    prompt: str
+    final_prompt: str
+    style: StyleHint
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _listing(names: Any) -> str:
+    return ", ".join(repr(n) for n in names)

@@ -1,0 +1,78 @@
+"""One tree of domain errors, each with a stable ``code``.
+
+The core raises these; each HTTP dialect maps them to a status and a body shape in one handler.
+
+    DarkroomError
+    ├── InvalidRequest        a field is malformed or has a value we do not accept (``field``)
+    ├── Unauthorized          no key, an unknown key, or a revoked key
+    ├── InsufficientCredits   the account cannot pay for the request; nothing was charged
+    ├── TierForbidden         the model or resolution is not available on the account's tier
+    ├── NotFound              no such resource for this account
+    ├── LinkRefused           a download link with a bad signature or past its expiry
+    ├── IdempotencyConflict   an Idempotency-Key was reused with a different request
+    └── RateLimited           too many requests; ``retry_after`` seconds
+"""
+
+from __future__ import annotations
+
+
+class DarkroomError(Exception):
+    code = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRequest(DarkroomError):
+    code = "invalid_request"
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class Unauthorized(DarkroomError):
+    code = "unauthorized"
+
+    def __init__(self, message: str = "Unauthorized") -> None:
+        super().__init__(message)
+
+
+class InsufficientCredits(DarkroomError):
+    code = "insufficient_credits"
+
+    def __init__(self, required: int, balance: int) -> None:
+        super().__init__(
+            f"Not enough credits: this request costs {required} credits and the balance is "
+            f"{balance}. Nothing was charged."
+        )
+        self.required = required
+        self.balance = balance
+
+
+class TierForbidden(DarkroomError):
+    code = "tier_forbidden"
+
+
+class NotFound(DarkroomError):
+    code = "not_found"
+
+    def __init__(self, message: str = "Not Found") -> None:
+        super().__init__(message)
+
+
+class IdempotencyConflict(DarkroomError):
+    code = "idempotency_conflict"
+
+
+class RateLimited(DarkroomError):
+    code = "rate_limited"
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__("Too many requests, slow down and retry later.")
+        self.retry_after = retry_after
+
+
+class LinkRefused(DarkroomError):
+    code = "link_refused"

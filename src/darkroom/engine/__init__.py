@@ -1,0 +1,1 @@
+"""Image backends: how a render request becomes image bytes."""

@@ -1,0 +1,23 @@
+"""Which backend object renders a project, by the backend name the catalog gave its model."""
+
+from __future__ import annotations
+
+from darkroom.engine.base import Backend, BackendError
+from darkroom.engine.preview import PreviewBackend
+
+
+class Backends:
+    def __init__(self, backends: list[Backend] | None = None) -> None:
+        items = backends if backends is not None else [PreviewBackend()]
+        self._by_name: dict[str, Backend] = {b.name: b for b in items}
+
+    def get(self, name: str) -> Backend:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise BackendError(
+                "backend_unavailable", f"no backend named {name!r} is running on this server"
+            ) from None
+
+    def names(self) -> list[str]:
+        return sorted(self._by_name)

@@ -1,0 +1,70 @@
+"""The parts of a running darkroom, built once from ``Settings`` and shared by the HTTP dialects,
+the workers and the operator commands."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from darkroom.core.catalog import Catalog
+from darkroom.core.jobs import Jobs
+from darkroom.core.ratelimit import RateLimiter
+from darkroom.engine.registry import Backends
+from darkroom.settings import Settings
+from darkroom.storage.files import LocalFiles
+from darkroom.storage.signing import URLSigner, load_or_create_secret
+from darkroom.store.database import Database
+from darkroom.worker.queue import InProcessQueue
+from darkroom.worker.runner import Runner
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    catalog: Catalog
+    files: LocalFiles
+    signer: URLSigner
+    queue: InProcessQueue
+    jobs: Jobs
+    runner: Runner
+    limiter: RateLimiter
+
+
+def open_database(settings: Settings) -> Database:
+    """The database, migrated to the newest schema."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.sqlalchemy_url, sqlite_synchronous=settings.sqlite_synchronous)
+    db.migrate()
+    return db
+
+
+def load_catalog(settings: Settings) -> Catalog:
+    catalog = Catalog.load(settings.catalog)
+    if settings.preview_only:
+        models = {
+            name: entry.model_copy(update={"backend": "preview"})
+            for name, entry in catalog.models.items()
+        }
+        catalog = catalog.model_copy(update={"models": models})
+    return catalog
+
+
+def build_services(settings: Settings, backends: Backends | None = None) -> Services:
+    db = open_database(settings)
+    catalog = load_catalog(settings)
+    files = LocalFiles(settings.images_dir)
+    secret = load_or_create_secret(settings.secret_key, settings.data_dir / "secret.key")
+    queue = InProcessQueue()
+    jobs = Jobs(db, catalog, queue, files, max_attempts=settings.max_attempts)
+    runner = Runner(jobs, queue, backends or Backends(), files, catalog, workers=settings.workers)
+    return Services(
+        settings=settings,
+        db=db,
+        catalog=catalog,
+        files=files,
+        signer=URLSigner(secret, settings.base_url),
+        queue=queue,
+        jobs=jobs,
+        runner=runner,
+        limiter=RateLimiter(settings.rate_limit_per_minute),
+    )

@@ -1,0 +1,68 @@
+"""darkroom's configuration: one ``Settings`` object, built at start-up and passed in.
+
+Every field can be set as a ``DARKROOM_<NAME>`` environment variable (or a CLI flag of
+``darkroom serve``); nothing reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DARKROOM_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    data_dir: Path = Path("./darkroom-data")
+    # Base URL used in download links; derived from host and port when empty.
+    public_url: str = ""
+    # SQLAlchemy URL; empty means a SQLite file in the data directory.
+    database_url: str = ""
+    # SQLite's synchronous pragma: NORMAL (WAL: atomic, survives a process crash) or FULL (also
+    # survives power loss, at one fsync per commit).
+    sqlite_synchronous: str = Field(default="NORMAL", pattern="^(NORMAL|FULL)$")
+    # Operator catalog merged over the shipped one.
+    catalog: Path | None = None
+    # HMAC key for download links; empty means a key generated once and kept in the data dir.
+    secret_key: str = ""
+    download_ttl_seconds: int = Field(default=24 * 3600, ge=1)
+    workers: int = Field(default=2, ge=1, le=64)
+    # A job cut off by a server stop is re-run until it has been tried this often, then failed.
+    max_attempts: int = Field(default=2, ge=1)
+    # On shutdown, how long jobs in flight may run on before they are left to the next start.
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    # Creates per API key per minute (token bucket); 0 turns the limit off.
+    rate_limit_per_minute: int = Field(default=600, ge=0)
+    # Every catalog model is rendered by the preview backend, whatever the catalog says.
+    preview_only: bool = True
+    dev_account_credits: int = Field(default=1_000_000, ge=0)
+    log_level: str = "info"
+
+    @property
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = self.host
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'darkroom.sqlite3').resolve()}"
+
+    @property
+    def images_dir(self) -> Path:
+        return self.data_dir / "images"
+
+    @property
+    def dev_key_file(self) -> Path:
+        return self.data_dir / "dev-api-key"

@@ -1,0 +1,61 @@
+"""SQL for image projects. Every status change is a conditional UPDATE on the current status, so
+two parties (a worker, a DELETE, a restart) can never both move the same project."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, insert, select, update
+
+from darkroom.store.tables import projects
+
+
+def insert_project(conn: Connection, values: dict[str, Any]) -> None:
+    conn.execute(insert(projects).values(**values))
+
+
+def get_project(conn: Connection, project_id: str) -> Row | None:  # type: ignore[type-arg]
+    return conn.execute(select(projects).where(projects.c.id == project_id)).first()
+
+
+def find_by_idempotency_key(conn: Connection, account_id: str, key: str) -> Row | None:  # type: ignore[type-arg]
+    query = select(projects).where(
+        projects.c.account_id == account_id, projects.c.idempotency_key == key
+    )
+    return conn.execute(query).first()
+
+
+def move(conn: Connection, project_id: str, *, from_: tuple[str, ...], **values: Any) -> bool:
+    """Set ``values`` on the project if its status is one of ``from_``; whether it was."""
+    result = conn.execute(
+        update(projects)
+        .where(projects.c.id == project_id, projects.c.status.in_(from_))
+        .values(**values)
+    )
+    return result.rowcount == 1
+
+
+def claim(conn: Connection, project_id: str, now: datetime) -> bool:
+    """queued → rendering, counting the attempt."""
+    return move(
+        conn,
+        project_id,
+        from_=("queued",),
+        status="rendering",
+        started_at=now,
+        attempts=projects.c.attempts + 1,
+    )
+
+
+def disable(conn: Connection, project_id: str) -> None:
+    conn.execute(update(projects).where(projects.c.id == project_id).values(enabled=False))
+
+
+def with_status(conn: Connection, status: str) -> list[Row]:  # type: ignore[type-arg]
+    query = (
+        select(projects.c.id, projects.c.attempts)
+        .where(projects.c.status == status)
+        .order_by(projects.c.created_at, projects.c.id)
+    )
+    return list(conn.execute(query))

@@ -1,0 +1,110 @@
+"""The database schema: SQLAlchemy Core tables. Migrations in ``store/migrations`` create them."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("email", String(320), nullable=True),
+    Column("tier", String(40), nullable=False),
+    Column("balance", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint("balance >= 0", name="balance_not_negative"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("prefix", String(16), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+)
+
+# Append-only: rows are inserted, never updated or deleted. ``amount`` is signed (+grant, -charge,
+# +refund); ``balance_after`` is the account balance once the row's transaction committed.
+ledger = Table(
+    "ledger",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("balance_after", BigInteger, nullable=False),
+    Column("project_id", String(40), nullable=True),
+    Column("note", String(500), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint("kind IN ('grant', 'charge', 'refund')", name="kind_known"),
+    # One charge and at most one refund per project, enforced by the database itself.
+    UniqueConstraint("project_id", "kind", name="uq_ledger_project_kind"),
+    Index("ix_ledger_account_id_id", "account_id", "id"),
+)
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False),
+    Column("name", String(500), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("image_count", Integer, nullable=False),
+    Column("model", String(80), nullable=False),
+    Column("backend", String(40), nullable=False),
+    Column("resolution", String(16), nullable=False),
+    Column("aspect_ratio", String(16), nullable=False),
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("tool", String(80), nullable=False),
+    Column("prompt", Text, nullable=False),
+    Column("final_prompt", Text, nullable=False),
+    Column("seed", BigInteger, nullable=False),
+    Column("credits_charged", BigInteger, nullable=False),
+    Column("error_code", String(80), nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("idempotency_key", String(255), nullable=True),
+    Column("request_hash", String(64), nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("rendered_at", DateTime(timezone=True), nullable=True),
+    Column("completed_at", DateTime(timezone=True), nullable=True),
+    Column("render_ms", Integer, nullable=True),
+    CheckConstraint(
+        "status IN ('draft', 'queued', 'rendering', 'complete', 'error', 'canceled')",
+        name="status_known",
+    ),
+    UniqueConstraint("account_id", "idempotency_key", name="uq_projects_account_idempotency"),
+    Index("ix_projects_status_created_at", "status", "created_at"),
+    Index("ix_projects_account_id_created_at", "account_id", "created_at"),
+)

@@ -1,0 +1,135 @@
+"""The runner: workers that take project ids off the queue and carry each job through
+claim → render (off the event loop) → store files → complete, or fail with a refund."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from darkroom.core.catalog import Catalog
+from darkroom.core.jobs import Jobs, Project
+from darkroom.engine.base import BackendError, RenderRequest
+from darkroom.engine.registry import Backends
+from darkroom.storage.files import LocalFiles
+from darkroom.store.database import utcnow
+from darkroom.worker.queue import InProcessQueue
+
+log = logging.getLogger("darkroom.runner")
+
+
+class Runner:
+    def __init__(
+        self,
+        jobs: Jobs,
+        queue: InProcessQueue,
+        backends: Backends,
+        files: LocalFiles,
+        catalog: Catalog,
+        *,
+        workers: int,
+    ) -> None:
+        self.jobs = jobs
+        self.queue = queue
+        self.backends = backends
+        self.files = files
+        self.catalog = catalog
+        self.workers = workers
+        self._tasks: list[asyncio.Task[None]] = []
+        self._busy = 0
+        self._executor: ThreadPoolExecutor | None = None
+
+    @property
+    def running(self) -> bool:
+        return any(not t.done() for t in self._tasks)
+
+    async def start(self) -> None:
+        """Recover what a previous run left unfinished, then start the workers."""
+        self.queue.bind(asyncio.get_running_loop())
+        # Renders run on threads of their own: a stop does not wait for one that hangs.
+        self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="darkroom-render")
+        for project_id in self.jobs.recover():
+            self.queue.put(project_id)
+        self._tasks = [
+            asyncio.create_task(self._work(), name=f"darkroom-worker-{i}")
+            for i in range(self.workers)
+        ]
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Let jobs in flight finish (up to ``grace`` seconds), then stop. A job cut off stays
+        ``rendering`` and is re-run by the next start."""
+        deadline = time.monotonic() + grace
+        while self._busy and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _work(self) -> None:
+        while True:
+            project_id = await self.queue.get()
+            self._busy += 1
+            try:
+                await self.run(project_id)
+            except Exception:  # never let one job kill a worker
+                log.exception("job %s crashed the worker loop", project_id)
+            finally:
+                self._busy -= 1
+
+    async def run(self, project_id: str) -> None:
+        project = self.jobs.claim(project_id)
+        if project is None:
+            return
+        log.info("rendering %s on %s", project.id, project.backend)
+        started = time.perf_counter()
+        try:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._executor, self._render_and_store, project)
+        except BackendError as exc:
+            log.warning("project %s failed: %s (%s)", project.id, exc.message, exc.code)
+            self._give_up(project, exc.code, exc.message)
+            return
+        except Exception as exc:
+            log.exception("project %s: backend crashed", project.id)
+            self._give_up(project, "backend_error", f"rendering failed ({type(exc).__name__})")
+            return
+        render_ms = round((time.perf_counter() - started) * 1000)
+        if not self.jobs.complete(project.id, rendered_at=utcnow(), render_ms=render_ms):
+            self.files.delete(project.id, project.image_count)  # canceled while rendering
+            return
+        log.info("project %s complete in %d ms", project.id, render_ms)
+
+    def _render_and_store(self, project: Project) -> None:
+        backend = self.backends.get(project.backend)
+        images = backend.render(self.request_for(project))
+        if len(images) != project.image_count:
+            raise BackendError(
+                "backend_error",
+                f"backend returned {len(images)} images instead of {project.image_count}",
+            )
+        for n, data in enumerate(images, start=1):
+            self.files.save(project.id, n, data)
+
+    def request_for(self, project: Project) -> RenderRequest:
+        return RenderRequest(
+            project_id=project.id,
+            model=project.model,
+            prompt=project.final_prompt,
+            user_prompt=project.prompt,
+            style=self.catalog.style_hint(project.tool),
+            width=project.width,
+            height=project.height,
+            count=project.image_count,
+            seed=project.seed,
+        )
+
+    def _give_up(self, project: Project, code: str, message: str) -> None:
+        self.jobs.fail(project.id, code, message)
+        self.files.delete(project.id, project.image_count)

@@ -1,0 +1,253 @@
+"""The Magic Hour v1 routes over real HTTP: bodies, statuses, content types, ownership."""
+
+from __future__ import annotations
+
+import io
+
+import httpx
+from PIL import Image
+
+from tests.conftest import Account, LiveServer
+
+BODY = {"image_count": 1, "style": {"prompt": "a red fox in snow"}}
+
+
+def test_create_then_get_until_complete(server: LiveServer, account: Account) -> None:
+    with server.client(account) as client:
+        created = client.post("/v1/ai-image-generator", json=BODY | {"model": "flux-schnell"})
+    assert created.status_code == 200
+    assert created.headers["content-type"] == "application/json"
+    body = created.json()
+    assert set(body) == {"id", "credits_charged", "frame_cost"}
+    # business tier, `auto` → the best resolution flux-schnell offers (2k) at twice the price
+    assert body["credits_charged"] == body["frame_cost"] == 10
+    project = server.wait(account, body["id"])
+    for key in (
+        "id",
+        "name",
+        "status",
+        "image_count",
+        "type",
+        "created_at",
+        "enabled",
+        "credits_charged",
+        "total_frame_cost",
+        "downloads",
+        "error",
+    ):
+        assert key in project
+    assert project["status"] == "complete"
+    assert project["type"] == "AI_IMAGE"
+    assert project["enabled"] is True
+    assert project["error"] is None
+    assert project["backend"] == "preview"
+    assert (project["width"], project["height"]) == (2048, 2048)
+    assert project["name"].startswith("Ai Image - ")
+    assert len(project["downloads"]) == 1
+    image = httpx.get(project["downloads"][0]["url"])
+    assert image.status_code == 200
+    assert image.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(image.content)).size == (2048, 2048)
+    assert server.balance(account) == 10_000 - 10
+
+
+def test_queued_project_has_no_downloads_and_null_error(
+    server: LiveServer, account: Account
+) -> None:
+    with server.client(account) as client:
+        project_id = client.post("/v1/ai-image-generator", json=BODY).json()["id"]
+        first = client.get(f"/v1/image-projects/{project_id}").json()
+    assert first["status"] in ("queued", "rendering", "complete")
+    if first["status"] != "complete":
+        assert first["downloads"] == []
+    assert first["error"] is None
+
+
+def test_null_optional_fields_are_accepted(server: LiveServer, account: Account) -> None:
+    body = {
+        "image_count": 1,
+        "style": {"prompt": "x", "tool": None, "quality_mode": None},
+        "model": None,
+        "aspect_ratio": None,
+        "orientation": None,
+        "resolution": None,
+        "name": None,
+    }
+    with server.client(account) as client:
+        response = client.post("/v1/ai-image-generator", json=body)
+    assert response.status_code == 200, response.text
+
+
+def test_body_without_json_content_type_is_still_json(server: LiveServer, account: Account) -> None:
+    with server.client(account) as client:
+        response = client.post(
+            "/v1/ai-image-generator",
+            content=b'{"image_count": 1, "style": {"prompt": "plain curl"}}',
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+    assert response.status_code == 200, response.text
+
+
+def test_bad_input_is_a_400_naming_the_field(server: LiveServer, account: Account) -> None:
+    cases = [
+        (b"", "Missing request body"),
+        (b"{", "Malformed JSON body"),
+        (b"[]", "Request body"),
+        (b'{"style": {"prompt": "x"}}', "image_count"),
+        (b'{"image_count": 1}', "style"),
+        (b'{"image_count": 1, "style": {}}', "style.prompt"),
+        (b'{"image_count": 1, "style": {"prompt": "   "}}', "style.prompt"),
+        (b'{"image_count": "many", "style": {"prompt": "x"}}', "image_count"),
+        (b'{"image_count": 0, "style": {"prompt": "x"}}', "image_count"),
+        (b'{"image_count": 5, "style": {"prompt": "x"}}', "image_count"),
+        (b'{"image_count": 1, "style": {"prompt": "x"}, "model": "dall-e-9"}', "model"),
+        (b'{"image_count": 1, "style": {"prompt": "x"}, "model": "krea-2"}', "model"),
+        (b'{"image_count": 1, "style": {"prompt": "x"}, "aspect_ratio": "4:3"}', "aspect_ratio"),
+        (b'{"image_count": 1, "style": {"prompt": "x"}, "orientation": "diagonal"}', "orientation"),
+        (b'{"image_count": 1, "style": {"prompt": "x"}, "resolution": "8k"}', "resolution"),
+        (b'{"image_count": 1, "style": {"prompt": "x", "tool": "ai-nope"}}', "style.tool"),
+        (b'{"image_count": 1, "style": {"prompt": "x", "quality_mode": "ultra"}}', "quality_mode"),
+        (
+            b'{"image_count": 1, "style": {"prompt": "x"}, "model": "nano-banana", '
+            b'"resolution": "2k"}',
+            "resolution",
+        ),
+        (b'{"image_count": 1, "style": {"prompt": "x"}, "seed": -1}', "seed"),
+        (b'{"image_count": 1, "style": {"prompt": "' + b"y" * 4001 + b'"}}', "style.prompt"),
+    ]
+    before = server.balance(account)
+    with server.client(account) as client:
+        for raw, needle in cases:
+            response = client.post(
+                "/v1/ai-image-generator", content=raw, headers={"content-type": "application/json"}
+            )
+            assert response.status_code == 400, (raw, response.text)
+            assert response.headers["content-type"] == "application/json"
+            assert needle in response.json()["message"], (raw, response.json())
+    assert server.balance(account) == before
+
+
+def test_auth_errors(server: LiveServer, account: Account) -> None:
+    with server.client() as anonymous:
+        for headers in (
+            {},
+            {"Authorization": "Bearer dk_wrong"},
+            {"Authorization": "Basic abc"},
+            {"Authorization": f"Token {account.key}"},
+        ):
+            response = anonymous.post("/v1/ai-image-generator", json=BODY, headers=headers)
+            assert response.status_code == 401
+            assert response.json() == {"message": "Unauthorized"}
+        assert anonymous.get("/v1/image-projects/img_abc").status_code == 401
+
+
+def test_revoked_key_is_refused(server: LiveServer, account: Account) -> None:
+    from darkroom.core import accounts
+
+    accounts.revoke_key(server.services.db, account.key_id)
+    with server.client(account) as client:
+        assert client.post("/v1/ai-image-generator", json=BODY).status_code == 401
+
+
+def test_insufficient_credits_is_402_and_charges_nothing(server: LiveServer) -> None:
+    poor = server.account(tier="free", credits=9)
+    with server.client(poor) as client:
+        response = client.post("/v1/ai-image-generator", json=BODY | {"image_count": 2})
+    assert response.status_code == 402
+    assert "10 credits" in response.json()["message"]
+    assert server.balance(poor) == 9
+
+
+def test_tier_gating_is_403(server: LiveServer) -> None:
+    free = server.account(tier="free", credits=10_000)
+    with server.client(free) as client:
+        model = client.post("/v1/ai-image-generator", json=BODY | {"model": "gpt-image-2"})
+        res = client.post("/v1/ai-image-generator", json=BODY | {"resolution": "2k"})
+        ok = client.post("/v1/ai-image-generator", json=BODY | {"resolution": "1k"})
+    assert model.status_code == 403
+    assert "gpt-image-2" in model.json()["message"]
+    assert res.status_code == 403
+    assert "2k" in res.json()["message"]
+    assert ok.status_code == 200
+    assert server.balance(free) == 10_000 - 5
+
+
+def test_unknown_and_foreign_projects_are_404(server: LiveServer, account: Account) -> None:
+    other = server.account(name="other")
+    with server.client(account) as client:
+        project_id = client.post("/v1/ai-image-generator", json=BODY).json()["id"]
+        assert client.get("/v1/image-projects/img_doesnotexist").status_code == 404
+        assert client.get("/v1/image-projects/img_doesnotexist").json() == {"message": "Not Found"}
+    with server.client(other) as intruder:
+        assert intruder.get(f"/v1/image-projects/{project_id}").status_code == 404
+        assert intruder.delete(f"/v1/image-projects/{project_id}").status_code == 404
+    server.wait(account, project_id)  # still there for its owner
+
+
+def test_delete_removes_files_and_project(server: LiveServer, account: Account) -> None:
+    with server.client(account) as client:
+        project_id = client.post("/v1/ai-image-generator", json=BODY | {"image_count": 3}).json()[
+            "id"
+        ]
+        project = server.wait(account, project_id)
+        files = sorted(server.settings.images_dir.glob(f"{project_id}-*.png"))
+        assert [f.name for f in files] == [f"{project_id}-{n}.png" for n in (1, 2, 3)]
+        deleted = client.delete(f"/v1/image-projects/{project_id}")
+        assert deleted.status_code == 204
+        assert deleted.content == b""
+        assert client.get(f"/v1/image-projects/{project_id}").status_code == 404
+        assert client.delete(f"/v1/image-projects/{project_id}").status_code == 404
+    assert not any(f.exists() for f in files)
+    assert httpx.get(project["downloads"][0]["url"]).status_code == 404
+
+
+def test_unknown_route_and_method_are_json(server: LiveServer, account: Account) -> None:
+    with server.client(account) as client:
+        missing = client.get("/v1/nothing-here")
+        wrong_method = client.put("/v1/ai-image-generator", json=BODY)
+    assert missing.status_code == 404
+    assert missing.json() == {"message": "Not Found"}
+    assert wrong_method.status_code == 405
+    assert wrong_method.headers["content-type"] == "application/json"
+    assert "message" in wrong_method.json()
+
+
+def test_rate_limit_is_429_with_retry_after(server_factory) -> None:  # type: ignore[no-untyped-def]
+    server = server_factory(rate_limit_per_minute=3)
+    account = server.account()
+    with server.client(account) as client:
+        statuses = [client.post("/v1/ai-image-generator", json=BODY) for _ in range(5)]
+    assert [r.status_code for r in statuses] == [200, 200, 200, 429, 429]
+    assert int(statuses[3].headers["retry-after"]) >= 1
+    assert "Too many requests" in statuses[3].json()["message"]
+    assert server.balance(account) == 10_000 - 3 * 10
+
+
+def test_models_listing_shows_prices_and_tiers(server: LiveServer) -> None:
+    free = server.account(tier="free")
+    with server.client() as anonymous:
+        public = anonymous.get("/v1/models").json()
+    with server.client(free) as client:
+        mine = client.get("/v1/models").json()
+        catalog = client.get("/v1/catalog").json()
+    assert public["object"] == "list"
+    by_id = {m["id"]: m for m in public["data"]}
+    assert set(by_id) == {
+        "flux-schnell",
+        "z-image-turbo",
+        "seedream-v4",
+        "nano-banana",
+        "nano-banana-2",
+        "nano-banana-pro",
+        "gpt-image-2",
+    }
+    assert by_id["seedream-v4"]["credits_per_image"] == {"640px": 40, "1k": 40, "2k": 80, "4k": 160}
+    assert by_id["nano-banana-2"]["image_counts"] == [1, 4, 9, 16]
+    assert by_id["flux-schnell"]["sizes"]["16:9"]["1k"] == [1024, 576]
+    assert "available" not in by_id["gpt-image-2"]
+    mine_by_id = {m["id"]: m for m in mine["data"]}
+    assert mine_by_id["gpt-image-2"]["available"] is False
+    assert mine_by_id["flux-schnell"]["available"] is True
+    assert mine_by_id["flux-schnell"]["resolutions_for_tier"] == ["640px", "1k"]
+    assert len(catalog["tools"]) == 35
+    assert catalog["your_tier"] == "free"

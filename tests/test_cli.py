@@ -1,0 +1,207 @@
+"""The ``darkroom`` command through real subprocesses: operator commands and ``serve``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+DARKROOM = [sys.executable, "-m", "darkroom.cli.main"]
+
+
+def darkroom(data_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [*DARKROOM, *args, "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def as_json(data_dir: Path, *args: str) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(darkroom(data_dir, *args, "--json").stdout)
+    return result
+
+
+def test_operator_commands(tmp_path: Path) -> None:
+    created = as_json(
+        tmp_path, "accounts", "create", "--name", "Ada", "--tier", "pro", "--credits", "1000"
+    )
+    account = created["account_id"]
+    assert created["api_key"].startswith("dk_")
+    second_key = as_json(tmp_path, "keys", "create", account)
+    assert second_key["api_key"] != created["api_key"]
+    assert as_json(tmp_path, "credits", "grant", account, "250")["balance"] == 1250
+    darkroom(tmp_path, "keys", "revoke", second_key["key_id"])
+    shown = as_json(tmp_path, "accounts", "show", account)
+    assert shown["tier"] == "pro"
+    assert shown["balance"] == 1250
+    assert [e["kind"] for e in shown["ledger"]] == ["grant", "grant"]
+    assert [k["revoked_at"] is not None for k in shown["keys"]] == [False, True]
+    human = darkroom(tmp_path, "accounts", "show", account).stdout
+    assert "balance  1250 credits" in human
+    assert created["api_key"] not in human
+    # the key is stored only as a hash
+    raw = (tmp_path / "darkroom.sqlite3").read_bytes()
+    assert created["api_key"].encode() not in raw
+
+
+def test_operator_errors_exit_non_zero_with_a_reason(tmp_path: Path) -> None:
+    bad_tier = darkroom(
+        tmp_path, "accounts", "create", "--name", "x", "--tier", "gold", check=False
+    )
+    assert bad_tier.returncode == 1
+    assert "tier must be one of" in bad_tier.stderr
+    missing = darkroom(tmp_path, "credits", "grant", "acct_nope", "5", check=False)
+    assert missing.returncode == 1
+    assert "not found" in missing.stderr
+    assert darkroom(tmp_path, "keys", "revoke", "key_nope", check=False).returncode == 1
+
+
+def test_models_command_lists_prices(tmp_path: Path) -> None:
+    models = as_json(tmp_path, "models")
+    assert models["models"]["seedream-v4"]["credits_per_image"]["4k"] == 160
+    assert "flux-schnell" in darkroom(tmp_path, "models").stdout
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Serve:
+    def __init__(self, data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [*DARKROOM, "serve", "--data-dir", str(data_dir), "--port", str(self.port), *extra],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{self.url}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.proc.kill()
+                raise AssertionError(self.proc.communicate()[0])
+            time.sleep(0.05)
+
+    def stop(self, sig: int = signal.SIGTERM) -> str:
+        self.proc.send_signal(sig)
+        return self.proc.communicate(timeout=30)[0]
+
+
+@pytest.fixture
+def serves() -> Iterator[list[Serve]]:
+    running: list[Serve] = []
+    yield running
+    for serve in running:
+        if serve.proc.poll() is None:
+            serve.stop(signal.SIGKILL)
+
+
+def test_serve_bootstraps_a_dev_account_once(tmp_path: Path, serves: list[Serve]) -> None:
+    data = tmp_path / "data"
+    first = Serve(data)
+    serves.append(first)
+    key_file = data / "dev-api-key"
+    key = key_file.read_text().strip()
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    headers = {"Authorization": f"Bearer {key}"}
+    body = {"image_count": 1, "style": {"prompt": "hello"}}
+    created = httpx.post(f"{first.url}/v1/ai-image-generator", json=body, headers=headers)
+    assert created.status_code == 200
+    output = first.stop()
+    assert first.url in output
+    assert key in output
+    assert "magic_hour" in output and "curl" in output
+
+    second = Serve(data)
+    serves.append(second)
+    assert second.stop().count(key) >= 1
+    accounts = as_json(data, "accounts", "list")["accounts"]
+    assert [a["name"] for a in accounts] == ["local-dev"]
+    assert accounts[0]["tier"] == "business"
+
+
+def test_settings_from_environment(tmp_path: Path, serves: list[Serve]) -> None:
+    data = tmp_path / "data"
+    serve = Serve(data, env={"DARKROOM_PUBLIC_URL": "https://cdn.example.org"})
+    serves.append(serve)
+    key = (data / "dev-api-key").read_text().strip()
+    headers = {"Authorization": f"Bearer {key}"}
+    project_id = httpx.post(
+        f"{serve.url}/v1/ai-image-generator",
+        json={"image_count": 1, "resolution": "640px", "style": {"prompt": "env"}},
+        headers=headers,
+    ).json()["id"]
+    for _ in range(200):
+        project = httpx.get(f"{serve.url}/v1/image-projects/{project_id}", headers=headers).json()
+        if project["status"] == "complete":
+            break
+        time.sleep(0.02)
+    assert project["downloads"][0]["url"].startswith("https://cdn.example.org/downloads/")
+
+
+def test_kill_9_mid_render_then_restart_finishes_the_job(
+    tmp_path: Path, serves: list[Serve]
+) -> None:
+    data = tmp_path / "data"
+    serve = Serve(data, "--workers", "1")
+    serves.append(serve)
+    key = (data / "dev-api-key").read_text().strip()
+    headers = {"Authorization": f"Bearer {key}"}
+    body = {
+        "image_count": 4,
+        "model": "nano-banana-2",
+        "resolution": "4k",
+        "style": {"prompt": "big"},
+    }
+    created = httpx.post(f"{serve.url}/v1/ai-image-generator", json=body, headers=headers).json()
+    url = f"{serve.url}/v1/image-projects/{created['id']}"
+    for _ in range(2000):
+        if httpx.get(url, headers=headers).json()["status"] == "rendering":
+            break
+        time.sleep(0.005)
+    serve.stop(signal.SIGKILL)
+    before = as_json(data, "accounts", "list")["accounts"][0]["balance"]
+
+    again = Serve(data, "--workers", "1")
+    serves.append(again)
+    url = f"{again.url}/v1/image-projects/{created['id']}"
+    for _ in range(600):
+        project = httpx.get(url, headers=headers, timeout=30).json()
+        if project["status"] in ("complete", "error"):
+            break
+        time.sleep(0.05)
+    assert project["status"] == "complete"
+    assert len(project["downloads"]) == 4
+    with sqlite3.connect(data / "darkroom.sqlite3") as conn:
+        [(attempts,)] = conn.execute(
+            "SELECT attempts FROM projects WHERE id = ?", (created["id"],)
+        ).fetchall()
+    assert attempts == 2  # cut off once by the kill, finished by the restart
+    assert as_json(data, "accounts", "list")["accounts"][0]["balance"] == before
+    assert before == 1_000_000 - created["credits_charged"]
