@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from typing import Any
 
 from darkroom.cli.options import add_data_options, settings_from
@@ -28,6 +29,10 @@ def run(args: argparse.Namespace) -> int:
     from darkroom.services import build_services
 
     settings = settings_from(args, "host", "port", "public_url", "workers")
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     services = build_services(settings)
     key = ensure_dev_account(
         services.db, services.catalog, settings.dev_key_file, settings.dev_account_credits
