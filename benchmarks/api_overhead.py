@@ -174,7 +174,9 @@ async def run_load(
     ]
     perf = time.perf_counter
 
-    async def client(conn: HttpConnection, sink: tuple[list[float], dict[int, int], list[bytes]]):
+    async def client(
+        conn: HttpConnection, sink: tuple[list[float], dict[int, int], list[bytes]]
+    ) -> None:
         latencies, statuses, bodies = sink
         while perf() < deadline:
             t0 = perf()
@@ -272,6 +274,37 @@ def darkroom_command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "darkroom.cli.main"]
 
 
+SERVER_ENV = {"DARKROOM_RATE_LIMIT_PER_MINUTE": "0", "DARKROOM_HOST": "127.0.0.1"}
+
+
+def effective_settings(workers: int) -> str:
+    """The settings the server will run with: its defaults, this environment's DARKROOM_*
+    variables and the benchmark's overrides."""
+    from darkroom.settings import Settings
+
+    settings = Settings(rate_limit_per_minute=0, workers=workers)
+    names = ("workers", "rate_limit_per_minute", "sqlite_synchronous", "log_level")
+    return " ".join(f"{name}={getattr(settings, name, '?')}" for name in names)
+
+
+def code_revision() -> str:
+    """Where the darkroom under test is imported from, and its git revision if it has one."""
+    import darkroom
+
+    where = Path(darkroom.__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(where), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        revision = out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        revision = "not a git checkout"
+    return f"darkroom {darkroom.__version__} from {where} ({revision})"
+
+
 class Server:
     def __init__(self, data_dir: Path, workers: int) -> None:
         self.data_dir = data_dir
@@ -286,13 +319,7 @@ class Server:
             "--port",
             str(self.port),
         ]
-        env = dict(os.environ)
-        env.update(
-            DARKROOM_RATE_LIMIT_PER_MINUTE="0",
-            DARKROOM_WORKERS=str(workers),
-            DARKROOM_LOG_LEVEL="warning",
-            DARKROOM_HOST="127.0.0.1",
-        )
+        env = {**os.environ, **SERVER_ENV, "DARKROOM_WORKERS": str(workers)}
         self.log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             self.command, env=env, stdout=self.log, stderr=subprocess.STDOUT
@@ -503,14 +530,24 @@ def overheads(everything: list[ProjectTimes], ids: set[str], workers: int) -> Ov
 # Preview render, in process
 
 
-def preview_render_ms(renders: int) -> list[float]:
+def preview_render_ms(renders: int) -> tuple[list[float], str]:
+    """Render times (ms) of single 1024x1024 preview images, PNG encoding included, and how they
+    were taken: with benchmarks/preview_render.py's ``measure`` when it is there (it cycles the
+    compositions and prompts), else with the default style tool and varying seeds."""
     from darkroom.core.catalog import Catalog
     from darkroom.engine.base import RenderRequest, StyleHint
     from darkroom.engine.preview import PreviewBackend
 
+    backend = PreviewBackend()
+    try:
+        from preview_render import measure  # benchmarks/ is on sys.path when run as a script
+    except ImportError:
+        pass
+    else:
+        return measure(backend, 1024, 1024, renders), "benchmarks/preview_render.py measure()"
+
     catalog = Catalog.load()
     hint: StyleHint = catalog.style_hint(catalog.default_tool)
-    backend = PreviewBackend()
 
     def request(seed: int) -> RenderRequest:
         return RenderRequest(
@@ -533,7 +570,7 @@ def preview_render_ms(renders: int) -> list[float]:
         images = backend.render(request(seed))
         times.append((time.perf_counter() - t0) * 1000)
         assert len(images) == 1 and images[0][:8] == b"\x89PNG\r\n\x1a\n"
-    return times
+    return times, "default style tool, varying seeds"
 
 
 # --------------------------------------------------------------------------------------------
@@ -600,6 +637,29 @@ def throughput(
     return measured[0], measured[1]
 
 
+def report_log_problems(path: Path) -> None:
+    """Summarise the server log's errors: requests the load generator abandoned when a timed run
+    ended (wrk closes its connections with requests in flight: starlette's ClientDisconnect), and
+    the first of any others, in full."""
+    lines = path.read_text(errors="replace").splitlines()
+    blocks: list[list[str]] = []
+    for line in lines:
+        if " ERROR " in line or line.startswith("ERROR:"):
+            blocks.append([line])
+        elif blocks and (line.startswith((" ", "Traceback", "During", "The above")) or not line):
+            blocks[-1].append(line)
+    aborted = [b for b in blocks if any("ClientDisconnect" in line for line in b)]
+    others = [b for b in blocks if b not in aborted]
+    if aborted:
+        print(
+            f"  note: the server logged {len(aborted)} error entries for requests the client "
+            "abandoned at the end of a timed run (starlette ClientDisconnect reading the body)"
+        )
+    if others:
+        print(f"  warning: {len(others)} other errors in the server log; the first:")
+        print("\n".join(others[0][:60]))
+
+
 def row(label: str, value: str, target: str = "", met: bool | None = None) -> str:
     verdict = "" if met is None else ("MET" if met else "MISSED")
     return f"  {label:<58} {value:>17}  {target:<13} {verdict}"
@@ -644,8 +704,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("wrk is not installed")
 
     print("darkroom API overhead benchmark")
-    print(f"  command: {shlex.join([sys.executable, *sys.argv])}")
+    env = [
+        f"{k}={v}" for k, v in os.environ.items() if k.startswith("DARKROOM_") or k == "PYTHONPATH"
+    ]
+    print(f"  command: {shlex.join([*env, sys.executable, *sys.argv])}")
     print(f"  machine: {machine()}")
+    print(f"  code: {code_revision()}")
     print(f"  load average at start (1/5/15 min): {load_average()}")
     print(
         f"  note: client and server share these {os.cpu_count()} CPUs; every figure below "
@@ -653,19 +717,19 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     print(f"\n[1/4] preview render, 1024x1024, in process ({plan.renders} timed renders)")
-    render_times = preview_render_ms(plan.renders)
+    render_times, render_how = preview_render_ms(plan.renders)
     render_median = statistics.median(render_times)
-    print(f"  median {render_median:.1f} ms, min {min(render_times):.1f} ms")
+    print(
+        f"  median {render_median:.1f} ms, p90 {percentile(render_times, 90):.1f} ms, "
+        f"min {min(render_times):.1f} ms ({render_how})"
+    )
 
     with tempfile.TemporaryDirectory(prefix="darkroom-bench-") as tmp_name:
         tmp = Path(tmp_name)
         server = Server(tmp / "data", args.workers)
         try:
             print(f"  server: {shlex.join(server.command)} (pid {server.proc.pid})")
-            print(
-                f"  env: DARKROOM_RATE_LIMIT_PER_MINUTE=0 DARKROOM_WORKERS={server.workers} "
-                "DARKROOM_LOG_LEVEL=warning"
-            )
+            print(f"  server settings: {effective_settings(server.workers)}")
             with asyncio.Runner(loop_factory=new_event_loop) as runner:
                 # Warm up: first requests pay for statement compilation and imports.
                 runner.run(
@@ -679,11 +743,12 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 server.drain()
 
-                phases = {}
+                phases: dict[int, tuple[LoadResult, Overhead]] = {}
                 for clients in (1, 32):
+                    who = "1 client" if clients == 1 else f"{clients} clients"
                     print(
-                        f"\n[{2 if clients == 1 else 3}/4] create latency and overhead, "
-                        f"{clients} client(s), {plan.latency_seconds:.0f} s"
+                        f"\n[{2 if clients == 1 else 3}/4] create latency and overhead, {who}, "
+                        f"{plan.latency_seconds:.0f} s"
                     )
                     result, over, drained = phase(runner, server, clients, plan.latency_seconds)
                     phases[clients] = (result, over)
@@ -704,7 +769,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"  {name + ':':8} {measured.rps:.0f} rps ({measured.errors} not 200); "
                         f"{cpu_note(measured)}"
                     )
-                cross = None
+                cross: tuple[LoadResult, LoadResult] | None = None
                 if wrk and plan.cross_check:
                     server.drain()
                     cross = throughput(runner, server, 32, plan.throughput_seconds, None, tmp)
@@ -715,9 +780,10 @@ def main(argv: list[str] | None = None) -> int:
                     )
         finally:
             server.stop()
+            report_log_problems(server.log_path)
 
     print(f"  load average at end (1/5/15 min): {load_average()}")
-    ratio = create.rps / health.rps
+    ratio = create.rps / health.rps if health.rps else 0.0
     one, over1 = phases[1]
     many, over32 = phases[32]
     p99_adj = percentile(over32.adjusted_ms, 99)
@@ -737,8 +803,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     print(row("render_ms of those 640px projects, 32 clients", p50_p99(over32.render_ms)))
-    print(row("throughput GET /healthz, 32 conns (rps)", f"{health.rps:.0f}"))
-    print(row("throughput POST create, 32 conns (rps)", f"{create.rps:.0f}"))
+    client_label = "wrk" if wrk else "asyncio client"
+    print(row(f"throughput GET /healthz, 32 conns, {client_label} (rps)", f"{health.rps:.0f}"))
+    print(row(f"throughput POST create, 32 conns, {client_label} (rps)", f"{create.rps:.0f}"))
     print(
         row(
             "create / healthz throughput ratio",
@@ -747,6 +814,14 @@ def main(argv: list[str] | None = None) -> int:
             ratio >= TARGET_RATIO,
         )
     )
+    if cross is not None:
+        cross_ratio = cross[1].rps / cross[0].rps if cross[0].rps else 0.0
+        print(
+            row(
+                "cross-check, asyncio client: healthz / create rps, ratio",
+                f"{cross[0].rps:.0f} / {cross[1].rps:.0f}, {cross_ratio:.2f}",
+            )
+        )
     print(
         row(
             "preview render 1024x1024, median of " + str(plan.renders),
@@ -772,6 +847,10 @@ def main(argv: list[str] | None = None) -> int:
         "that claimed the\nproject finished its previous one (claims replayed in started_at order "
         f"over {args.workers} workers).\nTimestamps are read from the projects table after the "
         "queue drained."
+    )
+    print(
+        "Throughput: the create run includes the server rendering the projects it accepts (on "
+        "its worker\nthreads, sharing the GIL with the event loop), as it would in production."
     )
     if health.errors or create.errors or one.errors or many.errors:
         print("warning: some requests did not answer 200; see the counts above")

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from darkroom.core.accounts import Authenticator
 from darkroom.core.catalog import Catalog
+from darkroom.core.intake import Intake
 from darkroom.core.jobs import Jobs
 from darkroom.core.ratelimit import RateLimiter
 from darkroom.engine.registry import Backends
@@ -26,6 +28,8 @@ class Services:
     signer: URLSigner
     queue: InProcessQueue
     jobs: Jobs
+    intake: Intake
+    auth: Authenticator
     runner: Runner
     limiter: RateLimiter
 
@@ -65,6 +69,8 @@ def build_services(settings: Settings, backends: Backends | None = None) -> Serv
         signer=URLSigner(secret, settings.base_url),
         queue=queue,
         jobs=jobs,
+        intake=Intake(jobs),
+        auth=Authenticator(db, settings.auth_cache_seconds),
         runner=runner,
         limiter=RateLimiter(settings.rate_limit_per_minute),
     )

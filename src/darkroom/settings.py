@@ -31,11 +31,19 @@ class Settings(BaseSettings):
     # HMAC key for download links; empty means a key generated once and kept in the data dir.
     secret_key: str = ""
     download_ttl_seconds: int = Field(default=24 * 3600, ge=1)
-    workers: int = Field(default=2, ge=1, le=64)
+    # Render workers in this process; 0 makes an API-only node that leaves rendering to the
+    # process with workers that shares its database (one such process per database: restart
+    # recovery assumes no other process is rendering).
+    workers: int = Field(default=2, ge=0, le=64)
+    # How often idle workers look in the database for projects queued by other processes.
+    poll_seconds: float = Field(default=1.0, gt=0)
     # A job cut off by a server stop is re-run until it has been tried this often, then failed.
     max_attempts: int = Field(default=2, ge=1)
     # On shutdown, how long jobs in flight may run on before they are left to the next start.
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    # How long a valid API key is trusted without a database read; a key revoked by the operator
+    # CLI stops working within this many seconds. 0 checks the database on every request.
+    auth_cache_seconds: float = Field(default=2.0, ge=0)
     # Creates per API key per minute (token bucket); 0 turns the limit off.
     rate_limit_per_minute: int = Field(default=600, ge=0)
     # Every catalog model is rendered by the preview backend, whatever the catalog says.

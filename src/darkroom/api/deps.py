@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from pydantic import BaseModel, ValidationError
 
 from darkroom.api.errors import validation_message
-from darkroom.core.accounts import Principal, authenticate
+from darkroom.core.accounts import Principal
 from darkroom.core.errors import InvalidRequest
 from darkroom.services import Services
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -32,13 +31,12 @@ def bearer_token(request: Request) -> str | None:
 
 async def get_principal(request: Request, services: ServicesDep) -> Principal:
     # SQLite runs in this process and a key lookup takes microseconds: inline beats a thread hop.
-    return authenticate(services.db, bearer_token(request))
+    return services.auth(bearer_token(request))
 
 
 async def get_optional_principal(request: Request, services: ServicesDep) -> Principal | None:
-    if bearer_token(request) is None:
-        return None
-    return authenticate(services.db, bearer_token(request))
+    token = bearer_token(request)
+    return None if token is None else services.auth(token)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
@@ -55,11 +53,7 @@ async def json_body(request: Request, model: type[Body]) -> Body:
     if not raw.strip():
         raise InvalidRequest("Missing request body")
     try:
-        data: Any = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidRequest("Malformed JSON body") from None
-    try:
-        return model.model_validate(data)
+        return model.model_validate_json(raw)
     except ValidationError as exc:
         message, field = validation_message(exc.errors())
         raise InvalidRequest(message, field=field) from None

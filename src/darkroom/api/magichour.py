@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from darkroom.api.deps import PrincipalDep, ServicesDep, body_schema, json_body
@@ -81,10 +82,10 @@ async def create_image(
     who: PrincipalDep,
     services: ServicesDep,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
-) -> dict[str, Any]:
+) -> JSONResponse:
     body = await json_body(request, CreateImageBody)
     services.limiter.check(who.key_id)
-    project = services.jobs.submit(
+    prepared = services.jobs.prepare(
         who,
         body.spec(),
         name=body.name,
@@ -92,11 +93,14 @@ async def create_image(
         idempotency_key=idempotency_key,
         request_hash=body.fingerprint(),
     )
-    return {
-        "id": project.id,
-        "credits_charged": project.credits_charged,
-        "frame_cost": project.credits_charged,
-    }
+    project = await services.intake.submit(prepared)
+    return JSONResponse(
+        {
+            "id": project.id,
+            "credits_charged": project.credits_charged,
+            "frame_cost": project.credits_charged,
+        }
+    )
 
 
 @router.get("/v1/image-projects/{project_id}")

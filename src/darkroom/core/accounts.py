@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 
 from sqlalchemy import Connection
@@ -51,6 +52,41 @@ def authenticate(db: Database, key: str | None) -> Principal:
     if row is None or not hmac.compare_digest(row.key_hash, digest):
         raise Unauthorized()
     return Principal(key_id=row.id, account_id=row.account_id, tier=row.tier)
+
+
+class Authenticator:
+    """:func:`authenticate` with a short memory: a key that was valid is trusted again for
+    ``ttl`` seconds without a database read. So a key revoked, or a tier changed, by another
+    process (the operator CLI) takes effect within ``ttl``; ``forget`` makes it immediate here.
+    Unknown keys are never remembered."""
+
+    def __init__(self, db: Database, ttl: float, max_entries: int = 10_000) -> None:
+        self.db = db
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._known: dict[str, tuple[Principal, float]] = {}
+
+    def __call__(self, key: str | None) -> Principal:
+        if self.ttl <= 0 or not key:
+            return authenticate(self.db, key)
+        digest = hash_key(key)
+        now = time.monotonic()
+        hit = self._known.get(digest)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        principal = authenticate(self.db, key)
+        if len(self._known) >= self.max_entries:
+            self._known.clear()
+        self._known[digest] = (principal, now + self.ttl)
+        return principal
+
+    def forget(self, key_id: str | None = None) -> None:
+        """Drop one key (by id) or, with no id, everything remembered."""
+        if key_id is None:
+            self._known.clear()
+            return
+        for digest in [d for d, (p, _) in self._known.items() if p.key_id == key_id]:
+            del self._known[digest]
 
 
 def create_account(

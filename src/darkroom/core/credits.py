@@ -1,12 +1,16 @@
 """Credits: an append-only ledger of grants, charges and refunds.
 
 Each function that takes a ``conn`` runs inside the caller's transaction, so the balance and the
-ledger row that explains it commit together or not at all. A project has at most one charge and
+ledger row that explains it commit together or not at all. Charges come in batches (the group
+commit of concurrent creates): the balances are read under the write lock, the charges applied
+in order, and each one either taken in full or refused. A project has at most one charge and
 one refund (a unique constraint in the schema), which makes a refund exactly-once even if two
 parties try to refund the same project.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
@@ -15,19 +19,31 @@ from darkroom.store import ledger
 from darkroom.store.database import Database, utcnow
 
 
-def grant_in(conn: Connection, account_id: str, amount: int, note: str | None = None) -> int:
+def _add(
+    conn: Connection,
+    account_id: str,
+    kind: str,
+    amount: int,
+    project_id: str | None,
+    note: str | None,
+) -> int:
+    """Credit ``amount`` and record why, in the caller's transaction; the new balance."""
     new_balance = ledger.credit(conn, account_id, amount)
     ledger.append(
         conn,
         account_id=account_id,
-        kind="grant",
+        kind=kind,
         amount=amount,
         balance_after=new_balance,
-        project_id=None,
+        project_id=project_id,
         note=note,
         now=utcnow(),
     )
     return new_balance
+
+
+def grant_in(conn: Connection, account_id: str, amount: int, note: str | None = None) -> int:
+    return _add(conn, account_id, "grant", amount, None, note)
 
 
 def grant(db: Database, account_id: str, amount: int, note: str | None = None) -> int:
@@ -40,22 +56,42 @@ def grant(db: Database, account_id: str, amount: int, note: str | None = None) -
         return grant_in(conn, account_id, amount, note)
 
 
-def charge_in(conn: Connection, account_id: str, project_id: str, amount: int) -> int:
-    """Take ``amount`` for ``project_id`` or raise :class:`InsufficientCredits` (nothing taken)."""
-    new_balance = ledger.debit(conn, account_id, amount)
-    if new_balance is None:
-        raise InsufficientCredits(required=amount, balance=ledger.balance(conn, account_id) or 0)
-    ledger.append(
-        conn,
-        account_id=account_id,
-        kind="charge",
-        amount=-amount,
-        balance_after=new_balance,
-        project_id=project_id,
-        note=None,
-        now=utcnow(),
-    )
-    return new_balance
+@dataclass(frozen=True)
+class Charge:
+    account_id: str
+    project_id: str
+    amount: int
+
+
+def charge_in(conn: Connection, charges: list[Charge]) -> list[InsufficientCredits | None]:
+    """Take each charge in order, in the caller's transaction; for each, None when it was taken
+    or the :class:`InsufficientCredits` that refused it (nothing taken for that one)."""
+    balances = ledger.balances_for_update(conn, {c.account_id for c in charges})
+    start = dict(balances)
+    outcomes: list[InsufficientCredits | None] = []
+    rows = []
+    now = utcnow()
+    for charge in charges:
+        available = balances.get(charge.account_id, 0)
+        if available < charge.amount:
+            outcomes.append(InsufficientCredits(required=charge.amount, balance=available))
+            continue
+        balances[charge.account_id] = available - charge.amount
+        rows.append(
+            {
+                "account_id": charge.account_id,
+                "kind": "charge",
+                "amount": -charge.amount,
+                "balance_after": available - charge.amount,
+                "project_id": charge.project_id,
+                "note": None,
+                "created_at": now,
+            }
+        )
+        outcomes.append(None)
+    ledger.set_balances(conn, {k: v for k, v in balances.items() if v != start[k]})
+    ledger.append_many(conn, rows)
+    return outcomes
 
 
 def refund_in(conn: Connection, account_id: str, project_id: str, note: str) -> int:
@@ -64,15 +100,5 @@ def refund_in(conn: Connection, account_id: str, project_id: str, note: str) -> 
     if charge is None or ledger.entry_for(conn, project_id, "refund") is not None:
         return 0
     amount = -int(charge.amount)
-    new_balance = ledger.credit(conn, account_id, amount)
-    ledger.append(
-        conn,
-        account_id=account_id,
-        kind="refund",
-        amount=amount,
-        balance_after=new_balance,
-        project_id=project_id,
-        note=note,
-        now=utcnow(),
-    )
+    _add(conn, account_id, "refund", amount, project_id, note)
     return amount

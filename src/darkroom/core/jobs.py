@@ -12,6 +12,7 @@ restart calls ``recover`` so that no project stays non-terminal forever.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -22,13 +23,31 @@ from sqlalchemy.exc import IntegrityError
 from darkroom.core import credits
 from darkroom.core.accounts import Principal
 from darkroom.core.catalog import Catalog, ImageSpec
-from darkroom.core.errors import IdempotencyConflict, NotFound
+from darkroom.core.errors import DarkroomError, IdempotencyConflict, NotFound
 from darkroom.core.ids import new_id
 from darkroom.core.status import ACTIVE, Status
 from darkroom.store import projects as sql
 from darkroom.store.database import Database, as_utc, utcnow
 
 MAX_SEED = 2**31 - 1
+
+
+class Submission:
+    """A priced project ready to be charged and stored: its row, as :meth:`Jobs.prepare` made it."""
+
+    def __init__(self, row: dict[str, Any]) -> None:
+        self.row = row
+        self.id: str = row["id"]
+        self.account_id: str = row["account_id"]
+        self.credits: int = row["credits_charged"]
+        self.idempotency_key: str | None = row["idempotency_key"]
+        self.request_hash: str | None = row["request_hash"]
+
+
+def _conflict() -> IdempotencyConflict:
+    return IdempotencyConflict(
+        "this Idempotency-Key was already used with a different request body"
+    )
 
 
 class JobQueue(Protocol):
@@ -69,7 +88,11 @@ class Project:
 
     @classmethod
     def from_row(cls, row: Row) -> Project:  # type: ignore[type-arg]
-        values: dict[str, Any] = dict(row._mapping)
+        return cls.from_mapping(dict(row._mapping))
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any]) -> Project:
+        values = dict(mapping)
         for key in ("created_at", "started_at", "rendered_at", "completed_at"):
             if values[key] is not None:
                 values[key] = as_utc(values[key])
@@ -97,7 +120,7 @@ class Jobs:
 
     # -- the caller's side ---------------------------------------------------------------------
 
-    def submit(
+    def prepare(
         self,
         who: Principal,
         spec: ImageSpec,
@@ -106,14 +129,12 @@ class Jobs:
         seed: int | None = None,
         idempotency_key: str | None = None,
         request_hash: str | None = None,
-    ) -> Project:
-        """Price, charge and queue a project. With an ``idempotency_key``, a repeat of the same
-        request returns the first project and charges nothing more."""
+    ) -> Submission:
+        """Price and describe a project, or raise why it cannot be made; nothing is written."""
         plan = self.catalog.plan(spec, who.tier)
         now = utcnow()
-        project_id = new_id("img")
-        values = {
-            "id": project_id,
+        row = {
+            "id": new_id("img"),
             "account_id": who.account_id,
             "name": name or f"Ai Image - {now:%Y-%m-%d %H:%M:%S}",
             "status": Status.QUEUED.value,
@@ -134,38 +155,88 @@ class Jobs:
             "request_hash": request_hash,
             "attempts": 0,
             "created_at": now,
+            "started_at": None,
+            "rendered_at": None,
+            "completed_at": None,
+            "render_ms": None,
+            "error_code": None,
+            "error_message": None,
         }
-        try:
-            with self.db.write() as conn:
-                if idempotency_key is not None:
-                    earlier = self._replay(conn, who, idempotency_key, request_hash)
-                    if earlier is not None:
-                        return earlier
-                credits.charge_in(conn, who.account_id, project_id, plan.credits)
-                sql.insert_project(conn, values)
-        except IntegrityError:
-            # A concurrent request with the same idempotency key won the race (databases that
-            # do not serialise writers); answer with its project.
-            if idempotency_key is None:
-                raise
-            with self.db.read() as conn:
-                earlier = self._replay(conn, who, idempotency_key, request_hash)
-            if earlier is None:
-                raise
-            return earlier
-        self.queue.put(project_id)
-        return self.get(who.account_id, project_id)
+        return Submission(row)
 
-    def _replay(
-        self, conn: Connection, who: Principal, key: str, request_hash: str | None
-    ) -> Project | None:
-        row = sql.find_by_idempotency_key(conn, who.account_id, key)
+    def submit(self, who: Principal, spec: ImageSpec, **options: Any) -> Project:
+        """Price, charge and queue one project (see :meth:`submit_many`)."""
+        outcome = self.submit_many([self.prepare(who, spec, **options)])[0]
+        if isinstance(outcome, DarkroomError):
+            raise outcome
+        return outcome
+
+    def submit_many(self, items: list[Submission]) -> list[Project | DarkroomError]:
+        """Charge and persist prepared projects in one transaction (one commit for many
+        concurrent creates), then queue them. Each item gets its own outcome: its project, or
+        the error that refused it alone (402, an Idempotency-Key conflict). With an
+        Idempotency-Key, a repeat of an earlier request returns that project, charged once."""
+        try:
+            outcomes = self._submit_in_one_transaction(items)
+        except IntegrityError:
+            if len(items) == 1:
+                # A concurrent request with the same idempotency key won the race (databases
+                # that do not serialise writers); answer with its project.
+                with self.db.read() as conn:
+                    earlier = self._replay(conn, items[0])
+                if earlier is None:
+                    raise
+                return [earlier]
+            return [self.submit_many([item])[0] for item in items]
+        for item, outcome in zip(items, outcomes, strict=True):
+            if isinstance(outcome, Project) and outcome.id == item.id:
+                self.queue.put(outcome.id)
+        return outcomes
+
+    def _submit_in_one_transaction(self, items: list[Submission]) -> list[Project | DarkroomError]:
+        outcomes: list[Project | DarkroomError | None] = [None] * len(items)
+        first_with_key: dict[tuple[str, str], int] = {}
+        fresh: list[int] = []
+        with self.db.write() as conn:
+            for i, item in enumerate(items):
+                key = item.idempotency_key
+                if key is not None:
+                    if (item.account_id, key) in first_with_key:
+                        continue  # settled below, as the first request with this key
+                    first_with_key[(item.account_id, key)] = i
+                    try:
+                        outcomes[i] = self._replay(conn, item)
+                    except IdempotencyConflict as exc:
+                        outcomes[i] = exc
+                    if outcomes[i] is not None:
+                        continue
+                fresh.append(i)
+            refusals = credits.charge_in(
+                conn,
+                [credits.Charge(items[i].account_id, items[i].id, items[i].credits) for i in fresh],
+            )
+            charged = []
+            for i, refusal in zip(fresh, refusals, strict=True):
+                outcomes[i] = refusal
+                if refusal is None:
+                    charged.append(items[i].row)
+                    outcomes[i] = Project.from_mapping(items[i].row)
+            sql.insert_projects(conn, charged)
+        for i, item in enumerate(items):
+            if outcomes[i] is None:  # a repeat of an Idempotency-Key used earlier in this batch
+                assert item.idempotency_key is not None
+                first = first_with_key[(item.account_id, item.idempotency_key)]
+                same = items[first].request_hash == item.request_hash
+                outcomes[i] = outcomes[first] if same else _conflict()
+        return [o for o in outcomes if o is not None]
+
+    def _replay(self, conn: Connection, item: Submission) -> Project | None:
+        assert item.idempotency_key is not None
+        row = sql.find_by_idempotency_key(conn, item.account_id, item.idempotency_key)
         if row is None:
             return None
-        if row.request_hash != request_hash:
-            raise IdempotencyConflict(
-                "this Idempotency-Key was already used with a different request body"
-            )
+        if row.request_hash != item.request_hash:
+            raise _conflict()
         return Project.from_row(row)
 
     def get(self, account_id: str, project_id: str) -> Project:
@@ -191,7 +262,7 @@ class Jobs:
 
     def claim(self, project_id: str) -> Project | None:
         """queued → rendering; None if the project is no longer queued (deleted, taken)."""
-        with self.db.write() as conn:
+        with self.db.write(durable=False) as conn:
             if not sql.claim(conn, project_id, utcnow()):
                 return None
             row = sql.get_project(conn, project_id)
@@ -199,7 +270,7 @@ class Jobs:
 
     def complete(self, project_id: str, *, rendered_at: datetime, render_ms: int) -> bool:
         """rendering → complete; False if the project was canceled meanwhile."""
-        with self.db.write() as conn:
+        with self.db.write(durable=False) as conn:
             return sql.move(
                 conn,
                 project_id,
@@ -217,6 +288,11 @@ class Jobs:
             if row is None:
                 return False
             return self._end(conn, row, Status.ERROR, code, message, note=f"refund: {code}")
+
+    def queued(self, limit: int) -> list[str]:
+        """The oldest queued projects, for workers that look for work in the database."""
+        with self.db.read() as conn:
+            return [row.id for row in sql.with_status(conn, Status.QUEUED.value, limit)]
 
     def recover(self) -> list[str]:
         """After a restart: re-queue or fail what was rendering, and list every queued project

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, Row, func, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, func, insert, select, update
 
 from darkroom.store.tables import accounts, api_keys
+
+_ACTIVE_KEY = (
+    select(api_keys.c.id, api_keys.c.key_hash, api_keys.c.account_id, accounts.c.tier)
+    .join(accounts, accounts.c.id == api_keys.c.account_id)
+    .where(api_keys.c.key_hash == bindparam("key_hash"), api_keys.c.revoked_at.is_(None))
+)
 
 
 def insert_account(
@@ -46,12 +52,7 @@ def insert_key(
 
 def find_active_key(conn: Connection, key_hash: str) -> Row | None:  # type: ignore[type-arg]
     """The key with this hash joined with its account's tier, unless revoked."""
-    query = (
-        select(api_keys.c.id, api_keys.c.key_hash, api_keys.c.account_id, accounts.c.tier)
-        .join(accounts, accounts.c.id == api_keys.c.account_id)
-        .where(api_keys.c.key_hash == key_hash, api_keys.c.revoked_at.is_(None))
-    )
-    return conn.execute(query).first()
+    return conn.execute(_ACTIVE_KEY, {"key_hash": key_hash}).first()
 
 
 def list_keys(conn: Connection, account_id: str) -> list[Row]:  # type: ignore[type-arg]

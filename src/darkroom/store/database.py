@@ -34,6 +34,7 @@ class Database:
     def __init__(self, url: str, *, sqlite_synchronous: str = "FULL") -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        self.sqlite_synchronous = sqlite_synchronous
         if self.is_sqlite:
             self.engine: Engine = create_engine(
                 url, connect_args={"check_same_thread": False, "timeout": 30}
@@ -43,12 +44,27 @@ class Database:
             self.engine = create_engine(url, pool_pre_ping=True)
 
     @contextmanager
-    def write(self) -> Iterator[Connection]:
-        """A transaction that will write: committed on success, rolled back on any exception."""
+    def write(self, *, durable: bool = True) -> Iterator[Connection]:
+        """A transaction that will write: committed on success, rolled back on any exception.
+
+        Always atomic. ``durable=False`` is for changes that cost nobody anything when the last
+        ones are lost to a power cut (a job claimed or completed: recovery re-runs it); on
+        SQLite they skip the fsync at commit. Money moves only in durable transactions.
+        """
+        relax = not durable and self.is_sqlite and self.sqlite_synchronous != "NORMAL"
         with self.engine.connect() as conn:
-            conn = conn.execution_options(darkroom_write=True)
-            with conn.begin():
-                yield conn
+            # Outside any transaction, on the driver's connection (SQLite ignores the pragma
+            # inside one).
+            driver = conn.connection.dbapi_connection
+            if relax and driver is not None:
+                driver.execute("PRAGMA synchronous=NORMAL")
+            try:
+                conn = conn.execution_options(darkroom_write=True)
+                with conn.begin():
+                    yield conn
+            finally:
+                if relax and driver is not None:
+                    driver.execute(f"PRAGMA synchronous={self.sqlite_synchronous}")
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

@@ -6,24 +6,29 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, insert, select, update
 
 from darkroom.store.tables import projects
 
+_INSERT = insert(projects)
+_GET = select(projects).where(projects.c.id == bindparam("project_id"))
+_BY_IDEMPOTENCY_KEY = select(projects).where(
+    projects.c.account_id == bindparam("account_id"),
+    projects.c.idempotency_key == bindparam("key"),
+)
 
-def insert_project(conn: Connection, values: dict[str, Any]) -> None:
-    conn.execute(insert(projects).values(**values))
+
+def insert_projects(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(_INSERT, rows)
 
 
 def get_project(conn: Connection, project_id: str) -> Row | None:  # type: ignore[type-arg]
-    return conn.execute(select(projects).where(projects.c.id == project_id)).first()
+    return conn.execute(_GET, {"project_id": project_id}).first()
 
 
 def find_by_idempotency_key(conn: Connection, account_id: str, key: str) -> Row | None:  # type: ignore[type-arg]
-    query = select(projects).where(
-        projects.c.account_id == account_id, projects.c.idempotency_key == key
-    )
-    return conn.execute(query).first()
+    return conn.execute(_BY_IDEMPOTENCY_KEY, {"account_id": account_id, "key": key}).first()
 
 
 def move(conn: Connection, project_id: str, *, from_: tuple[str, ...], **values: Any) -> bool:
@@ -52,10 +57,11 @@ def disable(conn: Connection, project_id: str) -> None:
     conn.execute(update(projects).where(projects.c.id == project_id).values(enabled=False))
 
 
-def with_status(conn: Connection, status: str) -> list[Row]:  # type: ignore[type-arg]
+def with_status(conn: Connection, status: str, limit: int | None = None) -> list[Row]:  # type: ignore[type-arg]
     query = (
         select(projects.c.id, projects.c.attempts)
         .where(projects.c.status == status)
         .order_by(projects.c.created_at, projects.c.id)
+        .limit(limit)
     )
     return list(conn.execute(query))

@@ -30,6 +30,7 @@ class Runner:
         catalog: Catalog,
         *,
         workers: int,
+        poll_seconds: float = 1.0,
     ) -> None:
         self.jobs = jobs
         self.queue = queue
@@ -37,17 +38,21 @@ class Runner:
         self.files = files
         self.catalog = catalog
         self.workers = workers
+        self.poll_seconds = poll_seconds
         self._tasks: list[asyncio.Task[None]] = []
         self._busy = 0
         self._executor: ThreadPoolExecutor | None = None
 
     @property
     def running(self) -> bool:
-        return any(not t.done() for t in self._tasks)
+        """Whether the workers are up (an API-only node, with none, always is)."""
+        return self.workers == 0 or any(not t.done() for t in self._tasks)
 
     async def start(self) -> None:
         """Recover what a previous run left unfinished, then start the workers."""
         self.queue.bind(asyncio.get_running_loop())
+        if self.workers == 0:
+            return  # an API-only node: processes with workers render what it queues
         # Renders run on threads of their own: a stop does not wait for one that hangs.
         self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="darkroom-render")
         for project_id in self.jobs.recover():
@@ -56,6 +61,7 @@ class Runner:
             asyncio.create_task(self._work(), name=f"darkroom-worker-{i}")
             for i in range(self.workers)
         ]
+        self._tasks.append(asyncio.create_task(self._poll(), name="darkroom-poller"))
 
     async def stop(self, grace: float = 10.0) -> None:
         """Let jobs in flight finish (up to ``grace`` seconds), then stop. A job cut off stays
@@ -82,6 +88,19 @@ class Runner:
                 log.exception("job %s crashed the worker loop", project_id)
             finally:
                 self._busy -= 1
+
+    async def _poll(self) -> None:
+        """While idle, pick up projects that other processes queued in the shared database."""
+        while True:
+            await asyncio.sleep(self.poll_seconds)
+            if self.queue.depth() == 0 and self._busy < self.workers:
+                try:
+                    found = self.jobs.queued(limit=self.workers * 4)
+                except Exception:
+                    log.exception("looking for queued projects failed")
+                    continue
+                for project_id in found:
+                    self.queue.put(project_id)
 
     async def run(self, project_id: str) -> None:
         project = self.jobs.claim(project_id)
