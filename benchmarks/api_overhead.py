@@ -5,15 +5,15 @@ preview backend) in a temporary data directory with rate limiting off, and measu
 
 1. create latency (``POST /v1/ai-image-generator``, 640px, one image) at 1 and 32 clients;
 2. create-to-complete overhead at 1 and 32 clients, from the ``projects`` table timestamps:
-   raw = (completed_at - created_at) - render_ms, and the same minus the time the project waited
-   while every worker was occupied by other projects (see ``worker_wait`` below);
+   raw = (completed_at - created_at) - render_ms, and the same counted from when a worker became
+   free for the project instead of from created_at (see ``overheads`` below);
 3. create throughput as a ratio to ``GET /healthz`` (same client, same 32 connections, back to
    back), with ``wrk`` when it is installed and a lean asyncio keep-alive client otherwise;
 4. the in-process preview render time of one 1024x1024 image.
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/api_overhead.py           # full run, about 1-2 minutes
+    .venv/bin/python benchmarks/api_overhead.py           # full run, about 1.5-2 minutes
     .venv/bin/python benchmarks/api_overhead.py --quick   # shorter phases
 
 Only 127.0.0.1 is used. Client and server share the machine's CPUs.

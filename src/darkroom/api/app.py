@@ -27,6 +27,7 @@ def app_for(services: Services) -> FastAPI:
             yield
         finally:
             await services.runner.stop(services.settings.shutdown_grace_seconds)
+            services.intake.close()
             services.db.dispose()
 
     app = FastAPI(

@@ -1,18 +1,19 @@
 """Group commit of creates: concurrent create requests share one database transaction.
 
-Each request prepares its project (pricing and validation are its own), then waits here; once
-the requests that arrived in the same turn of the event loop have all joined, one transaction
-charges and stores them all and one commit (one fsync) makes them durable. Every request still
-gets its own outcome, and none is answered before its project is committed.
-
-The transaction runs on the event loop thread: SQLite lives in this process and a batch takes
-well under a millisecond, which is cheaper than handing it to a thread.
+Each request prepares its project (pricing and validation are its own), then waits here. The
+requests waiting are charged and stored in one transaction on the event loop, and made durable by
+one commit (one fsync) that waits for the disk on a thread of its own; meanwhile the loop goes on
+taking requests, which form the next batch. Every request still gets its own outcome, and none is
+answered before its project is committed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlalchemy.exc import IntegrityError
 
 from darkroom.core.errors import DarkroomError
 from darkroom.core.jobs import Jobs, Project, Submission
@@ -21,40 +22,59 @@ log = logging.getLogger("darkroom.intake")
 
 MAX_BATCH = 256
 
+Outcome = Project | DarkroomError
+
 
 class Intake:
     def __init__(self, jobs: Jobs) -> None:
         self.jobs = jobs
-        self._waiting: list[tuple[Submission, asyncio.Future[Project | DarkroomError]]] = []
-        self._flush_scheduled = False
+        self._waiting: list[tuple[Submission, asyncio.Future[Outcome]]] = []
+        self._committer: ThreadPoolExecutor | None = None
+        self._drain_task: asyncio.Task[None] | None = None
 
     async def submit(self, item: Submission) -> Project:
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Project | DarkroomError] = loop.create_future()
+        future: asyncio.Future[Outcome] = loop.create_future()
         self._waiting.append((item, future))
-        if len(self._waiting) >= MAX_BATCH:
-            self._flush()
-        elif not self._flush_scheduled:
-            self._flush_scheduled = True
-            loop.call_soon(self._flush)
+        if self._drain_task is None or self._drain_task.done():
+            self._drain_task = loop.create_task(self._drain())
         outcome = await future
         if isinstance(outcome, DarkroomError):
             raise outcome
         return outcome
 
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        batch, self._waiting = self._waiting, []
-        if not batch:
-            return
-        try:
-            outcomes = self.jobs.submit_many([item for item, _ in batch])
-        except Exception as exc:
-            log.exception("a batch of %d creates failed", len(batch))
-            for _, future in batch:
+    async def _drain(self) -> None:
+        """Commit batches, one at a time, until nobody is waiting."""
+        if self._committer is None:
+            self._committer = ThreadPoolExecutor(1, thread_name_prefix="darkroom-commit")
+        await asyncio.sleep(0)  # let the requests of this turn of the loop join the batch
+        while self._waiting:
+            batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
+            items = [item for item, _ in batch]
+            try:
+                outcomes = await self._commit(items)
+            except Exception as exc:
+                log.exception("a batch of %d creates failed", len(batch))
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), outcome in zip(batch, outcomes, strict=True):
                 if not future.done():
-                    future.set_exception(exc)
-            return
-        for (_, future), outcome in zip(batch, outcomes, strict=True):
-            if not future.done():
-                future.set_result(outcome)
+                    future.set_result(outcome)
+
+    async def _commit(self, items: list[Submission]) -> list[Outcome]:
+        assert self._committer is not None
+        try:
+            async with self.jobs.db.write_then_commit_on(self._committer) as conn:
+                outcomes = self.jobs.stage(conn, items)
+        except IntegrityError:
+            # A race on an Idempotency-Key with another process: settle the items one by one.
+            return self.jobs.submit_many(items)
+        self.jobs.publish(items, outcomes)
+        return outcomes
+
+    def close(self) -> None:
+        if self._committer is not None:
+            self._committer.shutdown(wait=True)
+            self._committer = None

@@ -177,7 +177,8 @@ class Jobs:
         the error that refused it alone (402, an Idempotency-Key conflict). With an
         Idempotency-Key, a repeat of an earlier request returns that project, charged once."""
         try:
-            outcomes = self._submit_in_one_transaction(items)
+            with self.db.write() as conn:
+                outcomes = self.stage(conn, items)
         except IntegrityError:
             if len(items) == 1:
                 # A concurrent request with the same idempotency key won the race (databases
@@ -188,40 +189,45 @@ class Jobs:
                     raise
                 return [earlier]
             return [self.submit_many([item])[0] for item in items]
+        self.publish(items, outcomes)
+        return outcomes
+
+    def publish(self, items: list[Submission], outcomes: list[Project | DarkroomError]) -> None:
+        """Hand the projects created by a committed :meth:`stage` to the workers."""
         for item, outcome in zip(items, outcomes, strict=True):
             if isinstance(outcome, Project) and outcome.id == item.id:
                 self.queue.put(outcome.id)
-        return outcomes
 
-    def _submit_in_one_transaction(self, items: list[Submission]) -> list[Project | DarkroomError]:
+    def stage(self, conn: Connection, items: list[Submission]) -> list[Project | DarkroomError]:
+        """The writes of :meth:`submit_many`, in the caller's write transaction; once it has
+        committed, :meth:`publish` queues the new projects."""
         outcomes: list[Project | DarkroomError | None] = [None] * len(items)
         first_with_key: dict[tuple[str, str], int] = {}
         fresh: list[int] = []
-        with self.db.write() as conn:
-            for i, item in enumerate(items):
-                key = item.idempotency_key
-                if key is not None:
-                    if (item.account_id, key) in first_with_key:
-                        continue  # settled below, as the first request with this key
-                    first_with_key[(item.account_id, key)] = i
-                    try:
-                        outcomes[i] = self._replay(conn, item)
-                    except IdempotencyConflict as exc:
-                        outcomes[i] = exc
-                    if outcomes[i] is not None:
-                        continue
-                fresh.append(i)
-            refusals = credits.charge_in(
-                conn,
-                [credits.Charge(items[i].account_id, items[i].id, items[i].credits) for i in fresh],
-            )
-            charged = []
-            for i, refusal in zip(fresh, refusals, strict=True):
-                outcomes[i] = refusal
-                if refusal is None:
-                    charged.append(items[i].row)
-                    outcomes[i] = Project.from_mapping(items[i].row)
-            sql.insert_projects(conn, charged)
+        for i, item in enumerate(items):
+            key = item.idempotency_key
+            if key is not None:
+                if (item.account_id, key) in first_with_key:
+                    continue  # settled below, as the first request with this key
+                first_with_key[(item.account_id, key)] = i
+                try:
+                    outcomes[i] = self._replay(conn, item)
+                except IdempotencyConflict as exc:
+                    outcomes[i] = exc
+                if outcomes[i] is not None:
+                    continue
+            fresh.append(i)
+        refusals = credits.charge_in(
+            conn,
+            [credits.Charge(items[i].account_id, items[i].id, items[i].credits) for i in fresh],
+        )
+        charged = []
+        for i, refusal in zip(fresh, refusals, strict=True):
+            outcomes[i] = refusal
+            if refusal is None:
+                charged.append(items[i].row)
+                outcomes[i] = Project.from_mapping(items[i].row)
+        sql.insert_projects(conn, charged)
         for i, item in enumerate(items):
             if outcomes[i] is None:  # a repeat of an Idempotency-Key used earlier in this batch
                 assert item.idempotency_key is not None
