@@ -251,3 +251,13 @@ def test_models_listing_shows_prices_and_tiers(server: LiveServer) -> None:
     assert mine_by_id["flux-schnell"]["resolutions_for_tier"] == ["640px", "1k"]
     assert len(catalog["tools"]) == 35
     assert catalog["your_tier"] == "free"
+
+
+def test_openapi_document_describes_the_create_body(server: LiveServer) -> None:
+    with server.client() as client:
+        spec = client.get("/openapi.json").json()
+    body = spec["paths"]["/v1/ai-image-generator"]["post"]["requestBody"]
+    schema = body["content"]["application/json"]["schema"]
+    assert "$ref" not in str(schema)
+    assert set(schema["required"]) == {"image_count", "style"}
+    assert schema["properties"]["style"]["required"] == ["prompt"]

@@ -60,10 +60,24 @@ async def json_body(request: Request, model: type[Body]) -> Body:
 
 
 def body_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """``openapi_extra`` documenting a body that a route parses with :func:`json_body`."""
+    """``openapi_extra`` documenting a body that a route parses with :func:`json_body` (nested
+    models inlined, since the OpenAPI document has no place for pydantic's ``$defs``)."""
+    schema = model.model_json_schema()
+    definitions = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return inline(definitions[ref.removeprefix("#/$defs/")])
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        return node
+
     return {
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": model.model_json_schema()}},
+            "content": {"application/json": {"schema": inline(schema)}},
         }
     }
