@@ -70,6 +70,14 @@ def raw_project(server: LiveServer, account: Account, project_id: str) -> dict[s
     return server.wait(account, project_id)
 
 
+def generate_ok(client: Client, out_dir: Path, **kwargs: Any) -> Any:
+    """``generate`` into ``out_dir`` that must complete and download its images."""
+    result = client.v1.ai_image_generator.generate(download_directory=str(out_dir), **kwargs)
+    assert result.status == "complete", result.error
+    assert result.downloaded_paths is not None
+    return result
+
+
 def assert_png(path: str | Path, size: tuple[int, int]) -> None:
     with Image.open(path) as image:
         assert image.format == "PNG"
@@ -103,19 +111,18 @@ def test_generate_sync_downloads_pngs_of_the_right_size(
 ) -> None:
     account = server.account(tier="pro", credits=1_000)
     client = sdk(server, account)
-    result = client.v1.ai_image_generator.generate(
+    result = generate_ok(
+        client,
+        out_dir,
         image_count=1,
         style={"prompt": PROMPT},
         aspect_ratio=aspect_ratio,
         resolution="1k",
-        download_directory=str(out_dir),
     )
-    assert result.status == "complete"
     assert result.error is None
     assert result.type_ == "AI_IMAGE"
     assert result.image_count == 1
     assert len(result.downloads) == 1
-    assert result.downloaded_paths is not None
     assert [Path(p).name for p in result.downloaded_paths] == [f"{result.id}-1.png"]
     for path in result.downloaded_paths:
         assert Path(path).is_file()
@@ -211,16 +218,15 @@ def test_aspect_ratio_wins_over_orientation(
 ) -> None:
     account = server.account(tier="pro", credits=1_000)
     client = sdk(server, account)
-    result = client.v1.ai_image_generator.generate(
+    result = generate_ok(
+        client,
+        out_dir,
         image_count=1,
         style={"prompt": PROMPT},
         orientation="portrait",
         aspect_ratio="1:1",
         resolution="1k",
-        download_directory=str(out_dir),
     )
-    assert result.status == "complete"
-    assert result.downloaded_paths is not None
     assert_png(result.downloaded_paths[0], (1024, 1024))
     assert raw_project(server, account, result.id)["aspect_ratio"] == "1:1"
 
@@ -260,16 +266,15 @@ def test_auto_resolution_on_a_free_account_is_1k(
 ) -> None:
     account = server.account(tier="free", credits=100)
     client = sdk(server, account)
-    result = client.v1.ai_image_generator.generate(
+    result = generate_ok(
+        client,
+        out_dir,
         image_count=1,
         style={"prompt": PROMPT},
         model="flux-schnell",
         resolution="auto",
-        download_directory=str(out_dir),
     )
-    assert result.status == "complete"
     assert result.credits_charged == 5
-    assert result.downloaded_paths is not None
     assert_png(result.downloaded_paths[0], (1024, 1024))
     assert raw_project(server, account, result.id)["resolution"] == "1k"
     assert server.balance(account) == 100 - 5
@@ -310,7 +315,9 @@ def test_explicit_none_arrives_as_null_and_is_accepted(
 ) -> None:
     account = server.account(tier="pro", credits=1_000)
     client = sdk(server, account)
-    result = client.v1.ai_image_generator.generate(
+    result = generate_ok(
+        client,
+        out_dir,
         image_count=1,
         style={"prompt": PROMPT, "tool": None, "quality_mode": None},
         aspect_ratio=None,
@@ -318,12 +325,9 @@ def test_explicit_none_arrives_as_null_and_is_accepted(
         name=None,
         orientation=None,
         resolution=None,
-        download_directory=str(out_dir),
     )
-    assert result.status == "complete"
     assert result.name is not None
     assert result.name.startswith("Ai Image - ")
-    assert result.downloaded_paths is not None
     # defaults: z-image-turbo, 1:1, `auto` → 2k on pro
     assert_png(result.downloaded_paths[0], (2048, 2048))
     assert result.credits_charged == 10
@@ -333,14 +337,13 @@ def test_old_sdk_style_call(server: LiveServer, out_dir: Path, sdk: SdkFactory) 
     """Older SDK releases send only image_count, orientation and style."""
     account = server.account(tier="pro", credits=1_000)
     client = sdk(server, account)
-    result = client.v1.ai_image_generator.generate(
+    result = generate_ok(
+        client,
+        out_dir,
         image_count=1,
         orientation="landscape",
         style={"prompt": PROMPT, "tool": "ai-anime-generator"},
-        download_directory=str(out_dir),
     )
-    assert result.status == "complete"
-    assert result.downloaded_paths is not None
     assert [Path(p).name for p in result.downloaded_paths] == [f"{result.id}-1.png"]
     # default model z-image-turbo at `auto` (2k on pro) in landscape
     assert_png(result.downloaded_paths[0], (2048, 1152))
@@ -476,14 +479,14 @@ def test_async_client_raises_api_error_too(server: LiveServer) -> None:
 def test_delete_after_generate(server: LiveServer, out_dir: Path, sdk: SdkFactory) -> None:
     account = server.account(tier="pro", credits=1_000)
     client = sdk(server, account)
-    result = client.v1.ai_image_generator.generate(
+    result = generate_ok(
+        client,
+        out_dir,
         image_count=3,
         style={"prompt": PROMPT},
         model="flux-schnell",
         resolution="640px",
-        download_directory=str(out_dir),
     )
-    assert result.status == "complete"
     files = sorted(server.settings.images_dir.glob(f"{result.id}-*.png"))
     assert [f.name for f in files] == [f"{result.id}-{n}.png" for n in (1, 2, 3)]
     balance = server.balance(account)
