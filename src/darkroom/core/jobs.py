@@ -1,6 +1,7 @@
 """Jobs: the life of an image project, from a paid request to a terminal status.
 
-``submit`` prices, charges and persists a project in one transaction and hands its id to the
+``prepare`` prices a project and ``submit_many`` (or the async group commit in
+``core/intake.py``) charges and persists projects in one transaction and hands their ids to the
 queue; workers ``claim`` it, render it and ``complete`` or ``fail`` it (a failure refunds). A
 restart calls ``recover`` so that no project stays non-terminal forever.
 
@@ -163,13 +164,6 @@ class Jobs:
             "error_message": None,
         }
         return Submission(row)
-
-    def submit(self, who: Principal, spec: ImageSpec, **options: Any) -> Project:
-        """Price, charge and queue one project (see :meth:`submit_many`)."""
-        outcome = self.submit_many([self.prepare(who, spec, **options)])[0]
-        if isinstance(outcome, DarkroomError):
-            raise outcome
-        return outcome
 
     def submit_many(self, items: list[Submission]) -> list[Project | DarkroomError]:
         """Charge and persist prepared projects in one transaction (one commit for many
