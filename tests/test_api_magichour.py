@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import logging
 
 import httpx
+import pytest
 from PIL import Image
 
 from tests.conftest import Account, LiveServer
@@ -261,3 +263,24 @@ def test_openapi_document_describes_the_create_body(server: LiveServer) -> None:
     assert "$ref" not in str(schema)
     assert set(schema["required"]) == {"image_count", "style"}
     assert schema["properties"]["style"]["required"] == ["prompt"]
+
+
+def test_client_hanging_up_mid_body_is_not_logged_as_a_crash(
+    server: LiveServer, account: Account, caplog: pytest.LogCaptureFixture
+) -> None:
+    import socket
+    import time
+
+    head = (
+        "POST /v1/ai-image-generator HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: Bearer {account.key}\r\nContent-Type: application/json\r\n"
+        "Content-Length: 500\r\n\r\n"
+    ).encode()
+    with caplog.at_level(logging.INFO), socket.create_connection(("127.0.0.1", server.port)) as s:
+        s.sendall(head + b'{"image_count": 1, "sty')
+        time.sleep(0.2)
+    time.sleep(0.3)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert server.balance(account) == 10_000
+    with server.client(account) as client:  # and the server carries on
+        assert client.post("/v1/ai-image-generator", json=BODY).status_code == 200

@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from darkroom.core.errors import (
     DarkroomError,
@@ -105,6 +106,11 @@ def install(app: FastAPI, dialects: Sequence[tuple[str, Renderer]] = ()) -> None
             response.headers.update(exc.headers)
         return response
 
+    async def on_disconnect(request: Request, exc: Exception) -> JSONResponse:
+        # The client went away mid-request: nobody will read an answer, and nothing was charged.
+        log.debug("client disconnected during %s %s", request.method, request.url.path)
+        return JSONResponse({"message": "Client disconnected"}, status_code=400)
+
     async def on_crash(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return renderer_for(request)(500, DarkroomError("Internal server error"))
@@ -112,4 +118,5 @@ def install(app: FastAPI, dialects: Sequence[tuple[str, Renderer]] = ()) -> None
     app.add_exception_handler(DarkroomError, on_domain)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(HTTPException, on_http)
+    app.add_exception_handler(ClientDisconnect, on_disconnect)
     app.add_exception_handler(Exception, on_crash)

@@ -91,7 +91,8 @@ async def create_image(
         name=body.name,
         seed=body.seed,
         idempotency_key=idempotency_key,
-        request_hash=body.fingerprint(),
+        # Only a retry with the same Idempotency-Key compares bodies.
+        request_hash=body.fingerprint() if idempotency_key is not None else None,
     )
     project = await services.intake.submit(prepared)
     return JSONResponse(
