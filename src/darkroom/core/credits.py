@@ -29,15 +29,19 @@ def _add(
 ) -> int:
     """Credit ``amount`` and record why, in the caller's transaction; the new balance."""
     new_balance = ledger.credit(conn, account_id, amount)
-    ledger.append(
+    ledger.append_many(
         conn,
-        account_id=account_id,
-        kind=kind,
-        amount=amount,
-        balance_after=new_balance,
-        project_id=project_id,
-        note=note,
-        now=utcnow(),
+        [
+            ledger.entry(
+                account_id=account_id,
+                kind=kind,
+                amount=amount,
+                balance_after=new_balance,
+                project_id=project_id,
+                note=note,
+                now=utcnow(),
+            )
+        ],
     )
     return new_balance
 
@@ -78,15 +82,15 @@ def charge_in(conn: Connection, charges: list[Charge]) -> list[InsufficientCredi
             continue
         balances[charge.account_id] = available - charge.amount
         rows.append(
-            {
-                "account_id": charge.account_id,
-                "kind": "charge",
-                "amount": -charge.amount,
-                "balance_after": available - charge.amount,
-                "project_id": charge.project_id,
-                "note": None,
-                "created_at": now,
-            }
+            ledger.entry(
+                account_id=charge.account_id,
+                kind="charge",
+                amount=-charge.amount,
+                balance_after=available - charge.amount,
+                project_id=charge.project_id,
+                note=None,
+                now=now,
+            )
         )
         outcomes.append(None)
     ledger.set_balances(conn, {k: v for k, v in balances.items() if v != start[k]})

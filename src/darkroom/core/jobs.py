@@ -89,10 +89,10 @@ class Project:
 
     @classmethod
     def from_row(cls, row: Row) -> Project:  # type: ignore[type-arg]
-        return cls.from_mapping(dict(row._mapping))
+        return cls.from_mapping(row._mapping)
 
     @classmethod
-    def from_mapping(cls, mapping: Mapping[str, Any]) -> Project:
+    def from_mapping(cls, mapping: Mapping[Any, Any]) -> Project:
         values = dict(mapping)
         for key in ("created_at", "started_at", "rendered_at", "completed_at"):
             if values[key] is not None:

@@ -59,8 +59,7 @@ def set_balances(conn: Connection, balances: dict[str, int]) -> None:
         )
 
 
-def append(
-    conn: Connection,
+def entry(
     *,
     account_id: str,
     kind: str,
@@ -69,21 +68,17 @@ def append(
     project_id: str | None,
     note: str | None,
     now: datetime,
-) -> None:
-    append_many(
-        conn,
-        [
-            {
-                "account_id": account_id,
-                "kind": kind,
-                "amount": amount,
-                "balance_after": balance_after,
-                "project_id": project_id,
-                "note": note,
-                "created_at": now,
-            }
-        ],
-    )
+) -> dict[str, Any]:
+    """One ledger row, for :func:`append_many`."""
+    return {
+        "account_id": account_id,
+        "kind": kind,
+        "amount": amount,
+        "balance_after": balance_after,
+        "project_id": project_id,
+        "note": note,
+        "created_at": now,
+    }
 
 
 def append_many(conn: Connection, rows: list[dict[str, Any]]) -> None:
