@@ -242,13 +242,21 @@ def test_models_listing_shows_prices_and_tiers(server: LiveServer) -> None:
         "nano-banana-2",
         "nano-banana-pro",
         "gpt-image-2",
+        "dall-e-2",
+        "dall-e-3",
+        "gpt-image-1",
     }
+    assert by_id["dall-e-2"]["alias_for"] == "flux-schnell"
     assert by_id["seedream-v4"]["credits_per_image"] == {"640px": 40, "1k": 40, "2k": 80, "4k": 160}
     assert by_id["nano-banana-2"]["image_counts"] == [1, 4, 9, 16]
     assert by_id["flux-schnell"]["sizes"]["16:9"]["1k"] == [1024, 576]
     assert "available" not in by_id["gpt-image-2"]
     mine_by_id = {m["id"]: m for m in mine["data"]}
-    assert mine_by_id["gpt-image-2"]["available"] is False
+    # a key sees only what its tier may use: gpt-image-2 (and gpt-image-1, served by it) are not
+    assert "gpt-image-2" not in mine_by_id
+    assert "gpt-image-1" not in mine_by_id
+    assert "nano-banana-pro" not in mine_by_id
+    assert mine_by_id["dall-e-3"]["alias_for"] == "z-image-turbo"
     assert mine_by_id["flux-schnell"]["available"] is True
     assert mine_by_id["flux-schnell"]["resolutions_for_tier"] == ["640px", "1k"]
     assert len(catalog["tools"]) == 35

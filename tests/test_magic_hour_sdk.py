@@ -15,8 +15,8 @@ import pytest
 from magic_hour import ApiError, AsyncClient, Client
 from PIL import Image
 
-from darkroom.engine.base import BackendError, RenderRequest
 from darkroom.engine.registry import Backends
+from tests.backends import Failing
 from tests.conftest import Account, LiveServer, ServerFactory
 
 PROMPT = "a lighthouse at dusk"
@@ -529,13 +529,6 @@ def test_async_delete(server: LiveServer) -> None:
 
 
 # -- a failing backend ----------------------------------------------------------------------------
-
-
-class Failing:
-    name = "preview"
-
-    def render(self, request: RenderRequest) -> list[bytes]:
-        raise BackendError("gpu_on_fire", "the GPU is on fire")
 
 
 def test_failed_job_returns_error_and_refunds(

@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import io
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -224,3 +225,158 @@ def test_encode_png_round_trips_the_pixels() -> None:
     assert decoded.mode == "RGB"
     assert decoded.size == (333, 517)
     assert decoded.tobytes() == image.tobytes()
+
+
+# --------------------------------------------------------------------------------------------
+# Edits: request.sources and request.mask
+
+
+def png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def halves(size: tuple[int, int] = (64, 64)) -> Image.Image:
+    """Solid red on the left half, solid blue on the right."""
+    image = Image.new("RGB", size, (255, 0, 0))
+    image.paste((0, 0, 255), (size[0] // 2, 0, *size))
+    return image
+
+
+def noisy(size: tuple[int, int]) -> Image.Image:
+    return Image.frombytes("RGB", size, random.Random(3).randbytes(size[0] * size[1] * 3))
+
+
+def redness(image: Image.Image) -> float:
+    r, _, b = ImageStat.Stat(image).mean
+    return r - b
+
+
+EDIT = {"width": 128, "height": 128}
+ART = (0, 0, 128, 80)  # above the banner, which covers the bottom 42 rows at 128 x 128
+
+
+def test_the_preview_backend_edits() -> None:
+    assert PreviewBackend.edits is True
+
+
+def test_plain_renders_are_what_they_were_before_edits() -> None:
+    from darkroom.engine import preview
+
+    for style in (GENERAL, WHITE, dataclasses.replace(GENERAL, composition="nope")):
+        req = request(style=style, width=200, height=120)
+        # The path render_image took before edits existed, step by step.
+        scene = preview._scene(req)
+        layout = preview._LAYOUTS.get(style.composition, preview._LAYOUTS["scatter"])
+        before = layout(scene)
+        preview._stamp(before, req, scene.palette[1])
+        assert render_image(req).tobytes() == before.tobytes()
+        assert render(style=style, width=200, height=120) == [encode_png(before)]
+
+
+def test_an_edit_without_a_mask_keeps_the_source_recognisable() -> None:
+    image = picture(sources=(png(halves()),), **EDIT)
+    assert image.size == (128, 128)
+    assert image.mode == "RGB"
+    left, right = image.crop((0, 0, 56, 80)), image.crop((72, 0, 128, 80))
+    assert redness(left) - redness(right) > 150
+    # ... and it is not the source alone: the new picture shows through.
+    assert mean_difference(image.crop(ART), halves((128, 128)).crop(ART)) > 20
+    assert mean_difference(image, picture(**EDIT)) > 20
+
+
+def test_an_edit_with_a_mask_changes_only_the_transparent_part() -> None:
+    source = noisy((128, 128))
+    mask = Image.new("RGBA", (128, 128), (0, 0, 0, 255))
+    mask.paste((0, 0, 0, 0), (32, 16, 80, 64))  # edit this square only
+    image = picture(sources=(png(source),), mask=png(mask), **EDIT)
+    outside = source.copy()
+    outside.paste(image.crop((32, 16, 80, 64)), (32, 16))
+    assert image.crop(ART).tobytes() == outside.crop(ART).tobytes()
+    assert mean_difference(image.crop((32, 16, 80, 64)), source.crop((32, 16, 80, 64))) > 30
+    # The new picture fills the square: the same pixels as in a plain render.
+    plain = render_image(request(**EDIT))
+    assert image.crop((40, 24, 72, 56)).tobytes() == plain.crop((40, 24, 72, 56)).tobytes()
+
+
+def test_the_banner_is_stamped_over_an_edit() -> None:
+    source = png(Image.new("RGB", (64, 64), (255, 255, 255)))
+    opaque = png(Image.new("RGBA", (64, 64), (0, 0, 0, 255)))
+    image = picture(sources=(source,), mask=opaque, **EDIT).convert("L")
+    assert ImageStat.Stat(image.crop(ART)).mean[0] == 255  # the source, untouched
+    assert ImageStat.Stat(image.crop((0, 110, 20, 128))).mean[0] < 100
+
+
+def test_sources_are_scaled_to_cover_and_centre_cropped() -> None:
+    # A wide source on a tall canvas: the middle of it fills the canvas.
+    wide = Image.new("RGB", (300, 100), (0, 200, 0))
+    wide.paste((255, 0, 0), (0, 0, 100, 100))
+    wide.paste((0, 0, 255), (200, 0, 300, 100))
+    opaque = png(Image.new("RGBA", (300, 100), (0, 0, 0, 255)))
+    image = picture(sources=(png(wide),), mask=opaque, width=64, height=128)
+    assert image.size == (64, 128)
+    r, g, b = ImageStat.Stat(image.crop((0, 0, 64, 80))).mean
+    assert g > 190 and r < 10 and b < 10
+
+
+def test_transparent_parts_of_a_source_show_the_new_picture() -> None:
+    clear = png(Image.new("RGBA", (64, 64), (255, 0, 0, 0)))
+    opaque = png(Image.new("RGBA", (64, 64), (0, 0, 0, 255)))
+    image = picture(sources=(clear,), mask=opaque, **EDIT)
+    assert image.tobytes() == picture(**EDIT).tobytes()
+
+
+def test_further_sources_do_not_outweigh_the_first() -> None:
+    first, second = png(halves()), png(Image.new("RGB", (64, 64), (0, 255, 0)))
+    one = picture(sources=(first,), **EDIT)
+    two = picture(sources=(first, second, second), **EDIT)
+    assert one.tobytes() != two.tobytes()  # the others are shown ...
+    assert mean_difference(one, two) < 15  # ... but small
+    left, right = two.crop((0, 0, 56, 80)), two.crop((72, 0, 128, 80))
+    assert redness(left) - redness(right) > 100
+
+
+def test_edits_are_deterministic_and_each_image_has_its_own_seed() -> None:
+    sources = (png(halves()),)
+    mask = Image.new("RGBA", (64, 64), (0, 0, 0, 255))
+    mask.paste((0, 0, 0, 0), (0, 0, 32, 32))
+    for changes in ({"sources": sources}, {"sources": sources, "mask": png(mask)}):
+        images = render(count=3, seed=40, **changes, **EDIT)
+        assert images == render(count=3, seed=40, **changes, **EDIT)
+        assert len(set(images)) == 3
+        for i, data in enumerate(images):
+            assert data == render(count=1, seed=40 + i, **changes, **EDIT)[0]
+
+
+def test_a_mask_without_sources_is_ignored() -> None:
+    mask = png(Image.new("RGBA", (128, 128), (0, 0, 0, 0)))
+    assert render(mask=mask, **EDIT) == render(**EDIT)
+
+
+@pytest.mark.parametrize(
+    "sources",
+    [
+        (b"not an image",),
+        (b"",),
+        (png(halves())[:100],),  # truncated
+        (png(halves()), b"\x89PNG\r\n\x1a\n broken"),
+    ],
+)
+def test_invalid_sources_are_refused(sources: tuple[bytes, ...]) -> None:
+    with pytest.raises(BackendError) as caught:
+        render(sources=sources, **EDIT)
+    assert caught.value.code == "invalid_source"
+    assert caught.value.message == f"source image {len(sources)} is not a readable PNG image"
+
+
+def test_an_invalid_mask_is_refused() -> None:
+    with pytest.raises(BackendError) as caught:
+        render(sources=(png(halves()),), mask=b"not a mask", **EDIT)
+    assert caught.value.code == "invalid_mask"
+
+
+def test_sources_are_left_out_of_the_request_repr() -> None:
+    text = repr(request(sources=(b"x" * 1000,), mask=b"y" * 1000))
+    assert "xxxx" not in text
+    assert "yyyy" not in text

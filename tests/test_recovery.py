@@ -3,46 +3,16 @@ refund) the ones that were rendering; backend failures end in error with a refun
 
 from __future__ import annotations
 
-import threading
-
 from sqlalchemy import select
 
-from darkroom.engine.base import BackendError, RenderRequest
+from darkroom.engine.base import RenderRequest
 from darkroom.engine.preview import PreviewBackend
 from darkroom.engine.registry import Backends
 from darkroom.store.tables import ledger, projects
+from tests.backends import Crashing, Failing, Stuck
 from tests.conftest import Account, LiveServer, ServerFactory
 
 BODY = {"image_count": 1, "model": "flux-schnell", "resolution": "1k", "style": {"prompt": "x"}}
-
-
-class Stuck:
-    """A backend that never finishes until released, like a worker that died mid-render."""
-
-    name = "preview"
-
-    def __init__(self) -> None:
-        self.entered = threading.Event()
-        self.release = threading.Event()
-
-    def render(self, request: RenderRequest) -> list[bytes]:
-        self.entered.set()
-        self.release.wait(30)
-        raise BackendError("interrupted", "the test ended this render")
-
-
-class Failing:
-    name = "preview"
-
-    def render(self, request: RenderRequest) -> list[bytes]:
-        raise BackendError("gpu_on_fire", "the GPU is on fire")
-
-
-class Crashing:
-    name = "preview"
-
-    def render(self, request: RenderRequest) -> list[bytes]:
-        raise RuntimeError("segfault-ish")
 
 
 def create(server: LiveServer, account: Account, n: int = 1) -> list[str]:

@@ -10,6 +10,7 @@ from darkroom.core.catalog import Catalog
 from darkroom.core.intake import Intake
 from darkroom.core.jobs import Jobs
 from darkroom.core.ratelimit import RateLimiter
+from darkroom.core.watch import Watch
 from darkroom.engine.registry import Backends
 from darkroom.settings import Settings
 from darkroom.storage.files import LocalFiles
@@ -32,6 +33,7 @@ class Services:
     auth: Authenticator
     runner: Runner
     limiter: RateLimiter
+    watch: Watch
 
 
 def open_database(settings: Settings) -> Database:
@@ -56,7 +58,7 @@ def load_catalog(settings: Settings) -> Catalog:
 def build_services(settings: Settings, backends: Backends | None = None) -> Services:
     db = open_database(settings)
     catalog = load_catalog(settings)
-    files = LocalFiles(settings.images_dir)
+    files = LocalFiles(settings.images_dir, settings.sources_dir)
     secret = load_or_create_secret(settings.secret_key, settings.data_dir / "secret.key")
     queue = InProcessQueue()
     jobs = Jobs(db, catalog, queue, files, max_attempts=settings.max_attempts)
@@ -73,4 +75,5 @@ def build_services(settings: Settings, backends: Backends | None = None) -> Serv
         auth=Authenticator(db, settings.auth_cache_seconds),
         runner=runner,
         limiter=RateLimiter(settings.rate_limit_per_minute),
+        watch=Watch(jobs, settings.poll_seconds),
     )

@@ -46,6 +46,19 @@ class Settings(BaseSettings):
     auth_cache_seconds: float = Field(default=2.0, ge=0)
     # Creates per API key per minute (token bucket); 0 turns the limit off.
     rate_limit_per_minute: int = Field(default=600, ge=0)
+    # The OpenAI dialect answers when the images are ready: a job still unfinished after this many
+    # seconds is canceled and refunded, and the request ends with a 504.
+    sync_timeout_seconds: float = Field(default=300.0, gt=0)
+    # How long the OpenAI dialect's image URLs work (OpenAI's are valid for an hour).
+    sync_url_ttl_seconds: int = Field(default=3600, ge=1)
+    # Source images of an edit (uploaded, base64 or fetched by URL): largest file and pixel count.
+    source_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    source_max_pixels: int = Field(default=4096 * 4096, ge=64 * 64)
+    # Fetching a source image by URL: the limit for the whole fetch, and whether loopback, private
+    # and link-local addresses may be fetched (never on a server others can reach: that would
+    # let callers probe the operator's network).
+    fetch_timeout_seconds: float = Field(default=10.0, gt=0)
+    fetch_allow_private: bool = False
     # Every catalog model is rendered by the preview backend, whatever the catalog says.
     preview_only: bool = True
     dev_account_credits: int = Field(default=1_000_000, ge=0)
@@ -71,6 +84,10 @@ class Settings(BaseSettings):
     @property
     def images_dir(self) -> Path:
         return self.data_dir / "images"
+
+    @property
+    def sources_dir(self) -> Path:
+        return self.data_dir / "sources"
 
     @property
     def dev_key_file(self) -> Path:

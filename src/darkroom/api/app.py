@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from darkroom import __version__
-from darkroom.api import catalog, downloads, errors, health, magichour
+from darkroom.api import catalog, downloads, errors, health, magichour, openai_images
 from darkroom.engine.registry import Backends
 from darkroom.services import Services, build_services
 from darkroom.settings import Settings
@@ -22,6 +23,7 @@ def create_app(settings: Settings, *, backends: Backends | None = None) -> FastA
 def app_for(services: Services) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        services.watch.bind(asyncio.get_running_loop())
         await services.runner.start()
         try:
             yield
@@ -33,11 +35,14 @@ def app_for(services: Services) -> FastAPI:
     app = FastAPI(
         title="darkroom",
         version=__version__,
-        description="Self-hosted image generation: the Magic Hour v1 image API.",
+        description=(
+            "Self-hosted image generation: the Magic Hour v1 image API and the OpenAI images API."
+        ),
         lifespan=lifespan,
     )
     app.state.services = services
-    errors.install(app)
-    for module in (health, magichour, catalog, downloads):
+    openai_paths = ("/v1/images/", "/api/images/", "/v1/models")
+    errors.install(app, [(prefix, errors.openai_error) for prefix in openai_paths])
+    for module in (health, magichour, openai_images, catalog, downloads):
         app.include_router(module.router)
     return app

@@ -1,8 +1,9 @@
 """What a caller can see before spending: models with tiers, resolutions, sizes and prices.
 
-``GET /v1/models`` answers in OpenAI's list format (``{"object": "list", "data": [...]}``) with
-darkroom's pricing fields on each model; ``GET /v1/catalog`` adds tiers and style tools. With an
-API key, each model says whether the caller's tier may use it.
+``GET /v1/models`` answers in OpenAI's list format (``{"object": "list", "data": [...]}``): the
+catalog models and the OpenAI names that map onto them (``alias_for``), each with darkroom's
+pricing fields. With an API key it lists only what the key's tier may use; ``GET /v1/catalog``
+shows everything, with tiers and style tools.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from fastapi import APIRouter
 
 from darkroom.api.deps import OptionalPrincipalDep, ServicesDep
 from darkroom.core.catalog import Catalog
+from darkroom.core.errors import NotFound
 
 router = APIRouter(tags=["Catalog"])
 
 
 def model_entries(catalog: Catalog, tier: str | None) -> list[dict[str, Any]]:
+    """Every catalog model; with a tier, whether (and at which resolutions) it may use each."""
     entries = []
     for name, model in catalog.models.items():
         resolutions = catalog.resolution_order(model.resolutions)
@@ -31,6 +34,7 @@ def model_entries(catalog: Catalog, tier: str | None) -> list[dict[str, Any]]:
             "tiers": list(model.tiers),
             "resolutions": resolutions,
             "image_counts": list(model.image_counts),
+            "edits": model.edits,
             "credits_per_image": {r: catalog.price(name, r, 1) for r in resolutions},
             "sizes": {
                 ratio: {r: list(catalog.sizes[ratio][r]) for r in resolutions}
@@ -46,14 +50,48 @@ def model_entries(catalog: Catalog, tier: str | None) -> list[dict[str, Any]]:
     return entries
 
 
+def alias_entries(catalog: Catalog, models: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The OpenAI names whose catalog model is among ``models``, described by that model."""
+    entries = []
+    for name, alias in catalog.openai.aliases.items():
+        target = models.get(alias.model)
+        if target is None:
+            continue
+        entry = {**target, "id": name, "alias_for": alias.model, "max_n": alias.max_n}
+        entry["title"] = f"{name} (served by {target['title']})"
+        if alias.sizes:
+            entry["openai_sizes"] = list(alias.sizes)
+        if alias.quality:
+            entry["quality_models"] = dict(alias.quality)
+        entries.append(entry)
+    return entries
+
+
+def usable_models(catalog: Catalog, tier: str | None) -> list[dict[str, Any]]:
+    """The models (and OpenAI names) a tier may use; all of them when the tier is unknown."""
+    models = {e["id"]: e for e in model_entries(catalog, tier) if e.get("available", True)}
+    return [*models.values(), *alias_entries(catalog, models)]
+
+
 @router.get("/v1/models")
 async def list_models(services: ServicesDep, who: OptionalPrincipalDep) -> dict[str, Any]:
     catalog = services.catalog
     return {
         "object": "list",
-        "data": model_entries(catalog, who.tier if who else None),
+        "data": usable_models(catalog, who.tier if who else None),
         "default_model": catalog.default_model,
+        "openai_default_model": catalog.openai.default_model,
     }
+
+
+@router.get("/v1/models/{model_id}")
+async def get_model(
+    model_id: str, services: ServicesDep, who: OptionalPrincipalDep
+) -> dict[str, Any]:
+    for entry in usable_models(services.catalog, who.tier if who else None):
+        if entry["id"] == model_id:
+            return entry
+    raise NotFound(f"The model {model_id!r} does not exist or this key may not use it")
 
 
 @router.get("/v1/catalog")

@@ -7,6 +7,7 @@ from fastapi.responses import FileResponse
 
 from darkroom.api.deps import ServicesDep
 from darkroom.core.errors import LinkRefused, NotFound
+from darkroom.engine.encode import media_type
 from darkroom.storage.files import parse_output_name
 from darkroom.storage.signing import DOWNLOAD_PATH
 
@@ -20,6 +21,7 @@ async def download(
     if not services.signer.verify(name, expires, signature):
         raise LinkRefused("This download link is invalid or has expired")
     path = services.files.path(name)
-    if parse_output_name(name) is None or not path.is_file():
+    parsed = parse_output_name(name)
+    if parsed is None or not path.is_file():
         raise NotFound()
-    return FileResponse(path, media_type="image/png", filename=name)
+    return FileResponse(path, media_type=media_type(parsed[2]), filename=name)

@@ -1,6 +1,7 @@
 """How errors leave the server: one status per domain error, and one body shape per dialect.
 
-The Magic Hour dialect answers ``{"message": "..."}``; every error, including malformed input,
+The Magic Hour dialect answers ``{"message": "..."}``; the OpenAI dialect answers
+``{"error": {"message", "type", "param", "code"}}``. Every error, including malformed input,
 unknown routes and unexpected failures, is JSON with a message, and bad input is never a 500.
 """
 
@@ -22,6 +23,9 @@ from darkroom.core.errors import (
     IdempotencyConflict,
     InsufficientCredits,
     InvalidRequest,
+    JobCanceled,
+    JobFailed,
+    JobTimedOut,
     LinkRefused,
     NotFound,
     RateLimited,
@@ -40,7 +44,14 @@ STATUS: dict[type[DarkroomError], int] = {
     LinkRefused: 403,
     IdempotencyConflict: 422,
     RateLimited: 429,
+    JobFailed: 500,
+    JobCanceled: 409,
+    JobTimedOut: 504,
 }
+
+# Failures that the same request would meet again: the OpenAI client is told not to retry them
+# (it retries 409 and 5xx otherwise, and each retry would start and wait for another job).
+_NO_RETRY = (JobTimedOut, JobCanceled)
 
 # A dialect renders (status, error) into a response; the error is always a DarkroomError here.
 Renderer = Callable[[int, DarkroomError], JSONResponse]
@@ -58,6 +69,37 @@ def magichour_error(status: int, error: DarkroomError) -> JSONResponse:
     if isinstance(error, RateLimited):
         headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
     return JSONResponse({"message": error.message}, status_code=status, headers=headers)
+
+
+def openai_error(status: int, error: DarkroomError) -> JSONResponse:
+    """OpenAI's error shape, with the type its clients expect for the status."""
+    if status >= 500:
+        kind = "server_error"
+    elif status == 402:
+        kind = "insufficient_quota"
+    elif status == 403:
+        kind = "permission_error"
+    elif status == 429:
+        kind = "requests"
+    else:
+        kind = "invalid_request_error"
+    code = error.code
+    if status == 401:
+        code = "invalid_api_key"
+    elif status == 429:
+        code = "rate_limit_exceeded"
+    headers = {}
+    if isinstance(error, RateLimited):
+        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
+    if isinstance(error, _NO_RETRY):
+        headers["x-should-retry"] = "false"
+    body = {
+        "message": error.message,
+        "type": kind,
+        "param": error.field if isinstance(error, InvalidRequest) else None,
+        "code": code,
+    }
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
 
 
 def validation_message(errors: Sequence[Any]) -> tuple[str, str | None]:

@@ -18,7 +18,7 @@ from darkroom.core.catalog import ImageSpec
 from darkroom.core.jobs import MAX_SEED, Project
 from darkroom.core.status import Status
 from darkroom.services import Services
-from darkroom.storage.files import output_name
+from darkroom.storage.files import output_names
 
 router = APIRouter(tags=["Magic Hour v1"])
 
@@ -127,8 +127,8 @@ def downloads(project: Project, services: Services) -> list[dict[str, Any]]:
     expires = int(time.time()) + services.settings.download_ttl_seconds
     expires_at = iso(datetime.fromtimestamp(expires, UTC))
     return [
-        {"url": services.signer.sign(output_name(project.id, n), expires), "expires_at": expires_at}
-        for n in range(1, project.image_count + 1)
+        {"url": services.signer.sign(name, expires), "expires_at": expires_at}
+        for name in output_names(project)
     ]
 
 

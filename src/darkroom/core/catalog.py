@@ -15,7 +15,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from darkroom.core.errors import InvalidRequest, TierForbidden
+from darkroom.core import openai_models
+from darkroom.core.errors import InvalidRequest, TierForbidden, listing
+from darkroom.core.openai_models import OpenAISection
+from darkroom.core.sizes import MIN_EDGE, format_size, producible, ratio_name
 from darkroom.engine.base import StyleHint
 
 MAX_PROMPT_CHARS = 4000
@@ -32,6 +35,8 @@ class ModelEntry(_Strict):
     tiers: tuple[str, ...] = Field(min_length=1)
     image_counts: tuple[int, ...] = Field(min_length=1)
     backend: str = "preview"
+    # Whether the model can edit source images (OpenAI's images.edit).
+    edits: bool = False
     # Backend-specific settings (weights, dtype, steps...), passed through to the backend.
     options: dict[str, Any] = Field(default_factory=dict)
 
@@ -59,6 +64,7 @@ class Catalog(_Strict):
     tiers: dict[str, TierEntry]
     models: dict[str, ModelEntry]
     tools: dict[str, ToolEntry]
+    openai: OpenAISection
 
     @model_validator(mode="after")
     def _consistent(self) -> Catalog:
@@ -99,6 +105,7 @@ class Catalog(_Strict):
             need(all(n >= 1 for n in model.image_counts), f"model {name!r}: image_counts < 1")
         for name, tool in self.tools.items():
             need("{prompt}" in tool.template, f"tool {name!r}: template lacks {{prompt}}")
+        problems.extend(openai_models.problems(self))
         if problems:
             raise ValueError("invalid catalog: " + "; ".join(problems))
         return self
@@ -133,7 +140,7 @@ class Catalog(_Strict):
         if requested is None and quality_mode is not None:
             if quality_mode not in self.quality_modes:
                 raise InvalidRequest(
-                    f"style.quality_mode must be one of {_listing(self.quality_modes)}",
+                    f"style.quality_mode must be one of {listing(self.quality_modes)}",
                     field="style.quality_mode",
                 )
             return self.quality_modes[quality_mode]
@@ -143,7 +150,7 @@ class Catalog(_Strict):
         if name not in self.models:
             raise InvalidRequest(
                 f"model {requested!r} is not served here; choose one of "
-                f"{_listing(['default', *self.models])}",
+                f"{listing(['default', *self.models])}",
                 field="model",
             )
         return name
@@ -151,34 +158,50 @@ class Catalog(_Strict):
     def plan(self, spec: ImageSpec, tier: str) -> Plan:
         """Decide model, size, price and prompt for ``spec`` on ``tier``, or raise why not."""
         prompt = spec.prompt.strip()
+        field = spec.fields.prompt
         if not prompt:
-            raise InvalidRequest("style.prompt must not be empty", field="style.prompt")
+            raise InvalidRequest(f"{field} must not be empty", field=field)
         if len(prompt) > MAX_PROMPT_CHARS:
             raise InvalidRequest(
-                f"style.prompt is longer than {MAX_PROMPT_CHARS} characters", field="style.prompt"
+                f"{field} is longer than {MAX_PROMPT_CHARS} characters", field=field
             )
         model_name = self.resolve_model(spec.model, spec.quality_mode)
         model = self.models[model_name]
+        label = _label(spec.model_label, model_name)
         if tier not in model.tiers:
             raise TierForbidden(
-                f"model {model_name!r} is not available on the {tier} tier "
+                f"model {label} is not available on the {tier} tier "
                 f"(available for: {', '.join(model.tiers)})"
             )
-        if spec.image_count not in model.image_counts:
+        counts = spec.image_counts or model.image_counts
+        if spec.image_count not in counts:
             raise InvalidRequest(
-                f"image_count {spec.image_count} is not allowed for model {model_name!r}; "
-                f"allowed: {', '.join(map(str, model.image_counts))}",
-                field="image_count",
+                f"{spec.fields.image_count} {spec.image_count} is not allowed for model {label}; "
+                f"allowed: {_span(counts)}",
+                field=spec.fields.image_count,
             )
-        ratio = self._aspect_ratio(spec)
-        resolution = self._resolution(spec.resolution, model_name, tier)
+        if spec.edit and not model.edits:
+            editors = [name for name, entry in self.models.items() if entry.edits]
+            raise InvalidRequest(
+                f"model {label} cannot edit images; models that can: {listing(editors)}",
+                field="model",
+            )
+        if spec.size is not None:
+            width, height = spec.size
+            ratio, resolution = self._exact_size(width, height, model_name, label, tier)
+        else:
+            ratio = self._aspect_ratio(spec)
+            resolution = self._resolution(spec.resolution, model_name, tier)
+            width, height = self.sizes[ratio][resolution]
         tool_name = spec.tool or self.default_tool
         if tool_name not in self.tools:
             raise InvalidRequest(
-                f"style.tool {tool_name!r} is unknown; choose one of {_listing(self.tools)}",
-                field="style.tool",
+                f"{spec.fields.tool} {tool_name!r} is unknown; choose one of {listing(self.tools)}",
+                field=spec.fields.tool,
             )
-        width, height = self.sizes[ratio][resolution]
+        final_prompt = self.tools[tool_name].template.replace("{prompt}", prompt)
+        if spec.prompt_template is not None:
+            final_prompt = spec.prompt_template.replace("{prompt}", final_prompt)
         return Plan(
             model=model_name,
             backend=model.backend,
@@ -190,7 +213,7 @@ class Catalog(_Strict):
             credits=self.price(model_name, resolution, spec.image_count),
             tool=tool_name,
             prompt=prompt,
-            final_prompt=self.tools[tool_name].template.replace("{prompt}", prompt),
+            final_prompt=final_prompt,
             style=self.style_hint(tool_name),
         )
 
@@ -199,17 +222,58 @@ class Catalog(_Strict):
         tool = self.tools.get(tool_name) or self.tools[self.default_tool]
         return StyleHint(tool=tool_name, palette=tool.palette, composition=tool.composition)
 
+    def _exact_size(
+        self, width: int, height: int, model_name: str, label: str, tier: str
+    ) -> tuple[str, str]:
+        """The aspect ratio name and the resolution (priced and tier-gated) of an exact size."""
+        size = format_size(width, height)
+        if not producible(width, height):
+            raise InvalidRequest(
+                f"size {size} cannot be produced: both sides must be multiples of 16 and at "
+                f"least {MIN_EDGE} pixels",
+                field="size",
+            )
+        model = self.models[model_name]
+        fitting = [
+            r
+            for r in self.resolution_order(model.resolutions)
+            if self.resolutions[r] >= max(width, height)
+        ]
+        if not fitting:
+            largest = max(self.resolutions[r] for r in model.resolutions)
+            raise InvalidRequest(
+                f"model {label} cannot produce {size}: its images are at most {largest} pixels "
+                "on the longest side",
+                field="size",
+            )
+        resolution = fitting[0]
+        if resolution not in self.tiers[tier].resolutions:
+            tiers = [name for name, t in self.tiers.items() if resolution in t.resolutions]
+            raise TierForbidden(
+                f"size {size} is a {resolution} image, which is not available on the {tier} "
+                f"tier (available for: {', '.join(tiers)})"
+            )
+        ratio = next(
+            (
+                name
+                for name, table in self.sizes.items()
+                if table.get(resolution) == (width, height)
+            ),
+            ratio_name(width, height),
+        )
+        return ratio, resolution
+
     def _aspect_ratio(self, spec: ImageSpec) -> str:
         if spec.aspect_ratio is not None:
             if spec.aspect_ratio not in self.sizes:
                 raise InvalidRequest(
-                    f"aspect_ratio must be one of {_listing(self.sizes)}", field="aspect_ratio"
+                    f"aspect_ratio must be one of {listing(self.sizes)}", field="aspect_ratio"
                 )
             return spec.aspect_ratio
         if spec.orientation is not None:
             if spec.orientation not in self.orientations:
                 raise InvalidRequest(
-                    f"orientation must be one of {_listing(self.orientations)}",
+                    f"orientation must be one of {listing(self.orientations)}",
                     field="orientation",
                 )
             return self.orientations[spec.orientation]
@@ -227,7 +291,7 @@ class Catalog(_Strict):
             return self.resolution_order(both)[-1]
         if requested not in self.resolutions:
             raise InvalidRequest(
-                f"resolution must be one of {_listing(['auto', *self.resolutions])}",
+                f"resolution must be one of {listing(['auto', *self.resolutions])}",
                 field="resolution",
             )
         if requested not in model.resolutions:
@@ -246,6 +310,15 @@ class Catalog(_Strict):
 
 
 @dataclass(frozen=True)
+class FieldNames:
+    """How a dialect names the request fields that error messages point at."""
+
+    prompt: str = "style.prompt"
+    image_count: str = "image_count"
+    tool: str = "style.tool"
+
+
+@dataclass(frozen=True)
 class ImageSpec:
     """What a caller asked for, after its HTTP dialect parsed the request."""
 
@@ -257,6 +330,13 @@ class ImageSpec:
     quality_mode: str | None = None
     resolution: str | None = None
     tool: str | None = None
+    # The OpenAI dialect's additions.
+    size: tuple[int, int] | None = None  # an exact pixel size, instead of ratio x resolution
+    model_label: str | None = None  # the model name the caller used, for messages
+    image_counts: tuple[int, ...] | None = None  # instead of the model's own
+    prompt_template: str | None = None  # applied after the tool's template ({prompt})
+    edit: bool = False  # source images come with the request
+    fields: FieldNames = FieldNames()
 
 
 @dataclass(frozen=True)
@@ -287,5 +367,13 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _listing(names: Any) -> str:
-    return ", ".join(repr(n) for n in names)
+def _label(requested: str | None, model_name: str) -> str:
+    if requested is None or requested == model_name:
+        return repr(model_name)
+    return f"{requested!r} (served by {model_name!r})"
+
+
+def _span(counts: tuple[int, ...]) -> str:
+    if len(counts) > 4 and counts == tuple(range(counts[0], counts[-1] + 1)):
+        return f"{counts[0]} to {counts[-1]}"
+    return ", ".join(map(str, counts))

@@ -10,10 +10,16 @@ The core raises these; each HTTP dialect maps them to a status and a body shape 
     ├── NotFound              no such resource for this account
     ├── LinkRefused           a download link with a bad signature or past its expiry
     ├── IdempotencyConflict   an Idempotency-Key was reused with a different request
-    └── RateLimited           too many requests; ``retry_after`` seconds
+    ├── RateLimited           too many requests; ``retry_after`` seconds
+    └── JobNotDone            a caller waited for a job that did not give images (sync APIs)
+        ├── JobFailed         the job ended in error (``code`` is the job's); refunded
+        ├── JobCanceled       the job was canceled meanwhile; refunded
+        └── JobTimedOut       the wait limit passed; the job was canceled and refunded
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 
 class DarkroomError(Exception):
@@ -76,3 +82,30 @@ class RateLimited(DarkroomError):
 
 class LinkRefused(DarkroomError):
     code = "link_refused"
+
+
+class JobNotDone(DarkroomError):
+    code = "job_not_done"
+
+    def __init__(self, message: str, project_id: str) -> None:
+        super().__init__(message)
+        self.project_id = project_id
+
+
+class JobFailed(JobNotDone):
+    def __init__(self, message: str, project_id: str, code: str) -> None:
+        super().__init__(message, project_id)
+        self.code = code
+
+
+class JobCanceled(JobNotDone):
+    code = "job_canceled"
+
+
+class JobTimedOut(JobNotDone):
+    code = "timeout"
+
+
+def listing(names: Iterable[object]) -> str:
+    """``'a', 'b', 'c'``: the accepted values, for a message."""
+    return ", ".join(repr(n) for n in names)

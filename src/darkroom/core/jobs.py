@@ -13,7 +13,7 @@ restart calls ``recover`` so that no project stays non-terminal forever.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -51,12 +51,27 @@ def _conflict() -> IdempotencyConflict:
     )
 
 
+@dataclass(frozen=True)
+class Output:
+    """How a project's images are encoded: ``png``, ``jpeg`` or ``webp`` (quality 1..100)."""
+
+    format: str = "png"
+    quality: int | None = None
+
+
+PNG = Output()
+
+
 class JobQueue(Protocol):
     def put(self, project_id: str) -> None: ...
 
 
 class Outputs(Protocol):
-    def delete(self, project_id: str, count: int) -> None: ...
+    def delete_project(self, project: Project) -> None: ...
+    def delete_sources(self, project_id: str, count: int) -> None: ...
+
+
+Listener = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -86,6 +101,10 @@ class Project:
     rendered_at: datetime | None
     completed_at: datetime | None
     render_ms: int | None
+    output_format: str
+    output_quality: int | None
+    source_count: int
+    has_mask: bool
 
     @classmethod
     def from_row(cls, row: Row) -> Project:  # type: ignore[type-arg]
@@ -118,6 +137,12 @@ class Jobs:
         self.queue = queue
         self.outputs = outputs
         self.max_attempts = max_attempts
+        # Called with a project id after each committed status change (from any thread).
+        self.listeners: list[Listener] = []
+
+    def _changed(self, project_id: str) -> None:
+        for listener in self.listeners:
+            listener(project_id)
 
     # -- the caller's side ---------------------------------------------------------------------
 
@@ -130,8 +155,13 @@ class Jobs:
         seed: int | None = None,
         idempotency_key: str | None = None,
         request_hash: str | None = None,
+        output: Output = PNG,
+        source_count: int = 0,
+        has_mask: bool = False,
     ) -> Submission:
-        """Price and describe a project, or raise why it cannot be made; nothing is written."""
+        """Price and describe a project, or raise why it cannot be made; nothing is written.
+        ``source_count`` source images (and a mask) must be stored under the submission's id
+        before it is submitted."""
         plan = self.catalog.plan(spec, who.tier)
         now = utcnow()
         row = {
@@ -162,6 +192,10 @@ class Jobs:
             "render_ms": None,
             "error_code": None,
             "error_message": None,
+            "output_format": output.format,
+            "output_quality": output.quality,
+            "source_count": source_count,
+            "has_mask": has_mask,
         }
         return Submission(row)
 
@@ -254,9 +288,27 @@ class Jobs:
             row = sql.get_project(conn, project_id)
             if row is None or row.account_id != account_id or not row.enabled:
                 raise NotFound()
-            self._end(conn, row, Status.CANCELED, None, None, note="canceled by delete")
+            ended = self._end(conn, row, Status.CANCELED, None, None, note="canceled by delete")
             sql.disable(conn, project_id)
-        self.outputs.delete(project_id, row.image_count)
+        self.outputs.delete_project(Project.from_row(row))
+        if ended:
+            self._changed(project_id)
+
+    def cancel(self, account_id: str, project_id: str, note: str) -> Project:
+        """queued/rendering → canceled with a full refund (a worker rendering it discards its
+        images); a project that had already ended is returned as it is."""
+        with self.db.write() as conn:
+            row = sql.get_project(conn, project_id)
+            if row is None or row.account_id != account_id or not row.enabled:
+                raise NotFound()
+            ended = self._end(conn, row, Status.CANCELED, None, None, note=note)
+            row = sql.get_project(conn, project_id)
+        assert row is not None
+        project = Project.from_row(row)
+        if ended:
+            self.outputs.delete_sources(project.id, project.source_count)
+            self._changed(project_id)
+        return project
 
     # -- the worker's side ---------------------------------------------------------------------
 
@@ -266,12 +318,13 @@ class Jobs:
             if not sql.claim(conn, project_id, utcnow()):
                 return None
             row = sql.get_project(conn, project_id)
+        self._changed(project_id)
         return None if row is None else Project.from_row(row)
 
     def complete(self, project_id: str, *, rendered_at: datetime, render_ms: int) -> bool:
         """rendering → complete; False if the project was canceled meanwhile."""
         with self.db.write(durable=False) as conn:
-            return sql.move(
+            moved = sql.move(
                 conn,
                 project_id,
                 from_=(Status.RENDERING.value,),
@@ -280,6 +333,9 @@ class Jobs:
                 render_ms=render_ms,
                 completed_at=utcnow(),
             )
+        if moved:
+            self._changed(project_id)
+        return moved
 
     def fail(self, project_id: str, code: str, message: str) -> bool:
         """queued/rendering → error with a refund; False if it had already ended."""
@@ -287,7 +343,10 @@ class Jobs:
             row = sql.get_project(conn, project_id)
             if row is None:
                 return False
-            return self._end(conn, row, Status.ERROR, code, message, note=f"refund: {code}")
+            ended = self._end(conn, row, Status.ERROR, code, message, note=f"refund: {code}")
+        if ended:
+            self._changed(project_id)
+        return ended
 
     def queued(self, limit: int) -> list[str]:
         """The oldest queued projects, for workers that look for work in the database."""
@@ -297,6 +356,7 @@ class Jobs:
     def recover(self) -> list[str]:
         """After a restart: re-queue or fail what was rendering, and list every queued project
         (oldest first) for the workers."""
+        failed = []
         with self.db.write() as conn:
             for row in sql.with_status(conn, Status.RENDERING.value):
                 if row.attempts < self.max_attempts:
@@ -312,7 +372,12 @@ class Jobs:
                         f"rendering was interrupted {row.attempts} times by a server restart",
                         note="refund: worker_lost",
                     )
-            return [row.id for row in sql.with_status(conn, Status.QUEUED.value)]
+                    failed.append(Project.from_row(full))
+            queued = [row.id for row in sql.with_status(conn, Status.QUEUED.value)]
+        for project in failed:
+            self.outputs.delete_project(project)
+            self._changed(project.id)
+        return queued
 
     def _end(
         self,

@@ -4,11 +4,15 @@ A backend turns one :class:`RenderRequest` (a whole project: ``count`` images of
 list of encoded PNG images. Backends are synchronous and CPU/GPU bound; the runner calls them off
 the event loop. They raise :class:`BackendError` for failures that should end the project in
 ``error`` with a stable code (the credits are then refunded by the runner).
+
+A request with ``sources`` is an edit (OpenAI's ``images.edit``): every image is a new version of
+the first source, changed where the ``mask`` is transparent, or all over when there is no mask.
+Only a backend whose ``edits`` is true can honour that.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 
@@ -32,6 +36,11 @@ class RenderRequest:
     height: int
     count: int
     seed: int  # image i of the project uses seed + i
+    # PNG bytes of the images to edit, in order; empty for a plain generation
+    sources: tuple[bytes, ...] = field(default=(), repr=False)
+    # PNG with an alpha channel, the size of sources[0]: fully transparent pixels mark where the
+    # image should change, opaque ones where it must stay (OpenAI's semantics); None: anywhere
+    mask: bytes | None = field(default=None, repr=False)
 
 
 class BackendError(Exception):
@@ -45,6 +54,7 @@ class BackendError(Exception):
 
 class Backend(Protocol):
     name: str
+    edits: bool  # whether render honours request.sources and request.mask (an edit)
 
     def render(self, request: RenderRequest) -> list[bytes]:
         """Return ``request.count`` PNG-encoded images of ``request.width`` x ``request.height``."""

@@ -15,6 +15,12 @@ request alone, so the service runs end to end on any machine:
   back to ``"scatter"``).
 * **Marked as a preview.** A translucent banner across the bottom reads ``PREVIEW`` with the model
   name and the start of the caller's prompt beneath, so nobody mistakes it for a model's output.
+* **Edits keep the source.** With ``request.sources`` each image is an edit of the first source,
+  scaled to cover the canvas and centre-cropped: the new picture is blended half and half over it,
+  or, with a mask, replaces it where the mask is transparent and leaves it untouched where the
+  mask is opaque (a mask without alpha is opaque all over; a mask without sources is ignored).
+  Further sources appear as thumbnails in the new picture's top right corner. The banner is
+  stamped last, over the source too.
 
 Speed comes from drawing large flat shapes directly at full size, computing the smooth backdrop at
 no more than 256 px and scaling it up once, and encoding with Pillow at zlib's fastest level.
@@ -58,6 +64,9 @@ MAX_WORDS = 24  # prompt words that become motifs; later words still change the 
 MIN_MOTIFS = 4  # short prompts are padded with digest-derived motifs
 PROMPT_CHARS = 60  # how much of the caller's prompt the banner repeats
 BACKDROP_SIDE = 256  # smooth gradients and glows are computed at most this large
+BLEND = 0.5  # in an edit without a mask: how much of the new picture covers the source
+MAX_THUMBS = 4  # in an edit: further sources shown as thumbnails; later ones are ignored
+THUMB_FRACTION = 0.2  # a thumbnail's side, as a fraction of the canvas's shorter side
 
 RGB = tuple[int, int, int]
 RGBA = tuple[int, int, int, int]
@@ -542,6 +551,76 @@ _LAYOUTS: dict[str, Callable[[_Scene], Image.Image]] = {
 
 
 # --------------------------------------------------------------------------------------------
+# Edits: the new picture laid over the caller's source image
+
+
+@dataclass(frozen=True)
+class _Edit:
+    """The sources of an edit, decoded and fitted to the canvas once for all its images."""
+
+    base: Image.Image  # the first source, RGBA, scaled to cover the canvas and centre-cropped
+    keep: Image.Image | None  # "L": 255 where the source stays, from the mask; None: no mask
+    others: tuple[Image.Image, ...]  # the further sources, RGBA, fitted to thumbnail squares
+
+
+def _open_png(data: bytes, what: str, code: str) -> Image.Image:
+    try:
+        with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
+            image.load()
+            return image.convert("RGBA")
+    except Exception:  # broken data makes Pillow raise all sorts of errors
+        raise BackendError(code, f"{what} is not a readable PNG image") from None
+
+
+def _thumb_side(width: int, height: int) -> int:
+    return max(1, round(min(width, height) * THUMB_FRACTION))
+
+
+def _edit(request: RenderRequest) -> _Edit | None:
+    """Decode and fit the request's sources and mask; None for a plain generation."""
+    if not request.sources:
+        return None
+    size = (request.width, request.height)
+    side = _thumb_side(*size)
+    images = (  # all are checked, and one at a time is held at full size
+        _open_png(data, f"source image {i + 1}", "invalid_source")
+        for i, data in enumerate(request.sources)
+    )
+    base = ImageOps.fit(next(images), size)
+    others: list[Image.Image] = []
+    for image in images:
+        if len(others) < MAX_THUMBS:
+            others.append(ImageOps.fit(image, (side, side)))
+    keep = None
+    if request.mask is not None:
+        alpha = _open_png(request.mask, "the mask", "invalid_mask").getchannel("A")
+        keep = ImageOps.fit(alpha, size, Image.Resampling.BILINEAR)
+    return _Edit(base, keep, tuple(others))
+
+
+def _apply(edit: _Edit, picture: Image.Image, accent: RGB) -> Image.Image:
+    """The picture as an edit of ``edit.base``: blended over it, or only where the mask allows.
+
+    Transparent parts of the source show the new picture. Thumbnails of the further sources go
+    into the new picture first, along the top right corner, so a mask also governs them.
+    """
+    w, _ = picture.size
+    side = _thumb_side(*picture.size)
+    gap = max(1, side // 12)
+    draw = _draw(picture)
+    for k, thumb in enumerate(edit.others):
+        x, y = w - (k + 1) * (side + 2 * gap), 2 * gap
+        draw.rectangle((x - gap, y - gap, x + side + gap - 1, y + side + gap - 1), fill=accent)
+        picture.paste(thumb, (x, y), thumb)
+    source = picture.convert("RGBA")
+    source.alpha_composite(edit.base)
+    flat = source.convert("RGB")
+    if edit.keep is None:
+        return Image.blend(flat, picture, BLEND)
+    return Image.composite(flat, picture, edit.keep)
+
+
+# --------------------------------------------------------------------------------------------
 # The PREVIEW banner
 
 
@@ -607,19 +686,31 @@ def encode_png(image: Image.Image) -> bytes:
 # The backend
 
 
-def render_image(request: RenderRequest) -> Image.Image:
-    """The picture for ``request.seed`` (``request.count`` is ignored), banner included."""
+def _picture(request: RenderRequest) -> tuple[Image.Image, RGB]:
+    """The new picture for ``request.seed``, without the banner, and the banner's accent."""
     scene = _scene(request)
     layout = _LAYOUTS.get(request.style.composition, _LAYOUTS[FALLBACK_COMPOSITION])
-    image = layout(scene)
-    _stamp(image, request, scene.palette[1])
+    return layout(scene), scene.palette[1]
+
+
+def _render(request: RenderRequest, edit: _Edit | None) -> Image.Image:
+    image, accent = _picture(request)
+    if edit is not None:
+        image = _apply(edit, image, accent)
+    _stamp(image, request, accent)
     return image
+
+
+def render_image(request: RenderRequest) -> Image.Image:
+    """The picture for ``request.seed`` (``request.count`` is ignored), banner included."""
+    return _render(request, _edit(request))
 
 
 class PreviewBackend:
     """Draws deterministic abstract previews; see the module docstring."""
 
     name = "preview"
+    edits = True
 
     def render(self, request: RenderRequest) -> list[bytes]:
         if request.count < 1:
@@ -628,7 +719,8 @@ class PreviewBackend:
             if not MIN_SIDE <= value <= MAX_SIDE:
                 message = f"{side} must be between {MIN_SIDE} and {MAX_SIDE} pixels, got {value}"
                 raise BackendError("invalid_size", message)
+        edit = _edit(request)  # decoded once for all the images
         return [
-            encode_png(render_image(dataclasses.replace(request, seed=request.seed + i)))
+            encode_png(_render(dataclasses.replace(request, seed=request.seed + i), edit))
             for i in range(request.count)
         ]

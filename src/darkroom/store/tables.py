@@ -16,6 +16,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData(
@@ -100,6 +101,12 @@ projects = Table(
     Column("rendered_at", DateTime(timezone=True), nullable=True),
     Column("completed_at", DateTime(timezone=True), nullable=True),
     Column("render_ms", Integer, nullable=True),
+    # How the images are encoded on disk: png, jpeg or webp (quality 1..100 for the lossy ones).
+    Column("output_format", String(8), nullable=False, server_default="png"),
+    Column("output_quality", Integer, nullable=True),
+    # Edits: how many source images (and whether a mask) were stored for the backend.
+    Column("source_count", Integer, nullable=False, server_default="0"),
+    Column("has_mask", Boolean, nullable=False, server_default=false()),
     CheckConstraint(
         "status IN ('draft', 'queued', 'rendering', 'complete', 'error', 'canceled')",
         name="status_known",

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from darkroom.core.catalog import Catalog
 from darkroom.core.jobs import Jobs, Project
 from darkroom.engine.base import BackendError, RenderRequest
+from darkroom.engine.encode import encode
 from darkroom.engine.registry import Backends
 from darkroom.storage.files import LocalFiles
 from darkroom.store.database import utcnow
@@ -121,12 +122,17 @@ class Runner:
             return
         render_ms = round((time.perf_counter() - started) * 1000)
         if not self.jobs.complete(project.id, rendered_at=utcnow(), render_ms=render_ms):
-            self.files.delete(project.id, project.image_count)  # canceled while rendering
+            self.files.delete_project(project)  # canceled while rendering
             return
+        self.files.delete_sources(project.id, project.source_count)
         log.info("project %s complete in %d ms", project.id, render_ms)
 
     def _render_and_store(self, project: Project) -> None:
         backend = self.backends.get(project.backend)
+        if project.source_count and not backend.edits:
+            raise BackendError(
+                "edits_unsupported", f"the {backend.name} backend cannot edit images"
+            )
         images = backend.render(self.request_for(project))
         if len(images) != project.image_count:
             raise BackendError(
@@ -134,9 +140,16 @@ class Runner:
                 f"backend returned {len(images)} images instead of {project.image_count}",
             )
         for n, data in enumerate(images, start=1):
-            self.files.save(project.id, n, data)
+            encoded = encode(data, project.output_format, project.output_quality)
+            self.files.save(project.id, n, encoded, project.output_format)
 
     def request_for(self, project: Project) -> RenderRequest:
+        try:
+            sources, mask = self.files.load_sources(project)
+        except FileNotFoundError:
+            raise BackendError(
+                "source_missing", "the source images of this edit are no longer stored"
+            ) from None
         return RenderRequest(
             project_id=project.id,
             model=project.model,
@@ -147,8 +160,10 @@ class Runner:
             height=project.height,
             count=project.image_count,
             seed=project.seed,
+            sources=sources,
+            mask=mask,
         )
 
     def _give_up(self, project: Project, code: str, message: str) -> None:
         self.jobs.fail(project.id, code, message)
-        self.files.delete(project.id, project.image_count)
+        self.files.delete_project(project)

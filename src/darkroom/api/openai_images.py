@@ -1,0 +1,326 @@
+"""The OpenAI-compatible images API: ``POST /v1/images/generations`` (what the ``openai`` package
+sends), ``POST /api/images/generations`` (the gateway path of seed 004) and
+``POST /v1/images/edits`` (multipart, as ``client.images.edit`` sends it).
+
+A second dialect over the same core: the request becomes an :class:`ImageSpec` that the catalog
+plans and prices, the project is charged and queued like any other (and is visible through
+``GET /v1/image-projects/{id}``), and the request waits for it: the answer carries the images as
+signed URLs or base64. A job that outlives ``sync_timeout_seconds`` is canceled and refunded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import time
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from starlette.datastructures import UploadFile
+
+from darkroom.api.deps import PrincipalDep, ServicesDep, body_schema, json_body
+from darkroom.api.errors import validation_message
+from darkroom.api.sources import Source, SourceSet, load_sources
+from darkroom.core import openai_models
+from darkroom.core.accounts import Principal
+from darkroom.core.catalog import FieldNames, ImageSpec
+from darkroom.core.errors import (
+    InvalidRequest,
+    JobCanceled,
+    JobFailed,
+    JobTimedOut,
+)
+from darkroom.core.jobs import MAX_SEED, Output, Project
+from darkroom.core.status import Status
+from darkroom.engine import encode
+from darkroom.services import Services
+from darkroom.storage.files import output_names
+
+router = APIRouter(tags=["OpenAI images"])
+
+MAX_SOURCES = 16
+OPENAI_FIELDS = FieldNames(prompt="prompt", image_count="n", tool="tool")
+
+
+class ImageRequest(BaseModel):
+    """The fields that generations and edits share (OpenAI's names, plus darkroom's own)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    prompt: str = Field(description="What to draw (or how to change the source image).")
+    model: str | None = Field(
+        default=None, description="A catalog model, or dall-e-2 (default), dall-e-3, gpt-image-1."
+    )
+    n: int | None = Field(default=None, ge=1, le=10, description="How many images (1..10).")
+    size: str | None = Field(
+        default=None, description="WIDTHxHEIGHT (1024x1024 by default) or auto."
+    )
+    response_format: Literal["url", "b64_json"] | None = Field(
+        default=None, description="url (signed, valid for an hour; default) or b64_json."
+    )
+    quality: str | None = Field(default=None, description="standard, hd, low, medium, high, auto.")
+    style: str | None = Field(default=None, description="vivid or natural: rewrites the prompt.")
+    output_format: Literal["png", "jpeg", "webp"] | None = Field(default=None)
+    output_compression: int | None = Field(default=None, ge=0, le=100)
+    background: Literal["auto", "opaque", "transparent"] | None = None
+    user: str | None = Field(default=None, max_length=256, description="Accepted, not stored.")
+    stream: bool | None = Field(default=None, description="Only false is supported.")
+    # darkroom's own (the openai package sends them with extra_body=)
+    tool: str | None = Field(default=None, description="darkroom: a style tool (see /v1/catalog).")
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED, description="darkroom: a seed.")
+
+    @field_validator("model", "size", "quality", "style", "tool", mode="before")
+    @classmethod
+    def _blank_is_absent(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+
+class GenerationRequest(ImageRequest):
+    image: str | list[str] | None = Field(
+        default=None, description="Source image(s) to edit: URL, base64 or data URL."
+    )
+    mask: str | None = Field(
+        default=None, description="darkroom: a mask for `image` (URL, base64 or data URL)."
+    )
+
+
+@router.post("/v1/images/generations", openapi_extra=body_schema(GenerationRequest))
+@router.post("/api/images/generations", openapi_extra=body_schema(GenerationRequest))
+async def generate_images(
+    request: Request,
+    who: PrincipalDep,
+    services: ServicesDep,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> JSONResponse:
+    body = await json_body(request, GenerationRequest)
+    images = [body.image] if isinstance(body.image, str) else list(body.image or [])
+    sources = SourceSet(
+        images=[Source.text(value, "image") for value in images],
+        mask=None if body.mask is None else Source.text(body.mask, "mask"),
+    )
+    fingerprint = None
+    if idempotency_key is not None:
+        fingerprint = _digest(body.model_dump_json().encode())
+    return await _render(request, who, services, body, sources, idempotency_key, fingerprint)
+
+
+EDIT_FORM = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["image", "prompt"],
+                    "properties": {
+                        "image": {
+                            "description": "The image(s) to edit (repeat the part, or image[]).",
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                        },
+                        "mask": {"type": "string", "format": "binary"},
+                        **body_schema(ImageRequest)["requestBody"]["content"]["application/json"][
+                            "schema"
+                        ]["properties"],
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post("/v1/images/edits", openapi_extra=EDIT_FORM)
+@router.post("/api/images/edits", openapi_extra=EDIT_FORM, include_in_schema=False)
+async def edit_images(
+    request: Request,
+    who: PrincipalDep,
+    services: ServicesDep,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> JSONResponse:
+    limit = services.settings.source_max_bytes
+    try:
+        form = await request.form(max_files=MAX_SOURCES + 1, max_fields=64, max_part_size=1 << 20)
+    except Exception as exc:  # malformed multipart: python-multipart and Starlette raise several
+        raise InvalidRequest(f"malformed multipart/form-data body: {exc}") from None
+    try:
+        fields: dict[str, Any] = {}
+        uploads: dict[str, list[bytes]] = {"image": [], "mask": []}
+        for key, value in form.multi_items():
+            name = key.removesuffix("[]")
+            if isinstance(value, UploadFile):
+                if name not in uploads:
+                    raise InvalidRequest(f"unexpected file field {key!r}", field=key)
+                uploads[name].append(await _read_upload(value, limit, name))
+            else:
+                fields[name] = value
+    finally:
+        await form.close()
+    try:
+        body = ImageRequest.model_validate(fields)
+    except ValidationError as exc:
+        message, field = validation_message(exc.errors())
+        raise InvalidRequest(message, field=field) from None
+    if "image" in fields and not uploads["image"]:
+        uploads["image"] = [b""]  # sent as text: refused below like an empty file
+    if not uploads["image"]:
+        raise InvalidRequest("image is required: the image to edit, as a file", field="image")
+    if len(uploads["mask"]) > 1:
+        raise InvalidRequest("send at most one mask", field="mask")
+    sources = SourceSet(
+        images=[Source.file(data, "image") for data in uploads["image"]],
+        mask=Source.file(uploads["mask"][0], "mask") if uploads["mask"] else None,
+    )
+    fingerprint = None
+    if idempotency_key is not None:
+        parts = [json.dumps(fields, sort_keys=True, default=str).encode()]
+        parts += [hashlib.sha256(d).digest() for d in uploads["image"] + uploads["mask"]]
+        fingerprint = _digest(b"\0".join(parts))
+    return await _render(request, who, services, body, sources, idempotency_key, fingerprint)
+
+
+async def _render(
+    request: Request,
+    who: Principal,
+    services: Services,
+    body: ImageRequest,
+    sources: SourceSet,
+    idempotency_key: str | None,
+    fingerprint: str | None,
+) -> JSONResponse:
+    """Plan, charge, wait and answer: what every image request of this dialect does."""
+    catalog = services.catalog
+    if body.stream:
+        raise InvalidRequest("stream=true is not supported; leave it out", field="stream")
+    if len(sources.images) > MAX_SOURCES:
+        raise InvalidRequest(f"send at most {MAX_SOURCES} source images", field="image")
+    if sources.mask is not None and not sources.images:
+        raise InvalidRequest("a mask needs an image to apply to", field="mask")
+    services.limiter.check(who.key_id)
+    choice = openai_models.choose(catalog, body.model, body.quality)
+    if body.background == "transparent":
+        raise InvalidRequest(
+            f"model {choice.label!r} cannot make transparent backgrounds; "
+            "use background 'opaque' or 'auto'",
+            field="background",
+        )
+    spec = ImageSpec(
+        prompt=body.prompt,
+        image_count=body.n or 1,
+        model=choice.model,
+        model_label=choice.label,
+        aspect_ratio="1:1",
+        resolution="auto",
+        tool=body.tool,
+        size=openai_models.size_for(catalog, body.size, choice, body.quality),
+        image_counts=choice.image_counts,
+        prompt_template=openai_models.style_template(catalog, body.style),
+        edit=bool(sources.images),
+        fields=OPENAI_FIELDS,
+    )
+    fmt = body.output_format or "png"
+    quality = None if fmt == "png" else encode.quality(body.output_compression)
+    prepared = services.jobs.prepare(
+        who,
+        spec,
+        seed=body.seed,
+        idempotency_key=idempotency_key,
+        request_hash=fingerprint,
+        output=Output(fmt, quality),
+        source_count=len(sources.images),
+        has_mask=sources.mask is not None,
+    )
+    if sources.images:
+        images, mask = await load_sources(sources, services.settings)
+        await asyncio.to_thread(services.files.save_sources, prepared.id, images, mask)
+    try:
+        project = await services.intake.submit(prepared)
+    except BaseException:
+        services.files.delete_sources(prepared.id, len(sources.images))  # nothing was stored
+        raise
+    if project.id != prepared.id:  # a repeat of an earlier request with this Idempotency-Key
+        services.files.delete_sources(prepared.id, len(sources.images))
+    project = await _wait(request, who, services, project)
+    return await _answer(project, body.response_format or "url", services)
+
+
+async def _wait(request: Request, who: Principal, services: Services, project: Project) -> Project:
+    """The project once ended; a job still running at the limit (or whose caller hung up) is
+    canceled and refunded."""
+    limit = services.settings.sync_timeout_seconds
+    project = await services.watch.until_terminal(
+        who.account_id, project.id, limit, abandoned=request.is_disconnected
+    )
+    if not project.status.terminal:
+        charged = project.credits_charged
+        project = services.jobs.cancel(who.account_id, project.id, "refund: sync wait ended")
+        if project.status is not Status.COMPLETE:  # it may have finished just now
+            raise JobTimedOut(
+                f"the images were not ready within {limit:g} seconds; the job was canceled and "
+                f"its {charged} credits refunded",
+                project.id,
+            )
+    if project.status is Status.ERROR:
+        raise JobFailed(
+            f"image generation failed: {project.error_message or project.error_code}; "
+            "the credits were refunded",
+            project.id,
+            project.error_code or "backend_error",
+        )
+    if project.status is Status.CANCELED:
+        raise JobCanceled("the job was canceled before it finished; refunded", project.id)
+    return project
+
+
+async def _answer(project: Project, response_format: str, services: Services) -> JSONResponse:
+    names = output_names(project)
+    data: list[dict[str, Any]] = []
+    if response_format == "b64_json":
+        contents = await asyncio.to_thread(_read_all, services, names)
+        data = [{"b64_json": base64.b64encode(content).decode()} for content in contents]
+    else:
+        expires = int(time.time()) + services.settings.sync_url_ttl_seconds
+        data = [{"url": services.signer.sign(name, expires)} for name in names]
+    if project.final_prompt != project.prompt:
+        for item in data:
+            item["revised_prompt"] = project.final_prompt
+    body = {
+        "created": int(project.created_at.timestamp()),
+        "data": data,
+        "background": "opaque",
+        "output_format": project.output_format,
+        "size": f"{project.width}x{project.height}",
+        # darkroom's additions, which OpenAI clients ignore: the project behind the answer
+        "darkroom": {
+            "project_id": project.id,
+            "model": project.model,
+            "backend": project.backend,
+            "credits_charged": project.credits_charged,
+            "seed": project.seed,
+            "render_ms": project.render_ms,
+        },
+    }
+    headers = {
+        "x-darkroom-project-id": project.id,
+        "x-darkroom-credits-charged": str(project.credits_charged),
+    }
+    return JSONResponse(body, headers=headers)
+
+
+def _read_all(services: Services, names: list[str]) -> list[bytes]:
+    return [services.files.path(name).read_bytes() for name in names]
+
+
+async def _read_upload(upload: UploadFile, limit: int, field: str) -> bytes:
+    data = await upload.read(limit + 1)
+    if len(data) > limit:
+        raise InvalidRequest(f"{field} is larger than {limit / 1024 / 1024:g} MB", field=field)
+    return data
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,2 @@
+"""Outbound HTTP on a user's behalf: the address policy (``guard``) and a guarded fetcher
+(``fetch``)."""

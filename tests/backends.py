@@ -1,0 +1,58 @@
+"""Backends for tests: ones that fail, crash, or hold a render until released."""
+
+from __future__ import annotations
+
+import threading
+
+from darkroom.engine.base import BackendError, RenderRequest
+from darkroom.engine.preview import PreviewBackend
+
+
+class Stuck:
+    """A backend that never finishes until released, like a worker that died mid-render."""
+
+    name = "preview"
+    edits = True
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def render(self, request: RenderRequest) -> list[bytes]:
+        self.entered.set()
+        self.release.wait(30)
+        raise BackendError("interrupted", "the test ended this render")
+
+
+class Slow:
+    """The preview backend, after waiting until released (or ``delay`` seconds)."""
+
+    name = "preview"
+    edits = True
+
+    def __init__(self, delay: float = 30.0) -> None:
+        self.delay = delay
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.preview = PreviewBackend()
+
+    def render(self, request: RenderRequest) -> list[bytes]:
+        self.entered.set()
+        self.release.wait(self.delay)
+        return self.preview.render(request)
+
+
+class Failing:
+    name = "preview"
+    edits = True
+
+    def render(self, request: RenderRequest) -> list[bytes]:
+        raise BackendError("gpu_on_fire", "the GPU is on fire")
+
+
+class Crashing:
+    name = "preview"
+    edits = True
+
+    def render(self, request: RenderRequest) -> list[bytes]:
+        raise RuntimeError("segfault-ish")
