@@ -567,3 +567,16 @@ def test_each_dialect_keeps_its_error_shape(server: LiveServer) -> None:
     assert set(open_ai.json()["error"]) == {"message", "type", "param", "code"}
     assert unknown.status_code == 404 and "error" in unknown.json()
     assert malformed.status_code == 400 and "error" in malformed.json()
+
+
+def test_an_api_only_node_answers_when_another_process_renders(
+    server_factory: ServerFactory,
+) -> None:
+    renderer = server_factory(poll_seconds=0.05)
+    api_only = server_factory(workers=0, poll_seconds=0.05)  # same database, no workers
+    account = api_only.account(credits=100)
+    client = openai.OpenAI(base_url=f"{api_only.url}/v1", api_key=account.key)
+    response = client.images.generate(prompt=PROMPT, size="256x256", response_format="b64_json")
+    assert response.data is not None
+    assert decode(response.data[0].b64_json).size == (256, 256)
+    assert renderer.balance(account) == 95

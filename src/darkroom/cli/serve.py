@@ -53,7 +53,7 @@ def banner(settings: Settings, key: str | None) -> str:
     shown_key = key or "<your key: darkroom accounts create --name NAME --tier pro --credits 1000>"
     where = f"(saved in {settings.dev_key_file})" if key else ""
     return f"""
-darkroom is serving the Magic Hour v1 image API
+darkroom is serving the Magic Hour v1 image API and the OpenAI images API
   base URL  {url}
   API key   {shown_key} {where}
   data      {settings.data_dir.resolve()} (SQLite, local images, preview backend)
@@ -71,6 +71,12 @@ or with the magic_hour SDK (pip install magic_hour):
       image_count=1, aspect_ratio="16:9", style={{"prompt": "a lighthouse at dusk"}},
       download_directory=".")
   print(result.status, result.downloaded_paths)
+
+or with the openai SDK (pip install openai):
+  from openai import OpenAI
+  client = OpenAI(api_key="{shown_key}", base_url="{url}/v1")
+  image = client.images.generate(prompt="a lighthouse at dusk", size="1024x1024")
+  print(image.data[0].url)
 
 Models and prices: {url}/v1/models    API docs: {url}/docs    Stop: Ctrl-C
 """

@@ -106,7 +106,8 @@ async def resolve(host: str, port: int, *, allow_private: bool) -> str:
         for address in addresses:
             reason = refusal(address)
             if reason is not None:
-                what = f"address {host} is" if literal else f"host {host!r} resolves to {address},"
+                # The resolved address itself is not shown: it would map the operator's network.
+                what = f"address {host} is" if literal else f"host {host!r} resolves to"
                 raise AddressRefused(
                     f"{what} {_describe(reason)}; only public addresses are allowed"
                 )
