@@ -293,8 +293,7 @@ def test_resolve_refuses_if_any_address_is_refused(monkeypatch: pytest.MonkeyPat
         with pytest.raises(AddressRefused) as caught:
             await guard.resolve("mixed.test", 443, allow_private=False)
         assert caught.value.message == (
-            "host 'mixed.test' resolves to a private address; "
-            "only public addresses are allowed"
+            "host 'mixed.test' resolves to a private address; only public addresses are allowed"
         )
         assert await guard.resolve("mixed.test", 443, allow_private=True) == "8.8.8.8"
         assert await guard.resolve("good.test", 443, allow_private=False) == "1.1.1.1"

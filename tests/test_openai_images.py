@@ -580,3 +580,53 @@ def test_an_api_only_node_answers_when_another_process_renders(
     assert response.data is not None
     assert decode(response.data[0].b64_json).size == (256, 256)
     assert renderer.balance(account) == 95
+
+
+def test_stream_sends_one_completed_event_per_image(server: LiveServer, client: Client) -> None:
+    account = server.account(credits=100)
+    stream = client(account).images.generate(prompt=PROMPT, n=2, size="256x256", stream=True)
+    events = list(stream)
+    assert [event.type for event in events] == ["image_generation.completed"] * 2
+    assert all(decode(event.b64_json).size == (256, 256) for event in events)
+    assert events[0].b64_json != events[1].b64_json
+    assert server.balance(account) == 90
+    edits = client(account).images.edit(
+        image=("s.png", png((64, 64)), "image/png"), prompt="x", size="256x256", stream=True
+    )
+    assert [event.type for event in edits] == ["image_edit.completed"]
+
+
+def test_stream_reports_a_failed_job_as_an_error_event(server_factory: ServerFactory) -> None:
+    server = server_factory(Backends([Failing()]))
+    account = server.account(credits=100)
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=account.key, max_retries=0)
+    with pytest.raises(openai.APIError) as caught:
+        list(client.images.generate(prompt=PROMPT, stream=True))
+    assert "GPU is on fire" in caught.value.message
+    assert server.balance(account) == 100
+
+
+def test_closing_a_stream_early_cancels_and_refunds(server_factory: ServerFactory) -> None:
+    slow = Slow()
+    server = server_factory(Backends([slow]), poll_seconds=0.05)
+    account = server.account(credits=100)
+    try:
+        with (
+            httpx.Client(base_url=server.url, timeout=10) as http,
+            http.stream(
+                "POST",
+                "/v1/images/generations",
+                json={"prompt": PROMPT, "stream": True},
+                headers={"Authorization": f"Bearer {account.key}"},
+            ) as response,
+        ):
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            assert slow.entered.wait(5)
+            assert server.balance(account) == 95
+        deadline = time.monotonic() + 5
+        while server.balance(account) != 100 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        slow.release.set()
+    assert server.balance(account) == 100

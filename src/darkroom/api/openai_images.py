@@ -11,17 +11,15 @@ signed URLs or base64. A job that outlives ``sync_timeout_seconds`` is canceled 
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import json
-import time
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Header, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.datastructures import UploadFile
 
+from darkroom.api import openai_results as results
 from darkroom.api.deps import PrincipalDep, ServicesDep, body_schema, json_body
 from darkroom.api.errors import validation_message
 from darkroom.api.sources import Source, SourceSet, load_sources
@@ -30,15 +28,10 @@ from darkroom.core.accounts import Principal
 from darkroom.core.catalog import FieldNames, ImageSpec
 from darkroom.core.errors import (
     InvalidRequest,
-    JobCanceled,
-    JobFailed,
-    JobTimedOut,
 )
-from darkroom.core.jobs import MAX_SEED, Output, Project
-from darkroom.core.status import Status
+from darkroom.core.jobs import MAX_SEED, Output
 from darkroom.engine import encode
 from darkroom.services import Services
-from darkroom.storage.files import output_names
 
 router = APIRouter(tags=["OpenAI images"])
 
@@ -68,7 +61,9 @@ class ImageRequest(BaseModel):
     output_compression: int | None = Field(default=None, ge=0, le=100)
     background: Literal["auto", "opaque", "transparent"] | None = None
     user: str | None = Field(default=None, max_length=256, description="Accepted, not stored.")
-    stream: bool | None = Field(default=None, description="Only false is supported.")
+    stream: bool | None = Field(
+        default=None, description="Server-sent events, one completed event per image (base64)."
+    )
     # darkroom's own (the openai package sends them with extra_body=)
     tool: str | None = Field(default=None, description="darkroom: a style tool (see /v1/catalog).")
     seed: int | None = Field(default=None, ge=0, le=MAX_SEED, description="darkroom: a seed.")
@@ -95,7 +90,7 @@ async def generate_images(
     who: PrincipalDep,
     services: ServicesDep,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
-) -> JSONResponse:
+) -> Response:
     body = await json_body(request, GenerationRequest)
     images = [body.image] if isinstance(body.image, str) else list(body.image or [])
     sources = SourceSet(
@@ -141,7 +136,7 @@ async def edit_images(
     who: PrincipalDep,
     services: ServicesDep,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
-) -> JSONResponse:
+) -> Response:
     limit = services.settings.source_max_bytes
     try:
         form = await request.form(max_files=MAX_SOURCES + 1, max_fields=64, max_part_size=1 << 20)
@@ -191,11 +186,9 @@ async def _render(
     sources: SourceSet,
     idempotency_key: str | None,
     fingerprint: str | None,
-) -> JSONResponse:
+) -> Response:
     """Plan, charge, wait and answer: what every image request of this dialect does."""
     catalog = services.catalog
-    if body.stream:
-        raise InvalidRequest("stream=true is not supported; leave it out", field="stream")
     if len(sources.images) > MAX_SOURCES:
         raise InvalidRequest(f"send at most {MAX_SOURCES} source images", field="image")
     if sources.mask is not None and not sources.images:
@@ -244,75 +237,10 @@ async def _render(
         raise
     if project.id != prepared.id:  # a repeat of an earlier request with this Idempotency-Key
         services.files.delete_sources(prepared.id, len(sources.images))
-    project = await _wait(request, who, services, project)
-    return await _answer(project, body.response_format or "url", services)
-
-
-async def _wait(request: Request, who: Principal, services: Services, project: Project) -> Project:
-    """The project once ended; a job still running at the limit (or whose caller hung up) is
-    canceled and refunded."""
-    limit = services.settings.sync_timeout_seconds
-    project = await services.watch.until_terminal(
-        who.account_id, project.id, limit, abandoned=request.is_disconnected
-    )
-    if not project.status.terminal:
-        charged = project.credits_charged
-        project = services.jobs.cancel(who.account_id, project.id, "refund: sync wait ended")
-        if project.status is not Status.COMPLETE:  # it may have finished just now
-            raise JobTimedOut(
-                f"the images were not ready within {limit:g} seconds; the job was canceled and "
-                f"its {charged} credits refunded",
-                project.id,
-            )
-    if project.status is Status.ERROR:
-        raise JobFailed(
-            f"image generation failed: {project.error_message or project.error_code}; "
-            "the credits were refunded",
-            project.id,
-            project.error_code or "backend_error",
-        )
-    if project.status is Status.CANCELED:
-        raise JobCanceled("the job was canceled before it finished; refunded", project.id)
-    return project
-
-
-async def _answer(project: Project, response_format: str, services: Services) -> JSONResponse:
-    names = output_names(project)
-    data: list[dict[str, Any]] = []
-    if response_format == "b64_json":
-        contents = await asyncio.to_thread(_read_all, services, names)
-        data = [{"b64_json": base64.b64encode(content).decode()} for content in contents]
-    else:
-        expires = int(time.time()) + services.settings.sync_url_ttl_seconds
-        data = [{"url": services.signer.sign(name, expires)} for name in names]
-    if project.final_prompt != project.prompt:
-        for item in data:
-            item["revised_prompt"] = project.final_prompt
-    body = {
-        "created": int(project.created_at.timestamp()),
-        "data": data,
-        "background": "opaque",
-        "output_format": project.output_format,
-        "size": f"{project.width}x{project.height}",
-        # darkroom's additions, which OpenAI clients ignore: the project behind the answer
-        "darkroom": {
-            "project_id": project.id,
-            "model": project.model,
-            "backend": project.backend,
-            "credits_charged": project.credits_charged,
-            "seed": project.seed,
-            "render_ms": project.render_ms,
-        },
-    }
-    headers = {
-        "x-darkroom-project-id": project.id,
-        "x-darkroom-credits-charged": str(project.credits_charged),
-    }
-    return JSONResponse(body, headers=headers)
-
-
-def _read_all(services: Services, names: list[str]) -> list[bytes]:
-    return [services.files.path(name).read_bytes() for name in names]
+    if body.stream:
+        return results.event_stream(who, services, project, edit=bool(sources.images))
+    project = await results.finished(who, services, project, abandoned=request.is_disconnected)
+    return await results.json_answer(project, body.response_format or "url", services)
 
 
 async def _read_upload(upload: UploadFile, limit: int, field: str) -> bytes:
