@@ -124,3 +124,40 @@ def test_inconsistent_override_is_refused(tmp_path: Path) -> None:
     override.write_text("not toml = = =")
     with pytest.raises(ValueError, match="cannot read"):
         Catalog.load(override)
+
+
+@pytest.mark.parametrize(
+    ("toml", "problem"),
+    [
+        ('[openai.aliases.dall-e-2]\nmodel = "dall-e-9000"\n', "unknown model 'dall-e-9000'"),
+        ('[openai.aliases.dall-e-3]\nsizes = ["huge"]\n', "'huge' is not WIDTHxHEIGHT"),
+        ('[openai.aliases.dall-e-3]\nquality = { ultra = "seedream-v4" }\n', "unknown quality"),
+        ('[openai]\ndefault_model = "nope"\n', "openai.default_model 'nope' unknown"),
+        ('[openai.styles]\nvivid = "no placeholder"\n', "template lacks {prompt}"),
+        ('[openai.aliases.flux-schnell]\nmodel = "z-image-turbo"\n', "hides the catalog model"),
+    ],
+)
+def test_inconsistent_openai_names_are_refused(tmp_path: Path, toml: str, problem: str) -> None:
+    override = tmp_path / "catalog.toml"
+    override.write_text(toml)
+    with pytest.raises(ValueError, match=problem.replace("{", r"\{").replace("(", r"\(")):
+        Catalog.load(override)
+
+
+def test_exact_sizes_are_priced_by_their_longest_edge() -> None:
+    assert (plan(size=(256, 256)).resolution, plan(size=(256, 256)).credits) == ("640px", 5)
+    wide = plan(model="z-image-turbo", size=(1792, 1024))
+    assert (wide.resolution, wide.width, wide.height, wide.aspect_ratio) == (
+        "2k",
+        1792,
+        1024,
+        "7:4",
+    )
+    assert wide.credits == 10
+    assert plan(size=(1024, 576)).aspect_ratio == "16:9"  # a catalog size keeps its ratio name
+    with pytest.raises(TierForbidden, match="2k"):
+        plan(tier="free", size=(1536, 1024))
+    with pytest.raises(InvalidRequest, match="at most 2048"):
+        plan(model="flux-schnell", size=(4096, 4096))
+    with pytest.raises(InvalidRequest, match="multiples of 16"):
+        plan(size=(1000, 1000))

@@ -76,7 +76,11 @@ def test_operator_errors_exit_non_zero_with_a_reason(tmp_path: Path) -> None:
 def test_models_command_lists_prices(tmp_path: Path) -> None:
     models = as_json(tmp_path, "models")
     assert models["models"]["seedream-v4"]["credits_per_image"]["4k"] == 160
-    assert "flux-schnell" in darkroom(tmp_path, "models").stdout
+    assert models["models"]["z-image-turbo"]["edits"] is False
+    assert models["openai"]["aliases"]["dall-e-3"]["quality"] == {"hd": "seedream-v4"}
+    text = darkroom(tmp_path, "models").stdout
+    assert "flux-schnell" in text
+    assert "dall-e-2         → flux-schnell" in text
 
 
 def free_port() -> int:

@@ -160,6 +160,8 @@ def project_body(project: Project, services: Services) -> dict[str, Any]:
         "prompt": project.prompt,
         "final_prompt": project.final_prompt,
         "seed": project.seed,
+        "output_format": project.output_format,
+        "source_images": project.source_count,
         "started_at": iso(project.started_at),
         "completed_at": iso(project.completed_at),
         "render_ms": project.render_ms,

@@ -206,11 +206,23 @@ def models_list(args: argparse.Namespace) -> int:
             "image_counts": list(model.image_counts),
             "credits_per_image": prices,
             "backend": model.backend,
+            "edits": model.edits,
         }
         price_text = ", ".join(f"{r}: {p}" for r, p in prices.items())
         lines.append(f"{name:<16} {model.title:<20} backend={model.backend}")
         lines.append(
             f"{'':<16} tiers: {', '.join(model.tiers)}; counts: "
             f"{', '.join(map(str, model.image_counts))}; credits/image: {price_text}"
+            + ("; edits" if model.edits else "")
+        )
+    section = catalog.openai
+    data["openai"] = {"default_model": section.default_model, "aliases": {}}
+    lines += ["", f"OpenAI API names (default → {section.default_model}):"]
+    for name, alias in section.aliases.items():
+        data["openai"]["aliases"][name] = alias.model_dump()
+        better = "".join(f"; quality {q} → {m}" for q, m in alias.quality.items())
+        lines.append(
+            f"{name:<16} → {alias.model}; sizes: {', '.join(alias.sizes) or 'any'}; "
+            f"n ≤ {alias.max_n}{better}"
         )
     return _emit(args, data, lines)
