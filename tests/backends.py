@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 from darkroom.engine.base import BackendError, RenderRequest
 from darkroom.engine.preview import PreviewBackend
@@ -35,11 +36,14 @@ class Slow:
         self.entered = threading.Event()
         self.release = threading.Event()
         self.preview = PreviewBackend()
+        self.finished_at: float | None = None  # time.monotonic() when the last render returned
 
     def render(self, request: RenderRequest) -> list[bytes]:
         self.entered.set()
         self.release.wait(self.delay)
-        return self.preview.render(request)
+        images = self.preview.render(request)
+        self.finished_at = time.monotonic()
+        return images
 
 
 class Failing:

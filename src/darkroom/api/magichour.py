@@ -9,7 +9,7 @@ import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -104,9 +104,32 @@ async def create_image(
     )
 
 
+MAX_WAIT_SECONDS = 60.0
+
+
 @router.get("/v1/image-projects/{project_id}")
-async def get_project(project_id: str, who: PrincipalDep, services: ServicesDep) -> dict[str, Any]:
-    return project_body(services.jobs.get(who.account_id, project_id), services)
+async def get_project(
+    project_id: str,
+    request: Request,
+    who: PrincipalDep,
+    services: ServicesDep,
+    wait: Annotated[
+        float | None,
+        Query(
+            ge=0,
+            le=MAX_WAIT_SECONDS,
+            description="darkroom: a long poll. Answer as soon as the project is complete, "
+            "error or canceled, or after this many seconds at the latest.",
+        ),
+    ] = None,
+) -> dict[str, Any]:
+    if wait:
+        project = await services.watch.until_terminal(
+            who.account_id, project_id, wait, abandoned=request.is_disconnected
+        )
+    else:
+        project = services.jobs.get(who.account_id, project_id)
+    return project_body(project, services)
 
 
 @router.delete("/v1/image-projects/{project_id}", status_code=204)

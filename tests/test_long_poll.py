@@ -1,0 +1,76 @@
+"""``GET /v1/image-projects/{id}?wait=SECONDS``: darkroom's long poll answers as soon as the
+project ends (the published SDK never sends it, and polls as before)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from darkroom.engine.registry import Backends
+from tests.backends import Slow
+from tests.conftest import ServerFactory
+
+BODY = {"image_count": 1, "model": "flux-schnell", "resolution": "640px", "style": {"prompt": "x"}}
+
+
+def test_long_poll_answers_within_50_ms_of_completion(server_factory: ServerFactory) -> None:
+    slow = Slow()
+    server = server_factory(Backends([slow]))
+    account = server.account()
+    with server.client(account) as http:
+        project_id = http.post("/v1/ai-image-generator", json=BODY).json()["id"]
+    assert slow.entered.wait(5)
+    answer: dict[str, Any] = {}
+
+    def long_poll() -> None:
+        with server.client(account) as http:
+            response = http.get(f"/v1/image-projects/{project_id}", params={"wait": 20})
+        answer["at"] = time.monotonic()
+        answer["body"] = response.json()
+
+    poller = threading.Thread(target=long_poll)
+    poller.start()
+    time.sleep(0.3)
+    assert poller.is_alive()  # still waiting: the project is rendering
+    slow.release.set()
+    poller.join(10)
+    assert answer["body"]["status"] == "complete"
+    assert len(answer["body"]["downloads"]) == 1
+    assert slow.finished_at is not None
+    assert answer["at"] - slow.finished_at < 0.05
+
+
+def test_long_poll_gives_up_after_wait_seconds_with_the_current_status(
+    server_factory: ServerFactory,
+) -> None:
+    slow = Slow()
+    server = server_factory(Backends([slow]))
+    account = server.account()
+    try:
+        with server.client(account) as http:
+            project_id = http.post("/v1/ai-image-generator", json=BODY).json()["id"]
+            assert slow.entered.wait(5)
+            started = time.monotonic()
+            body = http.get(f"/v1/image-projects/{project_id}", params={"wait": 0.3}).json()
+            waited = time.monotonic() - started
+    finally:
+        slow.release.set()
+    assert body["status"] == "rendering"
+    assert 0.25 <= waited < 5
+
+
+def test_long_poll_checks_its_input_and_the_owner(server_factory: ServerFactory) -> None:
+    server = server_factory()
+    owner, stranger = server.account(), server.account()
+    with server.client(owner) as http:
+        project_id = http.post("/v1/ai-image-generator", json=BODY).json()["id"]
+        done = http.get(f"/v1/image-projects/{project_id}", params={"wait": 10}).json()
+        too_long = http.get(f"/v1/image-projects/{project_id}", params={"wait": 61})
+        not_a_number = http.get(f"/v1/image-projects/{project_id}", params={"wait": "soon"})
+    with server.client(stranger) as http:
+        theirs = http.get(f"/v1/image-projects/{project_id}", params={"wait": 1})
+    assert done["status"] == "complete"
+    assert too_long.status_code == 400 and "wait" in too_long.json()["message"]
+    assert not_a_number.status_code == 400
+    assert theirs.status_code == 404 and theirs.json() == {"message": "Not Found"}
