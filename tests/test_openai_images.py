@@ -633,3 +633,20 @@ def test_closing_a_stream_early_cancels_and_refunds(server_factory: ServerFactor
     finally:
         slow.release.set()
     assert server.balance(account) == 100
+
+
+def test_edit_takes_a_base64_image_as_a_form_field(server: LiveServer) -> None:
+    account = server.account(credits=100)
+    encoded = base64.b64encode(png((64, 64), "blue")).decode()
+    with server.client(account) as http:
+        ok = http.post(
+            "/v1/images/edits", data={"prompt": "x", "image": encoded, "size": "256x256"}
+        )
+        missing = http.post("/v1/images/edits", data={"prompt": "x"})
+        empty = http.post(
+            "/v1/images/edits", data={"prompt": "x"}, files={"image": ("a.png", b"", "image/png")}
+        )
+    assert ok.status_code == 200, ok.text
+    assert missing.status_code == 400 and missing.json()["error"]["param"] == "image"
+    assert empty.status_code == 400 and "empty" in empty.json()["error"]["message"]
+    assert server.balance(account) == 95

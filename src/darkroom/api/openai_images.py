@@ -142,15 +142,23 @@ async def edit_images(
         form = await request.form(max_files=MAX_SOURCES + 1, max_fields=64, max_part_size=1 << 20)
     except Exception as exc:  # malformed multipart: python-multipart and Starlette raise several
         raise InvalidRequest(f"malformed multipart/form-data body: {exc}") from None
+    fields: dict[str, Any] = {}
+    given: dict[str, list[Source]] = {"image": [], "mask": []}
+    identity: list[bytes] = []  # what makes two requests the same, for an Idempotency-Key
     try:
-        fields: dict[str, Any] = {}
-        uploads: dict[str, list[bytes]] = {"image": [], "mask": []}
         for key, value in form.multi_items():
             name = key.removesuffix("[]")
-            if isinstance(value, UploadFile):
-                if name not in uploads:
-                    raise InvalidRequest(f"unexpected file field {key!r}", field=key)
-                uploads[name].append(await _read_upload(value, limit, name))
+            if name in given:  # a file, or a URL / base64 text
+                if isinstance(value, UploadFile):
+                    data = await _read_upload(value, limit, name)
+                    source = Source.file(data, name)
+                else:
+                    data = value.encode()
+                    source = Source.text(value, name)
+                given[name].append(source)
+                identity.append(hashlib.sha256(data).digest())
+            elif isinstance(value, UploadFile):
+                raise InvalidRequest(f"unexpected file field {key!r}", field=key)
             else:
                 fields[name] = value
     finally:
@@ -160,21 +168,15 @@ async def edit_images(
     except ValidationError as exc:
         message, field = validation_message(exc.errors())
         raise InvalidRequest(message, field=field) from None
-    if "image" in fields and not uploads["image"]:
-        uploads["image"] = [b""]  # sent as text: refused below like an empty file
-    if not uploads["image"]:
-        raise InvalidRequest("image is required: the image to edit, as a file", field="image")
-    if len(uploads["mask"]) > 1:
+    if not given["image"]:
+        raise InvalidRequest("image is required: the image to edit", field="image")
+    if len(given["mask"]) > 1:
         raise InvalidRequest("send at most one mask", field="mask")
-    sources = SourceSet(
-        images=[Source.file(data, "image") for data in uploads["image"]],
-        mask=Source.file(uploads["mask"][0], "mask") if uploads["mask"] else None,
-    )
+    sources = SourceSet(images=given["image"], mask=given["mask"][0] if given["mask"] else None)
     fingerprint = None
     if idempotency_key is not None:
-        parts = [json.dumps(fields, sort_keys=True, default=str).encode()]
-        parts += [hashlib.sha256(d).digest() for d in uploads["image"] + uploads["mask"]]
-        fingerprint = _digest(b"\0".join(parts))
+        identity.insert(0, json.dumps(fields, sort_keys=True).encode())
+        fingerprint = _digest(b"\0".join(identity))
     return await _render(request, who, services, body, sources, idempotency_key, fingerprint)
 
 
