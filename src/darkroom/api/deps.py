@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
@@ -81,3 +83,9 @@ def body_schema(model: type[BaseModel]) -> dict[str, Any]:
             "content": {"application/json": {"schema": inline(schema)}},
         }
     }
+
+
+def fingerprint(body: BaseModel) -> str:
+    """A digest of a parsed request body: two retries with one Idempotency-Key must match it."""
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()

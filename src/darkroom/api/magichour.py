@@ -3,8 +3,6 @@ exactly as the published ``magic_hour`` SDK sends and expects them."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -13,7 +11,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from darkroom.api.deps import PrincipalDep, ServicesDep, body_schema, json_body
+from darkroom.api.deps import PrincipalDep, ServicesDep, body_schema, fingerprint, json_body
 from darkroom.core.catalog import ImageSpec
 from darkroom.core.jobs import MAX_SEED, Project
 from darkroom.core.status import Status
@@ -61,10 +59,6 @@ class CreateImageBody(BaseModel):
             tool=self.style.tool,
         )
 
-    def fingerprint(self) -> str:
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
-        return hashlib.sha256(canonical.encode()).hexdigest()
-
 
 class CreateImageResponse(BaseModel):
     id: str
@@ -92,7 +86,7 @@ async def create_image(
         seed=body.seed,
         idempotency_key=idempotency_key,
         # Only a retry with the same Idempotency-Key compares bodies.
-        request_hash=body.fingerprint() if idempotency_key is not None else None,
+        request_hash=fingerprint(body) if idempotency_key is not None else None,
     )
     project = await services.intake.submit(prepared)
     return JSONResponse(

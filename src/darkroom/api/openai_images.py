@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Request, Response
@@ -20,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from starlette.datastructures import UploadFile
 
 from darkroom.api import openai_results as results
-from darkroom.api.deps import PrincipalDep, ServicesDep, body_schema, json_body
+from darkroom.api.deps import PrincipalDep, ServicesDep, body_schema, fingerprint, json_body
 from darkroom.api.errors import validation_message
 from darkroom.api.sources import Source, SourceSet, load_sources
 from darkroom.core import openai_models
@@ -97,10 +96,8 @@ async def generate_images(
         images=[Source.text(value, "image") for value in images],
         mask=None if body.mask is None else Source.text(body.mask, "mask"),
     )
-    fingerprint = None
-    if idempotency_key is not None:
-        fingerprint = _digest(body.model_dump_json().encode())
-    return await _render(request, who, services, body, sources, idempotency_key, fingerprint)
+    request_hash = fingerprint(body) if idempotency_key is not None else None
+    return await _render(request, who, services, body, sources, idempotency_key, request_hash)
 
 
 EDIT_FORM = {
@@ -173,11 +170,11 @@ async def edit_images(
     if len(given["mask"]) > 1:
         raise InvalidRequest("send at most one mask", field="mask")
     sources = SourceSet(images=given["image"], mask=given["mask"][0] if given["mask"] else None)
-    fingerprint = None
+    request_hash = None
     if idempotency_key is not None:
-        identity.insert(0, json.dumps(fields, sort_keys=True).encode())
-        fingerprint = _digest(b"\0".join(identity))
-    return await _render(request, who, services, body, sources, idempotency_key, fingerprint)
+        identity.insert(0, fingerprint(body).encode())
+        request_hash = hashlib.sha256(b"\0".join(identity)).hexdigest()
+    return await _render(request, who, services, body, sources, idempotency_key, request_hash)
 
 
 async def _render(
@@ -187,7 +184,7 @@ async def _render(
     body: ImageRequest,
     sources: SourceSet,
     idempotency_key: str | None,
-    fingerprint: str | None,
+    request_hash: str | None,
 ) -> Response:
     """Plan, charge, wait and answer: what every image request of this dialect does."""
     catalog = services.catalog
@@ -224,7 +221,7 @@ async def _render(
         spec,
         seed=body.seed,
         idempotency_key=idempotency_key,
-        request_hash=fingerprint,
+        request_hash=request_hash,
         output=Output(fmt, quality),
         source_count=len(sources.images),
         has_mask=sources.mask is not None,
@@ -250,7 +247,3 @@ async def _read_upload(upload: UploadFile, limit: int, field: str) -> bytes:
     if len(data) > limit:
         raise InvalidRequest(f"{field} is larger than {limit / 1024 / 1024:g} MB", field=field)
     return data
-
-
-def _digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()

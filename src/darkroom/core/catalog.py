@@ -247,12 +247,7 @@ class Catalog(_Strict):
                 field="size",
             )
         resolution = fitting[0]
-        if resolution not in self.tiers[tier].resolutions:
-            tiers = [name for name, t in self.tiers.items() if resolution in t.resolutions]
-            raise TierForbidden(
-                f"size {size} is a {resolution} image, which is not available on the {tier} "
-                f"tier (available for: {', '.join(tiers)})"
-            )
+        self._require_tier(resolution, tier, f"size {size} (a {resolution} image)")
         ratio = next(
             (
                 name
@@ -300,13 +295,17 @@ class Catalog(_Strict):
                 f"supported: {', '.join(model.resolutions)}",
                 field="resolution",
             )
-        if requested not in allowed_by_tier:
-            tiers = [name for name, t in self.tiers.items() if requested in t.resolutions]
-            raise TierForbidden(
-                f"resolution {requested!r} is not available on the {tier} tier "
-                f"(available for: {', '.join(tiers)})"
-            )
+        self._require_tier(requested, tier, f"resolution {requested!r}")
         return requested
+
+    def _require_tier(self, resolution: str, tier: str, subject: str) -> None:
+        """Raise TierForbidden, naming the tiers that have it, unless ``tier`` has
+        ``resolution``."""
+        if resolution not in self.tiers[tier].resolutions:
+            tiers = [name for name, t in self.tiers.items() if resolution in t.resolutions]
+            raise TierForbidden(
+                f"{subject} is not available on the {tier} tier (available for: {', '.join(tiers)})"
+            )
 
 
 @dataclass(frozen=True)
