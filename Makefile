@@ -35,7 +35,7 @@ check: lint test
 bench: $(STAMP)
 	$(BIN)/python benchmarks/preview_render.py
 	$(BIN)/python benchmarks/api_overhead.py
-	$(BIN)/python benchmarks/openai_sync.py
+	$(BIN)/python benchmarks/wait_overhead.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -73,12 +73,12 @@ def test_operator_errors_exit_non_zero_with_a_reason(tmp_path: Path) -> None:
     assert darkroom(tmp_path, "keys", "revoke", "key_nope", check=False).returncode == 1
 
 
-def test_models_command_lists_prices(tmp_path: Path) -> None:
-    models = as_json(tmp_path, "models")
+def test_catalog_command_lists_prices(tmp_path: Path) -> None:
+    models = as_json(tmp_path, "catalog")
     assert models["models"]["seedream-v4"]["credits_per_image"]["4k"] == 160
     assert models["models"]["z-image-turbo"]["edits"] is False
     assert models["openai"]["aliases"]["dall-e-3"]["quality"] == {"hd": "seedream-v4"}
-    text = darkroom(tmp_path, "models").stdout
+    text = darkroom(tmp_path, "catalog").stdout
     assert "flux-schnell" in text
     assert "dall-e-2         → flux-schnell" in text
 

@@ -74,3 +74,27 @@ def test_long_poll_checks_its_input_and_the_owner(server_factory: ServerFactory)
     assert too_long.status_code == 400 and "wait" in too_long.json()["message"]
     assert not_a_number.status_code == 400
     assert theirs.status_code == 404 and theirs.json() == {"message": "Not Found"}
+
+
+def test_since_answers_at_the_next_status_change(server_factory: ServerFactory) -> None:
+    slow = Slow()
+    server = server_factory(Backends([slow]))
+    account = server.account()
+    try:
+        with server.client(account) as http:
+            project_id = http.post("/v1/ai-image-generator", json=BODY).json()["id"]
+            assert slow.entered.wait(5)
+            path = f"/v1/image-projects/{project_id}"
+            started = time.monotonic()
+            moved = http.get(path, params={"wait": 10, "since": "queued"}).json()
+            assert moved["status"] == "rendering"  # no longer queued: answered at once
+            assert time.monotonic() - started < 1
+            started = time.monotonic()
+            same = http.get(path, params={"wait": 0.3, "since": "rendering"}).json()
+            assert same["status"] == "rendering"
+            assert time.monotonic() - started >= 0.25
+            bad = http.get(path, params={"wait": 1, "since": "baking"})
+            assert bad.status_code == 400
+            assert "since" in bad.json()["message"]
+    finally:
+        slow.release.set()

@@ -9,7 +9,15 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from darkroom import __version__
-from darkroom.api import catalog, downloads, errors, health, magichour, openai_images
+from darkroom.api import (
+    account,
+    catalog,
+    downloads,
+    errors,
+    health,
+    magichour,
+    openai_images,
+)
 from darkroom.engine.registry import Backends
 from darkroom.services import Services, build_services
 from darkroom.settings import Settings
@@ -43,6 +51,6 @@ def app_for(services: Services) -> FastAPI:
     app.state.services = services
     openai_paths = ("/v1/images/", "/api/images/", "/v1/models")
     errors.install(app, [(prefix, errors.openai_error) for prefix in openai_paths])
-    for module in (health, magichour, openai_images, catalog, downloads):
+    for module in (health, magichour, openai_images, catalog, account, downloads):
         app.include_router(module.router)
     return app

@@ -116,10 +116,17 @@ async def get_project(
             "error or canceled, or after this many seconds at the latest.",
         ),
     ] = None,
+    since: Annotated[
+        Status | None,
+        Query(
+            description="darkroom: with wait, answer as soon as the status is no longer this "
+            "one (so a client sees queued → rendering at once), or the project has ended.",
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     if wait:
         project = await services.watch.until_terminal(
-            who.account_id, project_id, wait, abandoned=request.is_disconnected
+            who.account_id, project_id, wait, since=since, abandoned=request.is_disconnected
         )
     else:
         project = services.jobs.get(who.account_id, project_id)
@@ -143,10 +150,15 @@ def downloads(project: Project, services: Services) -> list[dict[str, Any]]:
         return []
     expires = int(time.time()) + services.settings.download_ttl_seconds
     expires_at = iso(datetime.fromtimestamp(expires, UTC))
-    return [
+    links: list[dict[str, Any]] = [
         {"url": services.signer.sign(name, expires), "expires_at": expires_at}
         for name in output_names(project)
     ]
+    # darkroom: what each file must hash to, so that a client can verify its download.
+    for link, stored in zip(links, project.stored_images, strict=False):
+        link["sha256"] = stored.sha256
+        link["bytes"] = stored.bytes
+    return links
 
 
 def project_body(project: Project, services: Services) -> dict[str, Any]:

@@ -7,17 +7,21 @@ import sys
 from collections.abc import Sequence
 
 from darkroom import __version__
-from darkroom.cli import operator, serve
+from darkroom.cli import operator, remote, serve
 from darkroom.core.errors import DarkroomError
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="darkroom", description="darkroom: self-hosted AI image generation."
+        prog="darkroom",
+        description="darkroom: self-hosted AI image generation.",
+        epilog=remote.exit_codes_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"darkroom {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve.add_parser(commands)
+    remote.add_parsers(commands)
     operator.add_parsers(commands)
     return parser
 

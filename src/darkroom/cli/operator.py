@@ -51,8 +51,10 @@ def add_parsers(commands: Any) -> None:
     grant.add_argument("--note")
     _common(grant, credits_grant)
 
-    models = commands.add_parser("models", help="the catalog's models, tiers and prices")
-    _common(models, models_list)
+    catalog = commands.add_parser(
+        "catalog", help="the data directory's catalog: every model, tier and price, and backends"
+    )
+    _common(catalog, catalog_list)
 
 
 def _common(parser: argparse.ArgumentParser, run: Any) -> None:
@@ -193,7 +195,7 @@ def credits_grant(args: argparse.Namespace) -> int:
     return _emit(args, data, [f"granted {args.amount} credits; balance {balance}"])
 
 
-def models_list(args: argparse.Namespace) -> int:
+def catalog_list(args: argparse.Namespace) -> int:
     catalog = load_catalog(settings_from(args))
     data: dict[str, Any] = {"default_model": catalog.default_model, "models": {}}
     lines = [f"default → {catalog.default_model}", ""]

@@ -12,6 +12,7 @@ restart calls ``recover`` so that no project stays non-terminal forever.
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -62,6 +63,14 @@ class Output:
 PNG = Output()
 
 
+@dataclass(frozen=True)
+class StoredImage:
+    """One rendered image as stored: its SHA-256 (hex) and size, for clients to verify."""
+
+    sha256: str
+    bytes: int
+
+
 class JobQueue(Protocol):
     def put(self, project_id: str) -> None: ...
 
@@ -105,6 +114,15 @@ class Project:
     output_quality: int | None
     source_count: int
     has_mask: bool
+    outputs: str | None = None  # JSON, see :attr:`stored_images`
+
+    @property
+    def stored_images(self) -> list[StoredImage]:
+        """Digest and size of each output file, in order; empty before completion (and for
+        projects completed before digests were recorded)."""
+        if not self.outputs:
+            return []
+        return [StoredImage(**item) for item in json.loads(self.outputs)]
 
     @classmethod
     def from_row(cls, row: Row) -> Project:  # type: ignore[type-arg]
@@ -321,8 +339,16 @@ class Jobs:
         self._changed(project_id)
         return None if row is None else Project.from_row(row)
 
-    def complete(self, project_id: str, *, rendered_at: datetime, render_ms: int) -> bool:
-        """rendering → complete; False if the project was canceled meanwhile."""
+    def complete(
+        self,
+        project_id: str,
+        *,
+        rendered_at: datetime,
+        render_ms: int,
+        stored: list[StoredImage] | None = None,
+    ) -> bool:
+        """rendering → complete, recording the stored files' digests; False if the project was
+        canceled meanwhile."""
         with self.db.write(durable=False) as conn:
             moved = sql.move(
                 conn,
@@ -332,6 +358,7 @@ class Jobs:
                 rendered_at=rendered_at,
                 render_ms=render_ms,
                 completed_at=utcnow(),
+                outputs=json.dumps([vars(item) for item in stored or []]),
             )
         if moved:
             self._changed(project_id)

@@ -13,6 +13,7 @@ import contextlib
 from collections.abc import Awaitable, Callable
 
 from darkroom.core.jobs import Jobs, Project
+from darkroom.core.status import Status
 
 
 class Watch:
@@ -51,10 +52,12 @@ class Watch:
         project_id: str,
         timeout: float,
         *,
+        since: Status | None = None,
         abandoned: Callable[[], Awaitable[bool]] | None = None,
     ) -> Project:
-        """The project once it is complete, error or canceled; or as it stands when ``timeout``
-        seconds have passed or ``abandoned()`` says nobody waits any more (the caller checks
+        """The project once it is complete, error or canceled (or, given ``since``, as soon as
+        its status is no longer ``since``); or as it stands when ``timeout`` seconds have passed
+        or ``abandoned()`` says nobody waits any more (the caller checks
         :attr:`Project.status`). NotFound if it was deleted meanwhile."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -65,7 +68,8 @@ class Watch:
                 event.clear()
                 project = self.jobs.get(account_id, project_id)
                 remaining = deadline - loop.time()
-                if project.status.terminal or remaining <= 0:
+                moved = since is not None and project.status is not since
+                if project.status.terminal or moved or remaining <= 0:
                     return project
                 if abandoned is not None and await abandoned():
                     return project

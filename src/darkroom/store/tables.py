@@ -107,6 +107,9 @@ projects = Table(
     # Edits: how many source images (and whether a mask) were stored for the backend.
     Column("source_count", Integer, nullable=False, server_default="0"),
     Column("has_mask", Boolean, nullable=False, server_default=false()),
+    # Once complete: JSON list, per image, of {"sha256", "bytes"} of the stored file, so that a
+    # client can verify what it downloaded.
+    Column("outputs", Text, nullable=True),
     CheckConstraint(
         "status IN ('draft', 'queued', 'rendering', 'complete', 'error', 'canceled')",
         name="status_known",

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 from darkroom.core.catalog import Catalog
-from darkroom.core.jobs import Jobs, Project
+from darkroom.core.jobs import Jobs, Project, StoredImage
 from darkroom.engine.base import BackendError, RenderRequest
 from darkroom.engine.encode import encode
 from darkroom.engine.registry import Backends
@@ -111,7 +112,7 @@ class Runner:
         started = time.perf_counter()
         try:
             loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._executor, self._render_and_store, project)
+            stored = await loop.run_in_executor(self._executor, self._render_and_store, project)
         except BackendError as exc:
             log.warning("project %s failed: %s (%s)", project.id, exc.message, exc.code)
             self._give_up(project, exc.code, exc.message)
@@ -121,13 +122,16 @@ class Runner:
             self._give_up(project, "backend_error", f"rendering failed ({type(exc).__name__})")
             return
         render_ms = round((time.perf_counter() - started) * 1000)
-        if not self.jobs.complete(project.id, rendered_at=utcnow(), render_ms=render_ms):
+        completed = self.jobs.complete(
+            project.id, rendered_at=utcnow(), render_ms=render_ms, stored=stored
+        )
+        if not completed:
             self.files.delete_project(project)  # canceled while rendering
             return
         self.files.delete_sources(project.id, project.source_count)
         log.info("project %s complete in %d ms", project.id, render_ms)
 
-    def _render_and_store(self, project: Project) -> None:
+    def _render_and_store(self, project: Project) -> list[StoredImage]:
         backend = self.backends.get(project.backend)
         if project.source_count and not backend.edits:
             raise BackendError(
@@ -139,9 +143,12 @@ class Runner:
                 "backend_error",
                 f"backend returned {len(images)} images instead of {project.image_count}",
             )
+        stored = []
         for n, data in enumerate(images, start=1):
             encoded = encode(data, project.output_format, project.output_quality)
             self.files.save(project.id, n, encoded, project.output_format)
+            stored.append(StoredImage(hashlib.sha256(encoded).hexdigest(), len(encoded)))
+        return stored
 
     def request_for(self, project: Project) -> RenderRequest:
         try:

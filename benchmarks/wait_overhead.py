@@ -1,12 +1,16 @@
-"""How long a caller waits beyond the render itself: the OpenAI dialect's synchronous answer
-against the Magic Hour SDK's create-then-poll ``generate``, side by side in one run.
+"""How long a caller waits beyond the render itself: the OpenAI dialect's synchronous answer,
+darkroom's SDK ``generate`` (long poll) and the published Magic Hour SDK's create-then-poll
+``generate``, side by side in one run.
 
 Starts ``darkroom serve`` (SQLite, the preview backend, two workers) in a temporary data
 directory and sends, one request at a time (no queueing), ``N`` requests for one 640x640 image:
 
 1. ``openai.OpenAI(...).images.generate(...)``: the server answers when the job ends (it is woken
    by the job's completion, not by polling);
-2. ``magic_hour.Client(...).v1.ai_image_generator.generate(..., download_outputs=False)``: the
+2. ``darkroom.Client(...).v1.ai_image_generator.generate(..., download_outputs=False)``: the
+   same call as 3 with one import changed; it waits with the long poll
+   (``GET /v1/image-projects/{id}?wait=..&since=..``), answered when the status changes;
+3. ``magic_hour.Client(...).v1.ai_image_generator.generate(..., download_outputs=False)``: the
    published SDK polls ``GET /v1/image-projects/{id}`` every ``MAGIC_HOUR_POLL_INTERVAL`` seconds
    (0.5 by default).
 
@@ -15,8 +19,8 @@ render as the worker measured it), p50 and p99, and the ratio of the two overhea
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/openai_sync.py            # 40 requests each, about 40 s
-    .venv/bin/python benchmarks/openai_sync.py --requests 10
+    .venv/bin/python benchmarks/wait_overhead.py            # 40 requests each, about 40 s
+    .venv/bin/python benchmarks/wait_overhead.py --requests 10
 
 Only 127.0.0.1 is used.
 """
@@ -104,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     import magic_hour
     import openai
 
+    import darkroom
+
     with tempfile.TemporaryDirectory(prefix="darkroom-bench-") as tmp:
         data_dir = Path(tmp)
         port = free_port()
@@ -113,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             key = (data_dir / "dev-api-key").read_text().strip()
             oa = openai.OpenAI(base_url=f"{url}/v1", api_key=key)
             mh = magic_hour.Client(token=key, base_url=url)
+            dk = darkroom.Client(token=key, base_url=url)
 
             def openai_call() -> tuple[float, int]:
                 started = time.perf_counter()
@@ -120,9 +127,9 @@ def main(argv: list[str] | None = None) -> int:
                 wall = (time.perf_counter() - started) * 1000
                 return wall, int((result.model_extra or {})["darkroom"]["render_ms"])
 
-            def magic_hour_call() -> tuple[float, int]:
+            def sdk_call(client: magic_hour.Client | darkroom.Client) -> tuple[float, int]:
                 started = time.perf_counter()
-                result = mh.v1.ai_image_generator.generate(
+                result = client.v1.ai_image_generator.generate(
                     image_count=1,
                     style={"prompt": PROMPT},
                     model="flux-schnell",
@@ -140,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
                 return wall, render_ms
 
             sync_walls, sync_over = measure(args.requests, openai_call)
-            poll_walls, poll_over = measure(args.requests, magic_hour_call)
+            long_walls, long_over = measure(args.requests, lambda: sdk_call(dk))
+            poll_walls, poll_over = measure(args.requests, lambda: sdk_call(mh))
         finally:
             server.send_signal(signal.SIGINT)
             server.wait(timeout=30)
@@ -152,10 +160,12 @@ def main(argv: list[str] | None = None) -> int:
     print("| Path | wall ms p50 / p99 | overhead beyond render ms p50 / p99 |")
     print("|---|---|---|")
     print(summary("OpenAI dialect, synchronous answer", sync_walls, sync_over))
+    print(summary("darkroom SDK generate (long poll)", long_walls, long_over))
     print(summary(f"magic_hour SDK generate (polls every {interval} s)", poll_walls, poll_over))
-    ratio = statistics.median(poll_over) / max(0.001, statistics.median(sync_over))
     print()
-    print(f"overhead ratio, polling / synchronous (p50): {ratio:.1f}x")
+    for label, over in (("synchronous", sync_over), ("darkroom SDK", long_over)):
+        ratio = statistics.median(poll_over) / max(0.001, statistics.median(over))
+        print(f"overhead ratio, magic_hour polling / {label} (p50): {ratio:.1f}x")
     return 0
 
 

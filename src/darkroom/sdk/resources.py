@@ -1,0 +1,318 @@
+"""The resources of ``client.v1``, as twins: each sync method has an async one with the same
+signature. A method only builds its :class:`~darkroom.sdk.calls.Call` or plan and hands it to
+the transport; the request, parsing, retries and waiting are written once elsewhere."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from darkroom.sdk import calls, flow
+from darkroom.sdk.calls import Call, with_options
+from darkroom.sdk.flow import Plan
+from darkroom.sdk.transport import AsyncTransport, SyncTransport, Transport
+from darkroom.sdk.types import (
+    Account,
+    CreateResponse,
+    ImageProject,
+    ImageProjectWithDownloads,
+    ModelInfo,
+    ModelList,
+    Progress,
+    RequestOptions,
+    Style,
+)
+
+ProgressCallback = Callable[[Progress], Any]
+
+
+T = TypeVar("T")
+Args = Mapping[str, Any]  # a method's ``locals()``: its arguments by name
+
+_CREATE = (
+    "image_count",
+    "style",
+    "aspect_ratio",
+    "model",
+    "name",
+    "orientation",
+    "resolution",
+    "seed",
+    "idempotency_key",
+)
+
+
+def _send(transport: Transport, call: Call[T], args: Args) -> Plan[T]:
+    return flow.request(with_options(call, args.get("request_options")), transport.policy)
+
+
+def _waiting(transport: Transport, args: Args) -> flow.Waiting:
+    timeout = args["timeout"]
+    if timeout is not None and timeout <= 0:
+        raise ValueError("timeout must be a positive number of seconds")
+    return flow.Waiting(
+        started=flow.clock(),
+        timeout=timeout,
+        poll_interval=transport.poll_interval,
+        on_progress=args["on_progress"],
+    )
+
+
+def _finish(transport: Transport, args: Args) -> dict[str, Any]:
+    return {
+        "waiting": _waiting(transport, args),
+        "wait_for_completion": args["wait_for_completion"],
+        "download_outputs": args["download_outputs"],
+        "download_directory": args["download_directory"],
+    }
+
+
+def _create(transport: Transport, args: Args) -> Plan[CreateResponse]:
+    return _send(transport, calls.create_image(**{name: args[name] for name in _CREATE}), args)
+
+
+def _generate(transport: Transport, args: Args) -> Plan[ImageProjectWithDownloads]:
+    call = calls.create_image(**{name: args[name] for name in _CREATE})
+    call = with_options(call, args["request_options"])
+    return flow.generate(call, transport.policy, **_finish(transport, args))
+
+
+def _check_result(transport: Transport, args: Args) -> Plan[ImageProjectWithDownloads]:
+    return flow.check_result(args["id"], transport.policy, **_finish(transport, args))
+
+
+def _get(transport: Transport, args: Args) -> Plan[ImageProject]:
+    return _send(transport, calls.get_project(args["id"], wait=args["wait"]), args)
+
+
+# The docstrings live on the sync methods; the async twins say the same.
+_CREATE_DOC = """Create an image project (``POST /v1/ai-image-generator``): charged now, rendered in
+the background. Retries resend the same Idempotency-Key (``idempotency_key``, or one made per
+call), so a project is charged once however many attempts reach the server."""
+
+_GENERATE_DOC = """Create a project, wait until it ends, and download its images.
+
+Waits at most ``timeout`` seconds in all (else :class:`GenerateTimeoutError`, the project left
+as it is), learning of each status change at once through darkroom's long poll, and telling
+``on_progress`` (a function, or a coroutine function for the async client). Images are streamed
+into ``download_directory`` (the current directory by default; created if missing), verified
+against the size and SHA-256 the server lists, and never replace an existing file: a taken name
+gets `` (1)``, `` (2)``... The paths are in ``downloaded_paths``. A project that fails comes back
+with ``status="error"`` and its refund, as in the published SDK; ``raise_for_status()`` turns
+that into :class:`JobFailedError`."""
+
+
+class AiImageGeneratorClient:
+    def __init__(self, transport: SyncTransport) -> None:
+        self._transport = transport
+
+    def create(
+        self,
+        *,
+        image_count: int,
+        style: Style | Mapping[str, Any],
+        aspect_ratio: str | None = None,
+        model: str | None = None,
+        name: str | None = None,
+        orientation: str | None = None,
+        resolution: str | None = None,
+        seed: int | None = None,
+        idempotency_key: str | None = None,
+        request_options: RequestOptions | None = None,
+    ) -> CreateResponse:
+        return self._transport.run(_create(self._transport, locals()))
+
+    def generate(
+        self,
+        *,
+        image_count: int,
+        style: Style | Mapping[str, Any],
+        aspect_ratio: str | None = None,
+        model: str | None = None,
+        name: str | None = None,
+        orientation: str | None = None,
+        resolution: str | None = None,
+        seed: int | None = None,
+        idempotency_key: str | None = None,
+        wait_for_completion: bool = True,
+        download_outputs: bool = True,
+        download_directory: str | Path | None = None,
+        timeout: float | None = None,
+        on_progress: ProgressCallback | None = None,
+        request_options: RequestOptions | None = None,
+    ) -> ImageProjectWithDownloads:
+        return self._transport.run(_generate(self._transport, locals()))
+
+    create.__doc__ = _CREATE_DOC
+    generate.__doc__ = _GENERATE_DOC
+
+
+class AsyncAiImageGeneratorClient:
+    def __init__(self, transport: AsyncTransport) -> None:
+        self._transport = transport
+
+    async def create(
+        self,
+        *,
+        image_count: int,
+        style: Style | Mapping[str, Any],
+        aspect_ratio: str | None = None,
+        model: str | None = None,
+        name: str | None = None,
+        orientation: str | None = None,
+        resolution: str | None = None,
+        seed: int | None = None,
+        idempotency_key: str | None = None,
+        request_options: RequestOptions | None = None,
+    ) -> CreateResponse:
+        return await self._transport.run(_create(self._transport, locals()))
+
+    async def generate(
+        self,
+        *,
+        image_count: int,
+        style: Style | Mapping[str, Any],
+        aspect_ratio: str | None = None,
+        model: str | None = None,
+        name: str | None = None,
+        orientation: str | None = None,
+        resolution: str | None = None,
+        seed: int | None = None,
+        idempotency_key: str | None = None,
+        wait_for_completion: bool = True,
+        download_outputs: bool = True,
+        download_directory: str | Path | None = None,
+        timeout: float | None = None,
+        on_progress: ProgressCallback | None = None,
+        request_options: RequestOptions | None = None,
+    ) -> ImageProjectWithDownloads:
+        return await self._transport.run(_generate(self._transport, locals()))
+
+    create.__doc__ = _CREATE_DOC
+    generate.__doc__ = _GENERATE_DOC
+
+
+_GET_DOC = """The project (``GET /v1/image-projects/{id}``). With ``wait`` (seconds, up to 60),
+darkroom answers as soon as the project has ended, or after ``wait`` seconds."""
+
+_CHECK_DOC = """The published SDK's ``check_result``: the project, optionally after waiting until
+it ends and downloading its images (as in ``generate``)."""
+
+
+class ImageProjectsClient:
+    def __init__(self, transport: SyncTransport) -> None:
+        self._transport = transport
+
+    def get(
+        self, *, id: str, wait: float | None = None, request_options: RequestOptions | None = None
+    ) -> ImageProject:
+        return self._transport.run(_get(self._transport, locals()))
+
+    def delete(self, *, id: str, request_options: RequestOptions | None = None) -> None:
+        """Delete the project and its images (``DELETE /v1/image-projects/{id}``)."""
+        self._transport.run(_send(self._transport, calls.delete_project(id), locals()))
+
+    def check_result(
+        self,
+        id: str,
+        wait_for_completion: bool = True,
+        download_outputs: bool = True,
+        download_directory: str | Path | None = None,
+        timeout: float | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> ImageProjectWithDownloads:
+        return self._transport.run(_check_result(self._transport, locals()))
+
+    get.__doc__ = _GET_DOC
+    check_result.__doc__ = _CHECK_DOC
+
+
+class AsyncImageProjectsClient:
+    def __init__(self, transport: AsyncTransport) -> None:
+        self._transport = transport
+
+    async def get(
+        self, *, id: str, wait: float | None = None, request_options: RequestOptions | None = None
+    ) -> ImageProject:
+        return await self._transport.run(_get(self._transport, locals()))
+
+    async def delete(self, *, id: str, request_options: RequestOptions | None = None) -> None:
+        """Delete the project and its images (``DELETE /v1/image-projects/{id}``)."""
+        await self._transport.run(_send(self._transport, calls.delete_project(id), locals()))
+
+    async def check_result(
+        self,
+        id: str,
+        wait_for_completion: bool = True,
+        download_outputs: bool = True,
+        download_directory: str | Path | None = None,
+        timeout: float | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> ImageProjectWithDownloads:
+        return await self._transport.run(_check_result(self._transport, locals()))
+
+    get.__doc__ = _GET_DOC
+    check_result.__doc__ = _CHECK_DOC
+
+
+class ModelsClient:
+    """The models the key may use, with prices (``GET /v1/models``)."""
+
+    def __init__(self, transport: SyncTransport) -> None:
+        self._transport = transport
+
+    def list(self, *, request_options: RequestOptions | None = None) -> ModelList:
+        return self._transport.run(_send(self._transport, calls.list_models(), locals()))
+
+    def get(self, *, id: str, request_options: RequestOptions | None = None) -> ModelInfo:
+        return self._transport.run(_send(self._transport, calls.get_model(id), locals()))
+
+
+class AsyncModelsClient:
+    """The models the key may use, with prices (``GET /v1/models``)."""
+
+    def __init__(self, transport: AsyncTransport) -> None:
+        self._transport = transport
+
+    async def list(self, *, request_options: RequestOptions | None = None) -> ModelList:
+        return await self._transport.run(_send(self._transport, calls.list_models(), locals()))
+
+    async def get(self, *, id: str, request_options: RequestOptions | None = None) -> ModelInfo:
+        return await self._transport.run(_send(self._transport, calls.get_model(id), locals()))
+
+
+class AccountClient:
+    """The key's account: balance and tier (``GET /v1/account``; ``list`` as published)."""
+
+    def __init__(self, transport: SyncTransport) -> None:
+        self._transport = transport
+
+    def list(self, *, request_options: RequestOptions | None = None) -> Account:
+        return self._transport.run(_send(self._transport, calls.get_account(), locals()))
+
+
+class AsyncAccountClient:
+    """The key's account: balance and tier (``GET /v1/account``; ``list`` as published)."""
+
+    def __init__(self, transport: AsyncTransport) -> None:
+        self._transport = transport
+
+    async def list(self, *, request_options: RequestOptions | None = None) -> Account:
+        return await self._transport.run(_send(self._transport, calls.get_account(), locals()))
+
+
+class V1Client:
+    def __init__(self, transport: SyncTransport) -> None:
+        self.ai_image_generator = AiImageGeneratorClient(transport)
+        self.image_projects = ImageProjectsClient(transport)
+        self.models = ModelsClient(transport)
+        self.account = AccountClient(transport)
+
+
+class AsyncV1Client:
+    def __init__(self, transport: AsyncTransport) -> None:
+        self.ai_image_generator = AsyncAiImageGeneratorClient(transport)
+        self.image_projects = AsyncImageProjectsClient(transport)
+        self.models = AsyncModelsClient(transport)
+        self.account = AsyncAccountClient(transport)
