@@ -141,6 +141,7 @@ def test_serve_bootstraps_a_dev_account_once(tmp_path: Path, serves: list[Serve]
     assert first.url in output
     assert key in output
     assert "magic_hour" in output and "curl" in output
+    assert "darkroom generate" in output and "from darkroom import Client" in output
 
     second = Serve(data)
     serves.append(second)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
+from pathlib import Path
 from typing import Any
 
 from darkroom.cli.options import add_data_options, settings_from
@@ -48,6 +50,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_path() -> str:
+    """How to run ``darkroom`` from here: the script beside this Python (the venv's bin)."""
+    script = Path(sys.executable).parent / "darkroom"
+    if not script.exists():
+        return "darkroom"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
+
+
 def banner(settings: Settings, key: str | None) -> str:
     url = settings.base_url
     shown_key = key or "<your key: darkroom accounts create --name NAME --tier pro --credits 1000>"
@@ -64,8 +77,12 @@ Try it with curl:
     -d '{{"image_count": 1, "aspect_ratio": "16:9", "style": {{"prompt": "a lighthouse at dusk"}}}}'
   curl -s {url}/v1/image-projects/<id> -H 'Authorization: Bearer {shown_key}'
 
-or with the magic_hour SDK (pip install magic_hour):
-  from magic_hour import Client
+or with darkroom's command line (in another shell, from this directory):
+  DARKROOM_API_KEY={shown_key} DARKROOM_BASE_URL={url} \\
+    .venv/bin/darkroom generate "a lighthouse at dusk" --aspect-ratio 16:9 -o outputs/
+
+or with darkroom's SDK, or the magic_hour SDK (pip install magic_hour) by changing the import:
+  from darkroom import Client    # or: from magic_hour import Client
   client = Client(token="{shown_key}", base_url="{url}")
   result = client.v1.ai_image_generator.generate(
       image_count=1, aspect_ratio="16:9", style={{"prompt": "a lighthouse at dusk"}},

@@ -24,7 +24,17 @@ _DOC = """Arguments:
 """
 
 
-class Client:
+class _Base:
+    _transport: SyncTransport | AsyncTransport
+
+    @property
+    def base_url(self) -> str:
+        return self._transport.base_url
+
+
+class Client(_Base):
+    _transport: SyncTransport
+
     def __init__(
         self,
         *,
@@ -45,10 +55,6 @@ class Client:
         )
         self.v1 = V1Client(self._transport)
 
-    @property
-    def base_url(self) -> str:
-        return self._transport.base_url
-
     def close(self) -> None:
         self._transport.close()
 
@@ -64,7 +70,9 @@ class Client:
         self.close()
 
 
-class AsyncClient:
+class AsyncClient(_Base):
+    _transport: AsyncTransport
+
     def __init__(
         self,
         *,
@@ -84,10 +92,6 @@ class AsyncClient:
             poll_interval=poll_interval,
         )
         self.v1 = AsyncV1Client(self._transport)
-
-    @property
-    def base_url(self) -> str:
-        return self._transport.base_url
 
     async def close(self) -> None:
         await self._transport.close()

@@ -106,16 +106,26 @@ def connection_errors(url: str) -> Iterator[None]:
 
 
 class Stepper:
-    """Drives a plan: feeds each effect's result (or error) back in until it returns."""
+    """Drives a plan: iterating gives its effects; set ``result`` (or ``error``) after each.
+    Once the iteration ends, ``value`` is what the plan returned."""
 
-    def __init__(self, plan: Plan[T]) -> None:
+    def __init__(self, plan: Plan[Any]) -> None:
         self.plan = plan
+        self.result: Any = None
+        self.error: DarkroomError | None = None
+        self.value: Any = None
 
-    def next(self, result: Any, error: DarkroomError | None) -> Effect:
-        """The next effect; StopIteration carries the plan's result."""
-        if error is not None:
-            return self.plan.throw(error)
-        return self.plan.send(result)
+    def __iter__(self) -> Stepper:
+        return self
+
+    def __next__(self) -> Effect:
+        result, error = self.result, self.error
+        self.result, self.error = None, None
+        try:
+            return self.plan.throw(error) if error is not None else self.plan.send(result)
+        except StopIteration as done:
+            self.value = done.value
+            raise StopIteration from None
 
 
 class SyncTransport(Transport):
@@ -125,18 +135,14 @@ class SyncTransport(Transport):
         self.owns_http = http is None
 
     def run(self, plan: Plan[T]) -> T:
-        stepper, result, error = Stepper(plan), None, None
-        while True:
+        steps = Stepper(plan)
+        for effect in steps:
             try:
-                effect = stepper.next(result, error)
-            except StopIteration as done:
-                value: T = done.value
-                return value
-            result, error = None, None
-            try:
-                result = self.perform(effect)
+                steps.result = self.perform(effect)
             except DarkroomError as exc:
-                error = exc
+                steps.error = exc
+        value: T = steps.value
+        return value
 
     def perform(self, effect: Effect) -> Any:
         if isinstance(effect, Send):
@@ -173,18 +179,14 @@ class AsyncTransport(Transport):
         self.owns_http = http is None
 
     async def run(self, plan: Plan[T]) -> T:
-        stepper, result, error = Stepper(plan), None, None
-        while True:
+        steps = Stepper(plan)
+        for effect in steps:
             try:
-                effect = stepper.next(result, error)
-            except StopIteration as done:
-                value: T = done.value
-                return value
-            result, error = None, None
-            try:
-                result = await self.perform(effect)
+                steps.result = await self.perform(effect)
             except DarkroomError as exc:
-                error = exc
+                steps.error = exc
+        value: T = steps.value
+        return value
 
     async def perform(self, effect: Effect) -> Any:
         if isinstance(effect, Send):
