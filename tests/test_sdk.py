@@ -25,6 +25,13 @@ from tests.conftest import Account, LiveServer, ServerFactory
 PROMPT = {"prompt": "a lighthouse at dusk"}
 
 
+@pytest.fixture(autouse=True)
+def no_sdk_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SDK reads these; a developer's own must not leak into the tests."""
+    for name in ("DARKROOM_API_KEY", "DARKROOM_BASE_URL", "MAGIC_HOUR_POLL_INTERVAL"):
+        monkeypatch.delenv(name, raising=False)
+
+
 def client(server: LiveServer, account: Account | None, **kwargs: Any) -> darkroom.Client:
     return darkroom.Client(token=account.key if account else None, base_url=server.url, **kwargs)
 

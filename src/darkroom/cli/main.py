@@ -36,6 +36,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:  # configuration problems (catalog, settings)
         print(f"darkroom: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("darkroom: interrupted", file=sys.stderr)
+        return 130
     return result
 
 
