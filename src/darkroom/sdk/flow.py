@@ -151,45 +151,34 @@ def _sleep_before(deadline: float | None, delay: float) -> Plan[bool]:
     return True
 
 
+@dataclass(frozen=True)
+class Finish:
+    """What ``generate`` and ``check_result`` do once the project exists."""
+
+    waiting: Waiting
+    wait_for_completion: bool = True
+    download_outputs: bool = True
+    download_directory: str | Path | None = None
+
+
 def generate(
-    create: Call[CreateResponse],
-    policy: RetryPolicy,
-    *,
-    waiting: Waiting,
-    wait_for_completion: bool,
-    download_outputs: bool,
-    download_directory: str | Path | None,
+    create: Call[CreateResponse], policy: RetryPolicy, finish: Finish
 ) -> Plan[ImageProjectWithDownloads]:
     """Create, then :func:`check_result` (wait, download)."""
-    created = yield from request(create, policy, waiting.deadline)
-    return (
-        yield from check_result(
-            created.id,
-            policy,
-            waiting=waiting,
-            wait_for_completion=wait_for_completion,
-            download_outputs=download_outputs,
-            download_directory=download_directory,
-        )
-    )
+    created = yield from request(create, policy, finish.waiting.deadline)
+    return (yield from check_result(created.id, policy, finish))
 
 
-def check_result(
-    id: str,
-    policy: RetryPolicy,
-    *,
-    waiting: Waiting,
-    wait_for_completion: bool,
-    download_outputs: bool,
-    download_directory: str | Path | None,
-) -> Plan[ImageProjectWithDownloads]:
+def check_result(id: str, policy: RetryPolicy, finish: Finish) -> Plan[ImageProjectWithDownloads]:
     """The project, after waiting for it to end and downloading its images, as asked."""
+    waiting = finish.waiting
     project = yield from request(calls.get_project(id), policy, waiting.deadline)
-    if wait_for_completion:
+    if finish.wait_for_completion:
         project = yield from wait(project, policy, waiting)
     paths = None
-    if download_outputs and project.status == "complete":
-        directory = Path(download_directory) if download_directory is not None else Path.cwd()
+    if finish.download_outputs and project.status == "complete":
+        where = finish.download_directory
+        directory = Path(where) if where is not None else Path.cwd()
         paths = yield from download_all(project, directory, policy, waiting)
     yield from waiting.progress(project.status, project, len(paths or ()))
     return ImageProjectWithDownloads(**project.model_dump(), downloaded_paths=paths)

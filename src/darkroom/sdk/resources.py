@@ -59,13 +59,13 @@ def _waiting(transport: Transport, args: Args) -> flow.Waiting:
     )
 
 
-def _finish(transport: Transport, args: Args) -> dict[str, Any]:
-    return {
-        "waiting": _waiting(transport, args),
-        "wait_for_completion": args["wait_for_completion"],
-        "download_outputs": args["download_outputs"],
-        "download_directory": args["download_directory"],
-    }
+def _finish(transport: Transport, args: Args) -> flow.Finish:
+    return flow.Finish(
+        _waiting(transport, args),
+        args["wait_for_completion"],
+        args["download_outputs"],
+        args["download_directory"],
+    )
 
 
 def _create(transport: Transport, args: Args) -> Plan[CreateResponse]:
@@ -75,11 +75,11 @@ def _create(transport: Transport, args: Args) -> Plan[CreateResponse]:
 def _generate(transport: Transport, args: Args) -> Plan[ImageProjectWithDownloads]:
     call = calls.create_image(**{name: args[name] for name in _CREATE})
     call = with_options(call, args["request_options"])
-    return flow.generate(call, transport.policy, **_finish(transport, args))
+    return flow.generate(call, transport.policy, _finish(transport, args))
 
 
 def _check_result(transport: Transport, args: Args) -> Plan[ImageProjectWithDownloads]:
-    return flow.check_result(args["id"], transport.policy, **_finish(transport, args))
+    return flow.check_result(args["id"], transport.policy, _finish(transport, args))
 
 
 def _get(transport: Transport, args: Args) -> Plan[ImageProject]:
