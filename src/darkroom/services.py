@@ -11,6 +11,9 @@ from darkroom.core.intake import Intake
 from darkroom.core.jobs import Jobs
 from darkroom.core.ratelimit import RateLimiter
 from darkroom.core.watch import Watch
+from darkroom.engine.base import Backend
+from darkroom.engine.diffusers_backend import DiffusersBackend
+from darkroom.engine.preview import PreviewBackend
 from darkroom.engine.registry import Backends
 from darkroom.settings import Settings
 from darkroom.storage.files import LocalFiles
@@ -45,14 +48,51 @@ def open_database(settings: Settings) -> Database:
 
 
 def load_catalog(settings: Settings) -> Catalog:
+    """The catalog as this server runs it: every model on the preview backend when
+    ``preview_only``; otherwise with the ``weights`` overrides, and no edits on the diffusers
+    backend (it generates only)."""
     catalog = Catalog.load(settings.catalog)
-    if settings.preview_only:
-        models = {
-            name: entry.model_copy(update={"backend": "preview"})
-            for name, entry in catalog.models.items()
+    models = dict(catalog.models)
+    for name, source in settings.weights.items():
+        entry = models.get(name)
+        if entry is None or entry.weights is None:
+            raise ValueError(f"--weights {name}=...: the catalog has no weights table for {name!r}")
+        weights = entry.weights.model_copy(update={"source": source})
+        models[name] = entry.model_copy(update={"weights": weights})
+    for name, entry in models.items():
+        if settings.preview_only:
+            models[name] = entry.model_copy(update={"backend": "preview"})
+        elif entry.backend == "diffusers":
+            models[name] = entry.model_copy(update={"edits": False})
+    return catalog.model_copy(update={"models": models})
+
+
+def default_backends(catalog: Catalog, settings: Settings) -> Backends:
+    """The preview backend, and the diffusers backend for the models the catalog puts on it."""
+    served = {
+        name: entry.weights
+        for name, entry in catalog.models.items()
+        if entry.backend == "diffusers" and entry.weights is not None
+    }
+    backends: list[Backend] = [PreviewBackend()]
+    if served:
+        warmup = {
+            name: sorted(
+                {catalog.sizes[ratio][res] for ratio in catalog.sizes for res in model.resolutions}
+            )
+            for name, model in catalog.models.items()
+            if name in served
         }
-        catalog = catalog.model_copy(update={"models": models})
-    return catalog
+        backends.append(
+            DiffusersBackend(
+                served,
+                device=settings.device,
+                dtype=settings.dtype,
+                optimize=settings.optimize,
+                warmup_sizes=warmup,
+            )
+        )
+    return Backends(backends)
 
 
 def build_services(settings: Settings, backends: Backends | None = None) -> Services:
@@ -62,7 +102,8 @@ def build_services(settings: Settings, backends: Backends | None = None) -> Serv
     secret = load_or_create_secret(settings.secret_key, settings.data_dir / "secret.key")
     queue = InProcessQueue()
     jobs = Jobs(db, catalog, queue, files, max_attempts=settings.max_attempts)
-    runner = Runner(jobs, queue, backends or Backends(), files, catalog, workers=settings.workers)
+    backends = backends or default_backends(catalog, settings)
+    runner = Runner(jobs, queue, backends, files, catalog, workers=settings.workers)
     return Services(
         settings=settings,
         db=db,

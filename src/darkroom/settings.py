@@ -61,6 +61,16 @@ class Settings(BaseSettings):
     fetch_allow_private: bool = False
     # Every catalog model is rendered by the preview backend, whatever the catalog says.
     preview_only: bool = True
+    # The diffusers backend: where it runs ("auto": cuda, then mps, then cpu; or e.g. "cuda:1")
+    # and in which dtype ("auto": bfloat16 on a GPU, float32 on the CPU; a model's own
+    # weights.dtype wins over this).
+    device: str = Field(default="auto", pattern=r"^(auto|cpu|mps|cuda(:[0-9]+)?)$")
+    dtype: str = Field(default="auto", pattern="^(auto|bfloat16|float16|float32)$")
+    # Model name -> hub id or local directory, over the catalog's weights.source.
+    weights: dict[str, str] = Field(default_factory=dict)
+    # On a GPU: compile the denoiser's repeated blocks and the VAE decoder, and warm up each
+    # served size once, trading a slower first job for faster ones.
+    optimize: bool = True
     dev_account_credits: int = Field(default=1_000_000, ge=0)
     log_level: str = "info"
 

@@ -15,6 +15,7 @@ from fastapi import APIRouter
 from darkroom.api.deps import OptionalPrincipalDep, ServicesDep
 from darkroom.core.catalog import Catalog
 from darkroom.core.errors import NotFound
+from darkroom.engine.diffusers_backend import weights_status
 
 router = APIRouter(tags=["Catalog"])
 
@@ -41,6 +42,13 @@ def model_entries(catalog: Catalog, tier: str | None) -> list[dict[str, Any]]:
                 for ratio in catalog.sizes
             },
         }
+        if model.backend == "diffusers" and model.weights is not None:
+            status = weights_status(model.weights)
+            # A caller learns whether the model can run, not where its files are.
+            entry["weights"] = {
+                "source": "local directory" if status["local"] else status["source"],
+                "loadable": status["loadable"],
+            }
         if tier is not None:
             entry["available"] = tier in model.tiers
             entry["resolutions_for_tier"] = [

@@ -179,6 +179,7 @@ def project_body(project: Project, services: Services) -> dict[str, Any]:
         "downloads": downloads(project, services),
         "error": error,
         # darkroom's additions (ignored by the published SDK)
+        "status_reason": project.status_note,
         "model": project.model,
         "backend": project.backend,
         "resolution": project.resolution,

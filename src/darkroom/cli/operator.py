@@ -9,6 +9,7 @@ from typing import Any
 from darkroom.cli.options import add_data_options, settings_from
 from darkroom.core import accounts, credits
 from darkroom.core.errors import NotFound
+from darkroom.engine.diffusers_backend import weights_status
 from darkroom.services import load_catalog, open_database
 from darkroom.store import accounts as account_sql
 from darkroom.store import ledger as ledger_sql
@@ -212,6 +213,11 @@ def catalog_list(args: argparse.Namespace) -> int:
         }
         price_text = ", ".join(f"{r}: {p}" for r, p in prices.items())
         lines.append(f"{name:<16} {model.title:<20} backend={model.backend}")
+        if model.backend == "diffusers" and model.weights is not None:
+            status = weights_status(model.weights)
+            data["models"][name]["weights"] = {**model.weights.model_dump(), **status}
+            state = "loadable" if status["loadable"] else "NOT loadable"
+            lines.append(f"{'':<16} weights: {model.weights.source} ({state}: {status['detail']})")
         lines.append(
             f"{'':<16} tiers: {', '.join(model.tiers)}; counts: "
             f"{', '.join(map(str, model.image_counts))}; credits/image: {price_text}"

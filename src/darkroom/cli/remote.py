@@ -186,7 +186,11 @@ def models_list(client: sdk.Client, args: argparse.Namespace) -> int:
         usable = model.resolutions_for_tier or model.resolutions
         prices = ", ".join(f"{r} {model.credits_per_image[r]}" for r in usable)
         counts = ",".join(map(str, model.image_counts))
-        lines.append(f"{model.id:<16} credits/image: {prices}; images: {counts}")
+        runs_on = model.backend or "?"
+        if model.weights is not None:
+            state = "loadable" if model.weights.get("loadable") else "not loadable"
+            runs_on += f" ({model.weights.get('source')}, {state})"
+        lines.append(f"{model.id:<16} credits/image: {prices}; images: {counts}; {runs_on}")
     _print(args, models, lines)
     return 0
 

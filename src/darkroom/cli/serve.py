@@ -18,6 +18,22 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--port", type=int, help="port (DARKROOM_PORT, 8000)")
     parser.add_argument("--public-url", help="base URL for download links (DARKROOM_PUBLIC_URL)")
     parser.add_argument("--workers", type=int, help="render workers (DARKROOM_WORKERS, 2)")
+    parser.add_argument(
+        "--preview-only",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="render every model with the offline preview backend (the default); "
+        "--no-preview-only uses each model's catalog backend, e.g. diffusers "
+        "(DARKROOM_PREVIEW_ONLY)",
+    )
+    parser.add_argument(
+        "--weights",
+        action="append",
+        metavar="MODEL=SOURCE",
+        help="load MODEL's weights from a local directory or hub id (repeatable)",
+    )
+    parser.add_argument("--device", help="diffusers device: auto, cuda, cuda:N, mps, cpu")
+    parser.add_argument("--dtype", help="diffusers dtype: auto, bfloat16, float16, float32")
     add_data_options(parser)
     parser.set_defaults(run=run)
 
@@ -30,7 +46,10 @@ def run(args: argparse.Namespace) -> int:
     from darkroom.core.bootstrap import ensure_dev_account
     from darkroom.services import build_services
 
-    settings = settings_from(args, "host", "port", "public_url", "workers")
+    args.weights = _weights(args.weights)
+    settings = settings_from(
+        args, "host", "port", "public_url", "workers", "preview_only", "weights", "device", "dtype"
+    )
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -50,6 +69,18 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _weights(pairs: list[str] | None) -> dict[str, str] | None:
+    if not pairs:
+        return None
+    parsed = {}
+    for pair in pairs:
+        model, sep, source = pair.partition("=")
+        if not sep or not model or not source:
+            raise ValueError(f"--weights wants MODEL=DIR_OR_HUB_ID, not {pair!r}")
+        parsed[model] = source
+    return parsed
+
+
 def command_path() -> str:
     """How to run ``darkroom`` from here: the script beside this Python (the venv's bin)."""
     script = Path(sys.executable).parent / "darkroom"
@@ -65,11 +96,15 @@ def banner(settings: Settings, key: str | None) -> str:
     url = settings.base_url
     shown_key = key or "<your key: darkroom accounts create --name NAME --tier pro --credits 1000>"
     where = f"(saved in {settings.dev_key_file})" if key else ""
+    engines = "on their catalog backends (see darkroom catalog)"
+    if settings.preview_only:
+        engines = "all on the offline preview backend (--no-preview-only: real models)"
     return f"""
 darkroom is serving the Magic Hour v1 image API and the OpenAI images API
   base URL  {url}
   API key   {shown_key} {where}
-  data      {settings.data_dir.resolve()} (SQLite, local images, preview backend)
+  data      {settings.data_dir.resolve()} (SQLite, local images)
+  models    {engines}
 
 Try it with curl:
   curl -s {url}/v1/ai-image-generator \\

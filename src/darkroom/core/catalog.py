@@ -13,7 +13,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from darkroom.core import openai_models
 from darkroom.core.errors import InvalidRequest, TierForbidden, listing
@@ -28,6 +35,33 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+DTYPES = ("auto", "bfloat16", "float16", "float32")
+
+
+class WeightsEntry(_Strict):
+    """What the diffusers backend loads for a model, and how it runs it."""
+
+    # A Hugging Face hub id ("black-forest-labs/FLUX.1-schnell") or a local directory holding a
+    # saved pipeline (model_index.json).
+    source: str = Field(min_length=1)
+    revision: str | None = None
+    steps: int = Field(ge=1, le=200)
+    guidance: float = Field(default=0.0, ge=0)
+    # "auto": bfloat16 on a GPU, float32 on the CPU.
+    dtype: str = "auto"
+    # Images of one project rendered in one batch at most (more are split into batches).
+    max_batch: int = Field(default=4, ge=1, le=16)
+    # Longest prompt, in text-encoder tokens, for pipelines that take it (FLUX: up to 512).
+    max_sequence_length: int | None = Field(default=None, ge=16, le=4096)
+
+    @field_validator("dtype")
+    @classmethod
+    def _known_dtype(cls, value: str) -> str:
+        if value not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}")
+        return value
+
+
 class ModelEntry(_Strict):
     title: str
     credits_per_image: int = Field(ge=0)
@@ -37,8 +71,8 @@ class ModelEntry(_Strict):
     backend: str = "preview"
     # Whether the model can edit source images (OpenAI's images.edit).
     edits: bool = False
-    # Backend-specific settings (weights, dtype, steps...), passed through to the backend.
-    options: dict[str, Any] = Field(default_factory=dict)
+    # The weights that the diffusers backend loads (for backend = "diffusers").
+    weights: WeightsEntry | None = None
 
 
 class TierEntry(_Strict):
@@ -103,6 +137,10 @@ class Catalog(_Strict):
             for tier_name in model.tiers:
                 need(tier_name in self.tiers, f"model {name!r}: unknown tier {tier_name!r}")
             need(all(n >= 1 for n in model.image_counts), f"model {name!r}: image_counts < 1")
+            need(
+                model.backend != "diffusers" or model.weights is not None,
+                f"model {name!r}: the diffusers backend needs a [models.{name}.weights] table",
+            )
         for name, tool in self.tools.items():
             need("{prompt}" in tool.template, f"tool {name!r}: template lacks {{prompt}}")
         problems.extend(openai_models.problems(self))

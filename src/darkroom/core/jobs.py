@@ -115,6 +115,7 @@ class Project:
     source_count: int
     has_mask: bool
     outputs: str | None = None  # JSON, see :attr:`stored_images`
+    status_note: str | None = None  # what the backend is doing while rendering
 
     @property
     def stored_images(self) -> list[StoredImage]:
@@ -359,10 +360,21 @@ class Jobs:
                 render_ms=render_ms,
                 completed_at=utcnow(),
                 outputs=json.dumps([vars(item) for item in stored or []]),
+                status_note=None,
             )
         if moved:
             self._changed(project_id)
         return moved
+
+    def note(self, project_id: str, text: str | None) -> None:
+        """Set (or with None clear) a rendering project's status note."""
+        with self.db.write(durable=False) as conn:
+            sql.move(
+                conn,
+                project_id,
+                from_=(Status.RENDERING.value,),
+                status_note=None if text is None else text[:200],
+            )
 
     def fail(self, project_id: str, code: str, message: str) -> bool:
         """queued/rendering → error with a refund; False if it had already ended."""
@@ -425,6 +437,7 @@ class Jobs:
             error_message=message,
             credits_charged=0,
             completed_at=utcnow(),
+            status_note=None,
         )
         if moved:
             credits.refund_in(conn, row.account_id, row.id, note)

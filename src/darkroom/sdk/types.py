@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -130,6 +130,7 @@ class ModelInfo(_Model):
     resolutions_for_tier: list[str] | None = None
     alias_for: str | None = None
     edits: bool | None = None
+    weights: dict[str, Any] | None = None  # diffusers models: {"source", "loadable"}
 
 
 class ModelList(_Model):

@@ -110,6 +110,9 @@ projects = Table(
     # Once complete: JSON list, per image, of {"sha256", "bytes"} of the stored file, so that a
     # client can verify what it downloaded.
     Column("outputs", Text, nullable=True),
+    # What the backend is doing while the project is rendering ("loading the weights"), if not
+    # simply rendering; cleared when the project ends.
+    Column("status_note", String(200), nullable=True),
     CheckConstraint(
         "status IN ('draft', 'queued', 'rendering', 'complete', 'error', 'canceled')",
         name="status_known",

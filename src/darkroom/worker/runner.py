@@ -169,6 +169,7 @@ class Runner:
             seed=project.seed,
             sources=sources,
             mask=mask,
+            report=lambda text: self.jobs.note(project.id, text),
         )
 
     def _give_up(self, project: Project, code: str, message: str) -> None:
