@@ -210,3 +210,26 @@ def test_kill_9_mid_render_then_restart_finishes_the_job(
     assert attempts == 2  # cut off once by the kill, finished by the restart
     assert as_json(data, "accounts", "list")["accounts"][0]["balance"] == before
     assert before == 1_000_000 - created["credits_charged"]
+
+
+def test_catalog_shows_weights_when_models_run_on_their_backends(tmp_path: Path) -> None:
+    preview = as_json(tmp_path, "catalog")
+    assert preview["models"]["flux-schnell"]["backend"] == "preview"
+    assert "weights" not in preview["models"]["flux-schnell"]
+    real = as_json(tmp_path, "catalog", "--no-preview-only")
+    flux = real["models"]["flux-schnell"]
+    assert flux["backend"] == "diffusers"
+    assert flux["weights"]["source"] == "black-forest-labs/FLUX.1-schnell"
+    assert flux["weights"]["steps"] == 4
+    assert flux["weights"]["loadable"] is False  # no hub, no cache on this machine
+    assert real["models"]["seedream-v4"]["backend"] == "preview"  # hosted models stay preview
+    assert flux["edits"] is False  # the diffusers backend only generates
+
+
+def test_serve_refuses_a_malformed_weights_flag(tmp_path: Path) -> None:
+    bad = darkroom(tmp_path, "serve", "--weights", "flux-schnell", check=False)
+    assert bad.returncode == 2
+    assert "MODEL=DIR_OR_HUB_ID" in bad.stderr
+    unknown = darkroom(tmp_path, "serve", "--weights", "seedream-v4=/x", check=False)
+    assert unknown.returncode == 2
+    assert "no weights table" in unknown.stderr

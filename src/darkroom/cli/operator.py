@@ -55,6 +55,12 @@ def add_parsers(commands: Any) -> None:
     catalog = commands.add_parser(
         "catalog", help="the data directory's catalog: every model, tier and price, and backends"
     )
+    catalog.add_argument(
+        "--preview-only",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show the catalog as serve runs it with this setting (DARKROOM_PREVIEW_ONLY)",
+    )
     _common(catalog, catalog_list)
 
 
@@ -197,7 +203,7 @@ def credits_grant(args: argparse.Namespace) -> int:
 
 
 def catalog_list(args: argparse.Namespace) -> int:
-    catalog = load_catalog(settings_from(args))
+    catalog = load_catalog(settings_from(args, "preview_only"))
     data: dict[str, Any] = {"default_model": catalog.default_model, "models": {}}
     lines = [f"default → {catalog.default_model}", ""]
     for name, model in catalog.models.items():
