@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/preview_render.py
 	$(BIN)/python benchmarks/api_overhead.py
 	$(BIN)/python benchmarks/wait_overhead.py
+	$(BIN)/python benchmarks/gpu_pipeline.py --device cpu
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
