@@ -75,6 +75,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # for tests.tiny_pipelines (--device cpu)
 
 import torch  # noqa: E402
+from tests.tiny_pipelines import clip_tokenizer, qwen_tokenizer, t5_tokenizer  # noqa: E402
 
 from darkroom.core.catalog import WeightsEntry  # noqa: E402
 from darkroom.engine import devices  # noqa: E402
@@ -172,18 +173,6 @@ QWEN3_4B: dict[str, Any] = {  # Qwen/Qwen3-4B, the base model (no LM head)
     "tie_word_embeddings": True,
 }
 
-# Qwen3's chat template, reduced to what ZImagePipeline uses (one user turn, generation prompt).
-QWEN_CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n"
-    "{% if enable_thinking is defined and enable_thinking is false %}"
-    "<think>\n\n</think>\n\n"
-    "{% endif %}{% endif %}"
-)
-
-
 # --- small helpers ------------------------------------------------------------------------------
 
 
@@ -256,48 +245,6 @@ def header(args: argparse.Namespace, device: str) -> None:
         f"python {platform.python_version()}, torch {torch.__version__}, "
         f"diffusers {diffusers.__version__}, transformers {transformers.__version__}"
     )
-
-
-# --- in-memory tokenizers (they only have to produce token ids) --------------------------------
-
-
-def _byte_chars() -> list[str]:
-    from tokenizers.pre_tokenizers import ByteLevel
-
-    return sorted(ByteLevel.alphabet())
-
-
-def clip_tokenizer() -> Any:
-    """Byte-level CLIP tokenizer without merges: one token per character (514 ids)."""
-    from transformers import CLIPTokenizer
-
-    chars = _byte_chars()
-    tokens = [*chars, *(c + "</w>" for c in chars), "<|startoftext|>", "<|endoftext|>"]
-    return CLIPTokenizer(vocab={t: i for i, t in enumerate(tokens)}, merges=[], model_max_length=77)
-
-
-def t5_tokenizer() -> Any:
-    """Unigram T5 tokenizer over printable ASCII (192 ids). FLUX pads T5's input to
-    ``max_sequence_length`` whatever the prompt, so the token count is the real one."""
-    from transformers import T5Tokenizer
-
-    chars = [chr(c) for c in range(33, 127)]
-    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
-    vocab += [(c, -3.0) for c in chars] + [("\u2581" + c, -2.5) for c in chars]
-    return T5Tokenizer(vocab=vocab, extra_ids=0, model_max_length=512)
-
-
-def qwen_tokenizer() -> Any:
-    """Byte-level Qwen2 tokenizer without merges (259 ids). Z-Image keeps only the prompt's
-    tokens, so a character-level tokenizer makes the caption ~3x longer than Qwen's (~70 instead
-    of ~25 tokens next to 4096 image tokens at 1024x1024: about 1 % more work per forward)."""
-    from transformers import Qwen2Tokenizer
-
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    vocab = {token: i for i, token in enumerate([*_byte_chars(), *specials])}
-    tokenizer = Qwen2Tokenizer(vocab=vocab, merges=[], extra_special_tokens=specials[1:])
-    tokenizer.chat_template = QWEN_CHAT_TEMPLATE
-    return tokenizer
 
 
 # --- full-size pipelines with random weights ----------------------------------------------------

@@ -50,7 +50,14 @@ from transformers import (
     T5Tokenizer,
 )
 
-__all__ = ["build_flux", "build_sdxl", "build_zimage"]
+__all__ = [
+    "build_flux",
+    "build_sdxl",
+    "build_zimage",
+    "clip_tokenizer",
+    "qwen_tokenizer",
+    "t5_tokenizer",
+]
 
 SEED = 0
 HIDDEN = 32  # width of every tiny text encoder, and of the FLUX / Z-Image transformers
@@ -90,7 +97,11 @@ def _byte_chars() -> list[str]:
     return sorted(ByteLevel.alphabet())
 
 
-def _clip_tokenizer() -> CLIPTokenizer:
+# The tokenizers are also used by benchmarks/gpu_pipeline.py for the full-size models: they only
+# have to produce token ids, and their vocabularies are smaller than any real encoder's.
+
+
+def clip_tokenizer() -> CLIPTokenizer:
     """Byte-level CLIP tokenizer without merges: one token per character (ids 0..513)."""
     chars = _byte_chars()
     tokens = [*chars, *(c + "</w>" for c in chars), "<|startoftext|>", "<|endoftext|>"]
@@ -98,7 +109,7 @@ def _clip_tokenizer() -> CLIPTokenizer:
     return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
 
 
-def _t5_tokenizer() -> T5Tokenizer:
+def t5_tokenizer() -> T5Tokenizer:
     """Unigram T5 tokenizer over printable ASCII, each character with and without ``▁``."""
     chars = [chr(c) for c in range(33, 127)]
     vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
@@ -106,7 +117,7 @@ def _t5_tokenizer() -> T5Tokenizer:
     return T5Tokenizer(vocab=vocab, extra_ids=0, model_max_length=512)
 
 
-def _qwen_tokenizer() -> Qwen2Tokenizer:
+def qwen_tokenizer() -> Qwen2Tokenizer:
     """Byte-level Qwen2 tokenizer without merges, with Qwen's chat special tokens."""
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     vocab = {token: i for i, token in enumerate([*_byte_chars(), *specials])}
@@ -165,8 +176,8 @@ def _flux_vae() -> AutoencoderKL:
 def build_flux(directory: Path) -> Path:
     """A FLUX.1-schnell-shaped ``FluxPipeline`` (no guidance embedding), saved into directory."""
     with _seeded():
-        tokenizer = _clip_tokenizer()
-        tokenizer_2 = _t5_tokenizer()
+        tokenizer = clip_tokenizer()
+        tokenizer_2 = t5_tokenizer()
         pipe = FluxPipeline(
             scheduler=FlowMatchEulerDiscreteScheduler(shift=1.0, use_dynamic_shifting=False),
             vae=_flux_vae(),
@@ -207,7 +218,7 @@ def build_flux(directory: Path) -> Path:
 def build_zimage(directory: Path) -> Path:
     """A Z-Image-Turbo-shaped ``ZImagePipeline`` (Qwen3 text encoder), saved into directory."""
     with _seeded():
-        tokenizer = _qwen_tokenizer()
+        tokenizer = qwen_tokenizer()
         text_encoder = Qwen3Model(
             Qwen3Config(
                 vocab_size=len(tokenizer),
@@ -253,8 +264,8 @@ def build_zimage(directory: Path) -> Path:
 def build_sdxl(directory: Path) -> Path:
     """An SDXL-shaped ``StableDiffusionXLPipeline`` (two CLIP encoders), saved into directory."""
     with _seeded():
-        tokenizer = _clip_tokenizer()
-        tokenizer_2 = _clip_tokenizer()
+        tokenizer = clip_tokenizer()
+        tokenizer_2 = clip_tokenizer()
         time_embed_dim = 8
         unet = UNet2DConditionModel(
             sample_size=8,
