@@ -253,3 +253,16 @@ def test_weights_not_on_this_machine_fail_without_hanging(server_factory: Server
     assert project["error"]["code"] == "weights_not_found"
     assert "Tongyi-MAI/Z-Image-Turbo" in project["error"]["message"]
     assert server.balance(account) == 10_000
+
+
+def test_auto_resolution_renders_the_largest_size_the_tier_allows(real: LiveServer) -> None:
+    """A business account's default (``auto``) is 2k: the pipeline renders 2048x2048."""
+    account = real.account()
+    with real.client(account) as http:
+        answer = http.post(
+            "/v1/ai-image-generator",
+            json={"image_count": 1, "model": "z-image-turbo", "style": {"prompt": "a fox"}},
+        )
+    project = real.wait(account, answer.json()["id"], timeout=300)
+    assert project["status"] == "complete", project["error"]
+    assert pixels(images(real, project)[0]).shape == (2048, 2048, 3)

@@ -244,7 +244,7 @@ def build_zimage(directory: Path) -> Path:
             n_kv_heads=2,
             cap_feat_dim=HIDDEN,  # = the Qwen3 hidden size
             axes_dims=[4, 6, 6],  # sums to the head dim, 32 / 2
-            axes_lens=[1024, 64, 64],
+            axes_lens=[1024, 512, 512],
         )
         # The padding embeddings are learned in the real checkpoint; give them defined values
         # rather than whatever the constructor leaves (torch.empty in some releases: maybe NaN).

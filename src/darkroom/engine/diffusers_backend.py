@@ -110,6 +110,8 @@ def load_pipeline(model: str, entry: WeightsEntry, device: str, dtype: Any) -> A
     device; a :class:`BackendError` naming what is wrong when it cannot be loaded."""
     try:
         from diffusers import DiffusionPipeline
+        from diffusers.utils import logging as diffusers_logging
+        from transformers.utils import logging as transformers_logging
     except ImportError:
         raise BackendError(
             "backend_unavailable",
@@ -122,6 +124,9 @@ def load_pipeline(model: str, entry: WeightsEntry, device: str, dtype: Any) -> A
             "weights_not_found",
             f"the weights of {model} are not at {local} (no model_index.json there)",
         )
+    # Loading progress bars are for terminals; the server logs one line per load instead.
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     try:
         pipeline = DiffusionPipeline.from_pretrained(  # type: ignore[no-untyped-call]
             str(local) if local is not None else entry.source,
