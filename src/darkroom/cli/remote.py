@@ -35,9 +35,9 @@ EXIT_CODES: list[tuple[int, str, tuple[type[Exception], ...]]] = [
 OTHER_FAILURE = 1
 
 
-def exit_code(error: Exception) -> int:
+def exit_code(kind: type[Exception]) -> int:
     for code, _, kinds in EXIT_CODES:
-        if isinstance(error, kinds):
+        if issubclass(kind, kinds):
             return code
     return OTHER_FAILURE
 
@@ -98,14 +98,14 @@ def _call(run: Any, args: argparse.Namespace) -> int:
     token = args.api_key or os.environ.get("DARKROOM_API_KEY")
     if not token:
         print("darkroom: no API key: pass --api-key or set DARKROOM_API_KEY", file=sys.stderr)
-        return exit_code(sdk.AuthenticationError("", status_code=401))
+        return exit_code(sdk.AuthenticationError)
     try:
         with sdk.Client(token=token, base_url=args.base_url) as client:
             result: int = run(client, args)
             return result
     except (sdk.DarkroomError, OSError) as exc:
         print(f"darkroom: {_reason(exc)}", file=sys.stderr)
-        return exit_code(exc)
+        return exit_code(type(exc))
 
 
 def _reason(error: Exception) -> str:

@@ -27,7 +27,7 @@ from typing import Any
 
 from darkroom.core.catalog import WeightsEntry
 from darkroom.engine import devices
-from darkroom.engine.base import BackendError, RenderRequest
+from darkroom.engine.base import BackendError, RenderRequest, StyleHint
 
 log = logging.getLogger("darkroom.diffusers")
 
@@ -92,7 +92,7 @@ class DiffusersBackend:
             report(f"optimizing {model} for {device}")
             applied = devices.optimize(pipeline)
             for width, height in self.warmup_sizes.get(model, []):
-                generate(pipeline, entry, None, width=width, height=height)
+                generate(pipeline, entry, warmup_request(model, width, height))
         self.optimizations[model] = applied
         log.info(
             "loaded %s in %.1f s%s",
@@ -151,31 +151,21 @@ def load_pipeline(model: str, entry: WeightsEntry, device: str, dtype: Any) -> A
     return pipeline.to(device)
 
 
-def generate(
-    pipeline: Any,
-    entry: WeightsEntry,
-    request: RenderRequest | None,
-    *,
-    width: int | None = None,
-    height: int | None = None,
-) -> list[Any]:
-    """The request's images (PIL), in batches of ``entry.max_batch``; with no request, one
-    warm-up image of ``width`` x ``height``."""
+def generate(pipeline: Any, entry: WeightsEntry, request: RenderRequest) -> list[Any]:
+    """The request's images (PIL), in batches of ``entry.max_batch``."""
     import torch
 
-    prompt = request.prompt if request is not None else "warm-up"
-    count = request.count if request is not None else 1
-    seed = request.seed if request is not None else 0
     kwargs: dict[str, Any] = {
-        "prompt": prompt,
-        "width": request.width if request is not None else width,
-        "height": request.height if request is not None else height,
+        "prompt": request.prompt,
+        "width": request.width,
+        "height": request.height,
         "num_inference_steps": entry.steps,
         "guidance_scale": entry.guidance,
         "output_type": "pil",
     }
     if entry.max_sequence_length is not None and devices.accepts(pipeline, "max_sequence_length"):
         kwargs["max_sequence_length"] = entry.max_sequence_length
+    count, seed = request.count, request.seed
     images: list[Any] = []
     for start in range(0, count, entry.max_batch):
         size = min(entry.max_batch, count - start)
@@ -187,6 +177,21 @@ def generate(
     if len(images) != count:
         raise BackendError("backend_error", f"the pipeline made {len(images)} of {count} images")
     return images
+
+
+def warmup_request(model: str, width: int, height: int) -> RenderRequest:
+    """One image of one size, run once after loading so that compilation happens then."""
+    return RenderRequest(
+        project_id="warm-up",
+        model=model,
+        prompt="warm-up",
+        user_prompt="warm-up",
+        style=StyleHint("general", (), "scatter"),
+        width=width,
+        height=height,
+        count=1,
+        seed=0,
+    )
 
 
 def weights_status(entry: WeightsEntry) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Generator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -94,11 +94,10 @@ class Waiting:
     timeout: float | None = None
     poll_interval: float = 0.5
     on_progress: Callable[[Progress], Any] | None = None
-    deadline: float | None = field(init=False)
 
-    def __post_init__(self) -> None:
-        deadline = None if self.timeout is None else self.started + self.timeout
-        object.__setattr__(self, "deadline", deadline)
+    @property
+    def deadline(self) -> float | None:
+        return None if self.timeout is None else self.started + self.timeout
 
     def remaining(self) -> float | None:
         return None if self.deadline is None else self.deadline - clock()

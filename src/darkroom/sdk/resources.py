@@ -47,6 +47,11 @@ def _send(transport: Transport, call: Call[T], args: Args) -> Plan[T]:
     return flow.request(with_options(call, args.get("request_options")), transport.policy)
 
 
+def _create_call(args: Args) -> Call[CreateResponse]:
+    call = calls.create_image(**{name: args[name] for name in _CREATE})
+    return with_options(call, args["request_options"])
+
+
 def _waiting(transport: Transport, args: Args) -> flow.Waiting:
     timeout = args["timeout"]
     if timeout is not None and timeout <= 0:
@@ -69,13 +74,11 @@ def _finish(transport: Transport, args: Args) -> flow.Finish:
 
 
 def _create(transport: Transport, args: Args) -> Plan[CreateResponse]:
-    return _send(transport, calls.create_image(**{name: args[name] for name in _CREATE}), args)
+    return flow.request(_create_call(args), transport.policy)
 
 
 def _generate(transport: Transport, args: Args) -> Plan[ImageProjectWithDownloads]:
-    call = calls.create_image(**{name: args[name] for name in _CREATE})
-    call = with_options(call, args["request_options"])
-    return flow.generate(call, transport.policy, _finish(transport, args))
+    return flow.generate(_create_call(args), transport.policy, _finish(transport, args))
 
 
 def _check_result(transport: Transport, args: Args) -> Plan[ImageProjectWithDownloads]:

@@ -78,7 +78,7 @@ class Transport:
         )
 
     def reply(self, response: httpx.Response) -> Reply:
-        headers = {key.lower(): value for key, value in response.headers.items()}
+        headers = _headers(response)
         body: Any = None
         if response.content:
             try:
@@ -90,8 +90,11 @@ class Transport:
         return Reply(response.status_code, headers, body)
 
     def download_reply(self, response: httpx.Response) -> Reply:
-        headers = {key.lower(): value for key, value in response.headers.items()}
-        return Reply(response.status_code, headers, None)
+        return Reply(response.status_code, _headers(response), None)
+
+
+def _headers(response: httpx.Response) -> dict[str, str]:
+    return {key.lower(): value for key, value in response.headers.items()}
 
 
 @contextlib.contextmanager
