@@ -72,7 +72,27 @@ class Settings(BaseSettings):
     # served size once, trading a slower first job for faster ones.
     optimize: bool = True
     dev_account_credits: int = Field(default=1_000_000, ge=0)
+    # The operator token guarding the admin API (/admin/v1); empty means one generated once and
+    # kept in the data directory (admin-token, readable by the owner only).
+    admin_token: str = ""
+    # Webhooks: whether endpoints may be on loopback, private or link-local addresses (checked
+    # after DNS resolution). Unset: allowed only while the server itself listens on loopback
+    # only (a development machine), refused on a server that others can reach.
+    webhooks_allow_private: bool | None = None
+    # A delivery attempt that gets no 2xx answer within this many seconds has failed.
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Retries: the first after this many seconds, then doubling (with jitter) up to
+    # webhook_retry_max_seconds, until the delivery is webhook_max_age_seconds old.
+    webhook_retry_seconds: float = Field(default=10.0, gt=0)
+    webhook_retry_max_seconds: float = Field(default=3600.0, gt=0)
+    webhook_max_age_seconds: float = Field(default=24 * 3600.0, gt=0)
+    # Deliveries sent at once by this process.
+    webhook_concurrency: int = Field(default=8, ge=1, le=256)
     log_level: str = "info"
+    # "text" for people, "json" for log collectors (one JSON object per line).
+    log_format: str = Field(default="text", pattern="^(text|json)$")
+    # Prompts are user content: they are left out of the logs unless the operator turns this on.
+    log_prompts: bool = False
 
     @property
     def base_url(self) -> str:
@@ -84,6 +104,17 @@ class Settings(BaseSettings):
         if ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{self.port}"
+
+    @property
+    def loopback_only(self) -> bool:
+        """Whether the server listens on loopback only (nobody else can reach it)."""
+        return self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")
+
+    @property
+    def allow_private_webhooks(self) -> bool:
+        if self.webhooks_allow_private is None:
+            return self.loopback_only
+        return self.webhooks_allow_private
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -102,3 +133,7 @@ class Settings(BaseSettings):
     @property
     def dev_key_file(self) -> Path:
         return self.data_dir / "dev-api-key"
+
+    @property
+    def admin_token_file(self) -> Path:
+        return self.data_dir / "admin-token"
