@@ -5,6 +5,10 @@
 queue; workers ``claim`` it, render it and ``complete`` or ``fail`` it (a failure refunds). A
 restart calls ``recover`` so that no project stays non-terminal forever.
 
+Every status change is reported as a :class:`Transition`: to *recorders* inside its own
+transaction (webhook deliveries are written there, so they commit with the change or not at
+all), and to *observers* once it has committed (metrics).
+
     queued ──claim──▶ rendering ──complete──▶ complete
        │                  │ └────fail───────▶ error     (refunded)
        └──────delete──────┴─────────────────▶ canceled  (refunded)
@@ -28,6 +32,7 @@ from darkroom.core.catalog import Catalog, ImageSpec
 from darkroom.core.errors import DarkroomError, IdempotencyConflict, NotFound
 from darkroom.core.ids import new_id
 from darkroom.core.status import ACTIVE, Status
+from darkroom.observe.context import current_request_id
 from darkroom.store import projects as sql
 from darkroom.store.database import Database, as_utc, utcnow
 
@@ -116,6 +121,7 @@ class Project:
     has_mask: bool
     outputs: str | None = None  # JSON, see :attr:`stored_images`
     status_note: str | None = None  # what the backend is doing while rendering
+    request_id: str | None = None  # the request that created it, for the job's log lines
 
     @property
     def stored_images(self) -> list[StoredImage]:
@@ -141,6 +147,20 @@ class Project:
         return cls(**values)
 
 
+@dataclass(frozen=True)
+class Transition:
+    """A committed status change: the project as it now is, its status before (None for a
+    project just created and charged), and the credits given back by this change."""
+
+    project: Project
+    previous: Status | None
+    refunded: int = 0
+
+
+Recorder = Callable[[Connection, Transition], None]
+Observer = Callable[[Transition], None]
+
+
 class Jobs:
     def __init__(
         self,
@@ -158,8 +178,25 @@ class Jobs:
         self.max_attempts = max_attempts
         # Called with a project id after each committed status change (from any thread).
         self.listeners: list[Listener] = []
+        # Called with each status change inside its transaction (see the module docstring).
+        self.recorders: list[Recorder] = []
+        # Called with each status change once committed (from any thread).
+        self.observers: list[Observer] = []
 
-    def _changed(self, project_id: str) -> None:
+    def _record(
+        self, conn: Connection, project_id: str, previous: Status | None, refunded: int = 0
+    ) -> Transition:
+        row = sql.get_project(conn, project_id)
+        assert row is not None
+        change = Transition(Project.from_row(row), previous, refunded)
+        for recorder in self.recorders:
+            recorder(conn, change)
+        return change
+
+    def _changed(self, project_id: str, change: Transition | None = None) -> None:
+        if change is not None:
+            for observer in self.observers:
+                observer(change)
         for listener in self.listeners:
             listener(project_id)
 
@@ -177,10 +214,11 @@ class Jobs:
         output: Output = PNG,
         source_count: int = 0,
         has_mask: bool = False,
+        request_id: str | None = None,
     ) -> Submission:
         """Price and describe a project, or raise why it cannot be made; nothing is written.
         ``source_count`` source images (and a mask) must be stored under the submission's id
-        before it is submitted."""
+        before it is submitted. ``request_id`` defaults to the request being served."""
         plan = self.catalog.plan(spec, who.tier)
         now = utcnow()
         row = {
@@ -215,6 +253,7 @@ class Jobs:
             "output_quality": output.quality,
             "source_count": source_count,
             "has_mask": has_mask,
+            "request_id": request_id or current_request_id(),
         }
         return Submission(row)
 
@@ -243,6 +282,8 @@ class Jobs:
         """Hand the projects created by a committed :meth:`stage` to the workers."""
         for item, outcome in zip(items, outcomes, strict=True):
             if isinstance(outcome, Project) and outcome.id == item.id:
+                for observer in self.observers:
+                    observer(Transition(outcome, None))
                 self.queue.put(outcome.id)
 
     def stage(self, conn: Connection, items: list[Submission]) -> list[Project | DarkroomError]:
@@ -310,8 +351,8 @@ class Jobs:
             ended = self._end(conn, row, Status.CANCELED, None, None, note="canceled by delete")
             sql.disable(conn, project_id)
         self.outputs.delete_project(Project.from_row(row))
-        if ended:
-            self._changed(project_id)
+        if ended is not None:
+            self._changed(project_id, ended)
 
     def cancel(self, account_id: str, project_id: str, note: str) -> Project:
         """queued/rendering → canceled with a full refund (a worker rendering it discards its
@@ -324,9 +365,9 @@ class Jobs:
             row = sql.get_project(conn, project_id)
         assert row is not None
         project = Project.from_row(row)
-        if ended:
+        if ended is not None:
             self.outputs.delete_sources(project.id, project.source_count)
-            self._changed(project_id)
+            self._changed(project_id, ended)
         return project
 
     # -- the worker's side ---------------------------------------------------------------------
@@ -336,9 +377,9 @@ class Jobs:
         with self.db.write(durable=False) as conn:
             if not sql.claim(conn, project_id, utcnow()):
                 return None
-            row = sql.get_project(conn, project_id)
-        self._changed(project_id)
-        return None if row is None else Project.from_row(row)
+            change = self._record(conn, project_id, Status.QUEUED)
+        self._changed(project_id, change)
+        return change.project
 
     def complete(
         self,
@@ -362,8 +403,9 @@ class Jobs:
                 outputs=json.dumps([vars(item) for item in stored or []]),
                 status_note=None,
             )
-        if moved:
-            self._changed(project_id)
+            change = self._record(conn, project_id, Status.RENDERING) if moved else None
+        if change is not None:
+            self._changed(project_id, change)
         return moved
 
     def note(self, project_id: str, text: str | None) -> None:
@@ -383,9 +425,16 @@ class Jobs:
             if row is None:
                 return False
             ended = self._end(conn, row, Status.ERROR, code, message, note=f"refund: {code}")
-        if ended:
-            self._changed(project_id)
-        return ended
+        if ended is None:
+            return False
+        self._changed(project_id, ended)
+        return True
+
+    def status_of(self, project_id: str) -> Status | None:
+        """A project's status as committed (None if there is no such project)."""
+        with self.db.read() as conn:
+            row = sql.get_project(conn, project_id)
+        return None if row is None else Status(row.status)
 
     def queued(self, limit: int) -> list[str]:
         """The oldest queued projects, for workers that look for work in the database."""
@@ -395,7 +444,7 @@ class Jobs:
     def recover(self) -> list[str]:
         """After a restart: re-queue or fail what was rendering, and list every queued project
         (oldest first) for the workers."""
-        failed = []
+        failed: list[tuple[Project, Transition | None]] = []
         with self.db.write() as conn:
             for row in sql.with_status(conn, Status.RENDERING.value):
                 if row.attempts < self.max_attempts:
@@ -403,7 +452,7 @@ class Jobs:
                 else:
                     full = sql.get_project(conn, row.id)
                     assert full is not None
-                    self._end(
+                    ended = self._end(
                         conn,
                         full,
                         Status.ERROR,
@@ -411,11 +460,11 @@ class Jobs:
                         f"rendering was interrupted {row.attempts} times by a server restart",
                         note="refund: worker_lost",
                     )
-                    failed.append(Project.from_row(full))
+                    failed.append((Project.from_row(full), ended))
             queued = [row.id for row in sql.with_status(conn, Status.QUEUED.value)]
-        for project in failed:
+        for project, ended in failed:
             self.outputs.delete_project(project)
-            self._changed(project.id)
+            self._changed(project.id, ended)
         return queued
 
     def _end(
@@ -427,7 +476,9 @@ class Jobs:
         message: str | None,
         *,
         note: str,
-    ) -> bool:
+    ) -> Transition | None:
+        """Move an active project to a terminal status with a refund, recording the change;
+        None if it had already ended."""
         moved = sql.move(
             conn,
             row.id,
@@ -439,6 +490,7 @@ class Jobs:
             completed_at=utcnow(),
             status_note=None,
         )
-        if moved:
-            credits.refund_in(conn, row.account_id, row.id, note)
-        return moved
+        if not moved:
+            return None
+        refunded = credits.refund_in(conn, row.account_id, row.id, note)
+        return self._record(conn, row.id, Status(row.status), refunded)

@@ -45,6 +45,14 @@ class RenderRequest:
     # Tells the project's status what the backend is doing before it renders (e.g. "loading the
     # weights"); None clears it. Absent in tests and benchmarks that call a backend directly.
     report: Callable[[str | None], None] | None = field(default=None, repr=False, compare=False)
+    # Whether the project was canceled: a backend asks at each step boundary (between images,
+    # between denoising steps) and, if so, stops with :class:`RenderCanceled`.
+    canceled: Callable[[], bool] | None = field(default=None, repr=False, compare=False)
+
+    def check_canceled(self) -> None:
+        """Raise :class:`RenderCanceled` if the project was canceled."""
+        if self.canceled is not None and self.canceled():
+            raise RenderCanceled(self.project_id)
 
 
 class BackendError(Exception):
@@ -54,6 +62,10 @@ class BackendError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+class RenderCanceled(Exception):
+    """The project was canceled while rendering; the backend stopped at a step boundary."""
 
 
 class Backend(Protocol):

@@ -165,9 +165,12 @@ def generate(pipeline: Any, entry: WeightsEntry, request: RenderRequest) -> list
     }
     if entry.max_sequence_length is not None and devices.accepts(pipeline, "max_sequence_length"):
         kwargs["max_sequence_length"] = entry.max_sequence_length
+    if request.canceled is not None and devices.accepts(pipeline, "callback_on_step_end"):
+        kwargs["callback_on_step_end"] = _stop_if_canceled(request)
     count, seed = request.count, request.seed
     images: list[Any] = []
     for start in range(0, count, entry.max_batch):
+        request.check_canceled()
         size = min(entry.max_batch, count - start)
         # CPU generators: the same seed gives the same noise on any device.
         generators = [torch.Generator("cpu").manual_seed(seed + start + i) for i in range(size)]
@@ -177,6 +180,18 @@ def generate(pipeline: Any, entry: WeightsEntry, request: RenderRequest) -> list
     if len(images) != count:
         raise BackendError("backend_error", f"the pipeline made {len(images)} of {count} images")
     return images
+
+
+def _stop_if_canceled(request: RenderRequest) -> Callable[..., dict[str, Any]]:
+    """A diffusers step-end callback that stops the denoising loop of a canceled project."""
+
+    def callback(
+        _pipeline: Any, _step: int, _timestep: Any, _tensors: dict[str, Any]
+    ) -> dict[str, Any]:
+        request.check_canceled()
+        return {}
+
+    return callback
 
 
 def warmup_request(model: str, width: int, height: int) -> RenderRequest:

@@ -720,7 +720,10 @@ class PreviewBackend:
                 message = f"{side} must be between {MIN_SIDE} and {MAX_SIDE} pixels, got {value}"
                 raise BackendError("invalid_size", message)
         edit = _edit(request)  # decoded once for all the images
-        return [
-            encode_png(_render(dataclasses.replace(request, seed=request.seed + i), edit))
-            for i in range(request.count)
-        ]
+        images = []
+        for i in range(request.count):
+            request.check_canceled()  # each image is a step
+            images.append(
+                encode_png(_render(dataclasses.replace(request, seed=request.seed + i), edit))
+            )
+        return images

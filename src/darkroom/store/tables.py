@@ -113,6 +113,8 @@ projects = Table(
     # What the backend is doing while the project is rendering ("loading the weights"), if not
     # simply rendering; cleared when the project ends.
     Column("status_note", String(200), nullable=True),
+    # The id of the request that created the project, carried into the job's log lines.
+    Column("request_id", String(64), nullable=True),
     CheckConstraint(
         "status IN ('draft', 'queued', 'rendering', 'complete', 'error', 'canceled')",
         name="status_known",
@@ -120,4 +122,61 @@ projects = Table(
     UniqueConstraint("account_id", "idempotency_key", name="uq_projects_account_idempotency"),
     Index("ix_projects_status_created_at", "status", "created_at"),
     Index("ix_projects_account_id_created_at", "account_id", "created_at"),
+)
+
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("url", Text, nullable=False),
+    # JSON list of event types, e.g. ["image.completed", "image.errored"].
+    Column("events", Text, nullable=False),
+    # The HMAC key for signatures: shown once at creation, kept to sign every delivery.
+    Column("secret", String(100), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("deleted_at", DateTime(timezone=True), nullable=True),
+)
+
+# One event for one endpoint; written in the same transaction as the status change it reports,
+# so it exists before it is sent and survives a crash. Its id is the webhook-id header.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("endpoint_id", String(40), ForeignKey("webhook_endpoints.id"), nullable=False),
+    Column("account_id", String(40), nullable=False),
+    Column("event", String(40), nullable=False),
+    Column("project_id", String(40), nullable=True),
+    # The exact bytes sent (UTF-8 JSON), the same on every attempt.
+    Column("body", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=True),
+    # A sender holds a delivery until then; one that died mid-send lets it go when it passes.
+    Column("lease_until", DateTime(timezone=True), nullable=True),
+    Column("last_status_code", Integer, nullable=True),
+    Column("last_error", String(500), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("delivered_at", DateTime(timezone=True), nullable=True),
+    CheckConstraint(
+        "status IN ('pending', 'delivered', 'failed', 'canceled')", name="status_known"
+    ),
+    # At most one delivery of an event about a project per endpoint.
+    UniqueConstraint("endpoint_id", "project_id", "event", name="uq_webhook_deliveries_event"),
+    Index("ix_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+    Index("ix_webhook_deliveries_endpoint_id_created_at", "endpoint_id", "created_at"),
+)
+
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "delivery_id", String(40), ForeignKey("webhook_deliveries.id"), nullable=False, index=True
+    ),
+    Column("attempted_at", DateTime(timezone=True), nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("error", String(500), nullable=True),
+    Column("duration_ms", Integer, nullable=False),
 )

@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import hashlib
 import logging
+import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from darkroom.core.catalog import Catalog
 from darkroom.core.jobs import Jobs, Project, StoredImage
-from darkroom.engine.base import BackendError, RenderRequest
+from darkroom.core.status import Status
+from darkroom.engine.base import BackendError, RenderCanceled, RenderRequest
 from darkroom.engine.encode import encode
 from darkroom.engine.registry import Backends
+from darkroom.observe.context import request_context
 from darkroom.storage.files import LocalFiles
 from darkroom.store.database import utcnow
 from darkroom.worker.queue import InProcessQueue
@@ -33,6 +38,7 @@ class Runner:
         *,
         workers: int,
         poll_seconds: float = 1.0,
+        cancel_check_seconds: float = 1.0,
     ) -> None:
         self.jobs = jobs
         self.queue = queue
@@ -44,6 +50,11 @@ class Runner:
         self._tasks: list[asyncio.Task[None]] = []
         self._busy = 0
         self._executor: ThreadPoolExecutor | None = None
+        # How often a render asks the database whether its project was canceled by another
+        # process; a cancel in this process is seen at the next step boundary.
+        self.cancel_check_seconds = cancel_check_seconds
+        self._changes: dict[str, threading.Event] = {}  # rendering here → "it changed"
+        jobs.listeners.append(self._changed)
 
     @property
     def running(self) -> bool:
@@ -108,11 +119,23 @@ class Runner:
         project = self.jobs.claim(project_id)
         if project is None:
             return
+        with request_context(project.request_id):
+            await self._run(project)
+
+    async def _run(self, project: Project) -> None:
         log.info("rendering %s on %s", project.id, project.backend)
         started = time.perf_counter()
+        self._changes[project.id] = threading.Event()
         try:
             loop = asyncio.get_running_loop()
-            stored = await loop.run_in_executor(self._executor, self._render_and_store, project)
+            context = contextvars.copy_context()  # the request id, for the render's log lines
+            stored = await loop.run_in_executor(
+                self._executor, context.run, self._render_and_store, project
+            )
+        except RenderCanceled:
+            log.info("project %s canceled: rendering stopped", project.id)
+            self.files.delete_project(project)
+            return
         except BackendError as exc:
             log.warning("project %s failed: %s (%s)", project.id, exc.message, exc.code)
             self._give_up(project, exc.code, exc.message)
@@ -121,6 +144,8 @@ class Runner:
             log.exception("project %s: backend crashed", project.id)
             self._give_up(project, "backend_error", f"rendering failed ({type(exc).__name__})")
             return
+        finally:
+            self._changes.pop(project.id, None)
         render_ms = round((time.perf_counter() - started) * 1000)
         completed = self.jobs.complete(
             project.id, rendered_at=utcnow(), render_ms=render_ms, stored=stored
@@ -170,7 +195,32 @@ class Runner:
             sources=sources,
             mask=mask,
             report=lambda text: self.jobs.note(project.id, text),
+            canceled=self._cancel_check(project.id),
         )
+
+    def _changed(self, project_id: str) -> None:
+        flag = self._changes.get(project_id)
+        if flag is not None:
+            flag.set()
+
+    def _cancel_check(self, project_id: str) -> Callable[[], bool]:
+        """Whether the project has left ``rendering`` (canceled): asked at every step, it reads
+        the database when this process saw the project change, and at least every
+        ``cancel_check_seconds`` for a cancel made by another process."""
+        changed = self._changes.get(project_id) or threading.Event()
+        next_read = time.monotonic() + self.cancel_check_seconds
+        stopped = False
+
+        def canceled() -> bool:
+            nonlocal next_read, stopped
+            now = time.monotonic()
+            if not stopped and (changed.is_set() or now >= next_read):
+                changed.clear()
+                next_read = now + self.cancel_check_seconds
+                stopped = self.jobs.status_of(project_id) is not Status.RENDERING
+            return stopped
+
+        return canceled
 
     def _give_up(self, project: Project, code: str, message: str) -> None:
         self.jobs.fail(project.id, code, message)
