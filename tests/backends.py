@@ -60,3 +60,29 @@ class Crashing:
 
     def render(self, request: RenderRequest) -> list[bytes]:
         raise RuntimeError("segfault-ish")
+
+
+class Stepping:
+    """The preview backend behind ``steps`` slow steps that honour cancellation like a real
+    denoising loop: ``stopped_at`` is the step at which a cancel was seen."""
+
+    name = "preview"
+    edits = True
+
+    def __init__(self, steps: int = 200, step_seconds: float = 0.02) -> None:
+        self.steps = steps
+        self.step_seconds = step_seconds
+        self.entered = threading.Event()
+        self.stopped_at: int | None = None
+        self.preview = PreviewBackend()
+
+    def render(self, request: RenderRequest) -> list[bytes]:
+        self.entered.set()
+        for step in range(self.steps):
+            try:
+                request.check_canceled()
+            except Exception:
+                self.stopped_at = step
+                raise
+            time.sleep(self.step_seconds)
+        return self.preview.render(request)

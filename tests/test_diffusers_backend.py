@@ -5,6 +5,7 @@ on the CPU."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import os
@@ -266,3 +267,35 @@ def test_auto_resolution_renders_the_largest_size_the_tier_allows(real: LiveServ
     project = real.wait(account, answer.json()["id"], timeout=300)
     assert project["status"] == "complete", project["error"]
     assert pixels(images(real, project)[0]).shape == (2048, 2048, 3)
+
+
+@pytest.mark.parametrize("kind", ["flux", "zimage"])
+def test_a_canceled_render_stops_at_the_next_denoising_step(
+    tiny: dict[str, Path], kind: str
+) -> None:
+    from diffusers import DiffusionPipeline
+
+    from darkroom.engine.base import RenderCanceled
+    from darkroom.engine.diffusers_backend import generate, warmup_request
+
+    pipeline = DiffusionPipeline.from_pretrained(tiny[kind])
+    asked = 0
+
+    def canceled() -> bool:  # the project is canceled while step 3 runs
+        nonlocal asked
+        asked += 1
+        return asked > 3
+
+    steps = []
+    original = pipeline.scheduler.step
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        steps.append(1)
+        return original(*args, **kwargs)
+
+    pipeline.scheduler.step = counting
+    entry = WeightsEntry(source=str(tiny[kind]), steps=20, guidance=0.0)
+    request = dataclasses.replace(warmup_request("m", 64, 64), count=2, canceled=canceled)
+    with pytest.raises(RenderCanceled):
+        generate(pipeline, entry, request)
+    assert len(steps) == 3  # of 20: stopped at the first step boundary after the cancel

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from darkroom.core.errors import (
+    AlreadyEnded,
     DarkroomError,
     IdempotencyConflict,
     InsufficientCredits,
@@ -43,6 +44,7 @@ STATUS: dict[type[DarkroomError], int] = {
     NotFound: 404,
     LinkRefused: 403,
     IdempotencyConflict: 422,
+    AlreadyEnded: 409,
     RateLimited: 429,
     JobFailed: 500,
     JobCanceled: 409,

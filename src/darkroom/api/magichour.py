@@ -3,20 +3,19 @@ exactly as the published ``magic_hour`` SDK sends and expects them."""
 
 from __future__ import annotations
 
-import time
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from darkroom.api import project_view
 from darkroom.api.deps import PrincipalDep, ServicesDep, body_schema, fingerprint, json_body
 from darkroom.core.catalog import ImageSpec
+from darkroom.core.errors import AlreadyEnded
 from darkroom.core.jobs import MAX_SEED, Project
 from darkroom.core.status import Status
 from darkroom.services import Services
-from darkroom.storage.files import output_names
 
 router = APIRouter(tags=["Magic Hour v1"])
 
@@ -133,66 +132,30 @@ async def get_project(
     return project_body(project, services)
 
 
+@router.post("/v1/image-projects/{project_id}/cancel")
+async def cancel_project(
+    project_id: str, who: PrincipalDep, services: ServicesDep
+) -> dict[str, Any]:
+    """darkroom: stop a queued or rendering project and refund it in full; the worker stops at
+    its next step. Canceling a canceled project answers it again; a project that already
+    completed or failed is a 409."""
+    project = services.jobs.cancel(who.account_id, project_id, "refund: canceled by the caller")
+    if project.status in (Status.COMPLETE, Status.ERROR):
+        raise AlreadyEnded(
+            f"project {project_id} already ended ({project.status.value}); only queued or "
+            "rendering projects can be canceled"
+        )
+    return project_body(project, services)
+
+
 @router.delete("/v1/image-projects/{project_id}", status_code=204)
 async def delete_project(project_id: str, who: PrincipalDep, services: ServicesDep) -> Response:
     services.jobs.delete(who.account_id, project_id)
     return Response(status_code=204)
 
 
-def iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def downloads(project: Project, services: Services) -> list[dict[str, Any]]:
-    if project.status is not Status.COMPLETE:
-        return []
-    expires = int(time.time()) + services.settings.download_ttl_seconds
-    expires_at = iso(datetime.fromtimestamp(expires, UTC))
-    links: list[dict[str, Any]] = [
-        {"url": services.signer.sign(name, expires), "expires_at": expires_at}
-        for name in output_names(project)
-    ]
-    # darkroom: what each file must hash to, so that a client can verify its download.
-    for link, stored in zip(links, project.stored_images, strict=False):
-        link["sha256"] = stored.sha256
-        link["bytes"] = stored.bytes
-    return links
-
-
 def project_body(project: Project, services: Services) -> dict[str, Any]:
-    """The GET project object: every key the SDK's model requires, then darkroom's own."""
-    error = None
-    if project.status is Status.ERROR:
-        error = {"code": project.error_code or "error", "message": project.error_message or ""}
-    return {
-        "id": project.id,
-        "name": project.name,
-        "status": project.status.value,
-        "image_count": project.image_count,
-        "type": "AI_IMAGE",
-        "created_at": iso(project.created_at),
-        "enabled": project.enabled,
-        "credits_charged": project.credits_charged,
-        "total_frame_cost": project.credits_charged,
-        "downloads": downloads(project, services),
-        "error": error,
-        # darkroom's additions (ignored by the published SDK)
-        "status_reason": project.status_note,
-        "model": project.model,
-        "backend": project.backend,
-        "resolution": project.resolution,
-        "aspect_ratio": project.aspect_ratio,
-        "width": project.width,
-        "height": project.height,
-        "tool": project.tool,
-        "prompt": project.prompt,
-        "final_prompt": project.final_prompt,
-        "seed": project.seed,
-        "output_format": project.output_format,
-        "source_images": project.source_count,
-        "started_at": iso(project.started_at),
-        "completed_at": iso(project.completed_at),
-        "render_ms": project.render_ms,
-    }
+    """The GET project object, with download links signed for this server."""
+    return project_view.project_body(
+        project, services.signer, services.settings.download_ttl_seconds
+    )

@@ -1,6 +1,7 @@
-"""The commands that call a darkroom server through the SDK: ``generate``, ``projects get|delete``,
-``models`` and ``balance``. Key and URL come from ``--api-key`` / ``--base-url`` or the SDK's
-environment variables (``DARKROOM_API_KEY``, ``DARKROOM_BASE_URL``).
+"""The commands that call a darkroom server through the SDK: ``generate``,
+``projects get|cancel|delete``, ``models`` and ``balance`` (and ``webhooks``, in cli/hooks.py).
+Key and URL come from ``--api-key`` / ``--base-url`` or the SDK's environment variables
+(``DARKROOM_API_KEY``, ``DARKROOM_BASE_URL``).
 
 Each failure class has its own exit status and a one-line reason on stderr (see ``EXIT_CODES``).
 """
@@ -24,7 +25,7 @@ EXIT_CODES: list[tuple[int, str, tuple[type[Exception], ...]]] = [
     (4, "server unreachable or not answering", (sdk.APIConnectionError,)),
     (5, "not enough credits (402); nothing was charged", (sdk.InsufficientCreditsError,)),
     (6, "model or resolution not available on your tier (403)", (sdk.ForbiddenTierError,)),
-    (7, "no such project or model (404)", (sdk.NotFoundError,)),
+    (7, "no such project, model or webhook (404)", (sdk.NotFoundError,)),
     (8, "the job ended in error or was canceled (refunded)", (sdk.JobFailedError,)),
     (9, "--timeout passed before the project was done", (sdk.GenerateTimeoutError,)),
     (10, "bad request (400, 409, 422)", (sdk.BadRequestError,)),
@@ -66,26 +67,34 @@ def add_parsers(commands: Any) -> None:
         "-o", "--output-dir", default=".", help="where to save the images (created if missing)"
     )
     gen.add_argument("--timeout", type=float, help="give up after this many seconds")
+    gen.add_argument(
+        "--cancel-on-timeout",
+        action="store_true",
+        help="when --timeout passes, cancel the project (refunded) instead of leaving it running",
+    )
     gen.add_argument("--no-download", action="store_true", help="wait, but do not download")
-    _client_options(gen, generate)
+    client_options(gen, generate)
 
     projects = commands.add_parser("projects", help="look at or delete an image project")
     actions = projects.add_subparsers(dest="action", required=True, metavar="ACTION")
     get = actions.add_parser("get", help="a project's status and download links")
     get.add_argument("id")
     get.add_argument("--wait", type=float, help="wait up to this many seconds for it to end")
-    _client_options(get, projects_get)
+    client_options(get, projects_get)
+    cancel = actions.add_parser("cancel", help="stop a queued or rendering project (refunded)")
+    cancel.add_argument("id")
+    client_options(cancel, projects_cancel)
     delete = actions.add_parser("delete", help="delete a project and its images")
     delete.add_argument("id")
-    _client_options(delete, projects_delete)
+    client_options(delete, projects_delete)
 
     models = commands.add_parser("models", help="the models your key may use, with prices")
-    _client_options(models, models_list)
+    client_options(models, models_list)
     balance = commands.add_parser("balance", help="your credits and tier")
-    _client_options(balance, show_balance)
+    client_options(balance, show_balance)
 
 
-def _client_options(parser: argparse.ArgumentParser, run: Any) -> None:
+def client_options(parser: argparse.ArgumentParser, run: Any) -> None:
     parser.add_argument("--api-key", help="API key (DARKROOM_API_KEY)")
     parser.add_argument("--base-url", help="server URL (DARKROOM_BASE_URL, http://127.0.0.1:8000)")
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
@@ -117,7 +126,7 @@ def _reason(error: Exception) -> str:
     return " ".join(text.split())  # one line
 
 
-def _print(args: argparse.Namespace, value: BaseModel | dict[str, Any], lines: list[str]) -> None:
+def show(args: argparse.Namespace, value: BaseModel | dict[str, Any], lines: list[str]) -> None:
     if args.json:
         data = value.model_dump(mode="json") if isinstance(value, BaseModel) else value
         print(json.dumps(data, indent=2))
@@ -140,13 +149,14 @@ def generate(client: sdk.Client, args: argparse.Namespace) -> int:
             download_outputs=not args.no_download,
             download_directory=args.output_dir,
             timeout=args.timeout,
+            cancel_on_timeout=args.cancel_on_timeout,
             on_progress=display.update,
         )
     finally:
         display.close()
     lines = [f"{project.id}  {project.status}  {project.credits_charged} credits"]
     lines += project.downloaded_paths or [d.url for d in project.downloads]
-    _print(args, project, lines)
+    show(args, project, lines)
     project.raise_for_status()
     return 0
 
@@ -166,13 +176,19 @@ def _project_lines(project: sdk.ImageProject) -> list[str]:
 
 def projects_get(client: sdk.Client, args: argparse.Namespace) -> int:
     project = client.v1.image_projects.get(id=args.id, wait=args.wait)
-    _print(args, project, _project_lines(project))
+    show(args, project, _project_lines(project))
+    return 0
+
+
+def projects_cancel(client: sdk.Client, args: argparse.Namespace) -> int:
+    project = client.v1.image_projects.cancel(id=args.id)
+    show(args, project, _project_lines(project))
     return 0
 
 
 def projects_delete(client: sdk.Client, args: argparse.Namespace) -> int:
     client.v1.image_projects.delete(id=args.id)
-    _print(args, {"id": args.id, "deleted": True}, [f"deleted {args.id}"])
+    show(args, {"id": args.id, "deleted": True}, [f"deleted {args.id}"])
     return 0
 
 
@@ -191,11 +207,11 @@ def models_list(client: sdk.Client, args: argparse.Namespace) -> int:
             state = "loadable" if model.weights.get("loadable") else "not loadable"
             runs_on += f" ({model.weights.get('source')}, {state})"
         lines.append(f"{model.id:<16} credits/image: {prices}; images: {counts}; {runs_on}")
-    _print(args, models, lines)
+    show(args, models, lines)
     return 0
 
 
 def show_balance(client: sdk.Client, args: argparse.Namespace) -> int:
     account = client.v1.account.list()
-    _print(args, account, [f"{account.credits} credits ({account.tier} tier)"])
+    show(args, account, [f"{account.credits} credits ({account.tier} tier)"])
     return 0

@@ -10,6 +10,7 @@ The core raises these; each HTTP dialect maps them to a status and a body shape 
     ├── NotFound              no such resource for this account
     ├── LinkRefused           a download link with a bad signature or past its expiry
     ├── IdempotencyConflict   an Idempotency-Key was reused with a different request
+    ├── AlreadyEnded          the project already ended, so it cannot be canceled
     ├── RateLimited           too many requests; ``retry_after`` seconds
     └── JobNotDone            a caller waited for a job that did not give images (sync APIs)
         ├── JobFailed         the job ended in error (``code`` is the job's); refunded
@@ -70,6 +71,10 @@ class NotFound(DarkroomError):
 
 class IdempotencyConflict(DarkroomError):
     code = "idempotency_conflict"
+
+
+class AlreadyEnded(DarkroomError):
+    code = "project_ended"
 
 
 class RateLimited(DarkroomError):

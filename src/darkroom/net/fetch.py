@@ -40,14 +40,14 @@ async def fetch(
     """The body of a 2xx answer for ``url``, at most ``max_bytes`` long, within ``timeout``
     seconds for all hops together. ``allow_private`` skips the address policy (tests, trusted
     deployments)."""
-    current = _parse(url)
+    current = parse_url(url)
     host = current.host
     try:
         async with asyncio.timeout(timeout):
             for _ in range(max_redirects + 1):
                 host = current.host
-                async with _client(timeout) as client:
-                    request = await _vetted_request(client, current, allow_private)
+                async with guarded_client(timeout) as client:
+                    request = await vetted_request(client, current, allow_private)
                     response = await client.send(request, stream=True)
                     try:
                         if response.status_code not in REDIRECT_STATUSES:
@@ -68,7 +68,7 @@ async def fetch(
     raise FetchError(f"too many redirects (more than {max_redirects})")
 
 
-def _parse(url: str) -> httpx.URL:
+def parse_url(url: str) -> httpx.URL:
     if len(url) > MAX_URL_LENGTH:
         raise FetchError(f"URL is longer than {MAX_URL_LENGTH} characters")
     try:
@@ -84,17 +84,24 @@ def _parse(url: str) -> httpx.URL:
     return parsed
 
 
-async def _vetted_request(
-    client: httpx.AsyncClient, url: httpx.URL, allow_private: bool
+async def vetted_request(
+    client: httpx.AsyncClient,
+    url: httpx.URL,
+    allow_private: bool,
+    *,
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+    content: bytes | None = None,
 ) -> httpx.Request:
-    """A request for ``url`` aimed at the address ``guard.resolve`` approved."""
+    """A request for ``url`` aimed at the address ``guard.resolve`` approved (raises
+    ``guard.AddressRefused``)."""
     name = url.raw_host.decode("ascii")
     port = DEFAULT_PORTS[url.scheme] if url.port is None else url.port
     address = await guard.resolve(name, port, allow_private=allow_private)
-    headers = {"Host": url.netloc.decode("ascii"), "Accept-Encoding": "identity"}
+    sent = {"Host": url.netloc.decode("ascii"), "Accept-Encoding": "identity", **(headers or {})}
     extensions = {"sni_hostname": name.rstrip(".")} if url.scheme == "https" else {}
     return client.build_request(
-        "GET", url.copy_with(host=address), headers=headers, extensions=extensions
+        method, url.copy_with(host=address), headers=sent, content=content, extensions=extensions
     )
 
 
@@ -106,7 +113,7 @@ def _redirect_target(current: httpx.URL, response: httpx.Response) -> httpx.URL:
         target = current.join(location)
     except (httpx.InvalidURL, ValueError, TypeError):
         raise FetchError(f"{current.host} redirected to an invalid URL") from None
-    return _parse(str(target))
+    return parse_url(str(target))
 
 
 async def _body(response: httpx.Response, host: str, max_bytes: int) -> bytes:
@@ -127,7 +134,7 @@ async def _body(response: httpx.Response, host: str, max_bytes: int) -> bytes:
     return bytes(body)
 
 
-def _client(timeout: float) -> httpx.AsyncClient:
+def guarded_client(timeout: float) -> httpx.AsyncClient:
     """A fresh client per hop: no connection or cookie carries over to another host.
 
     ``trust_env=False``: a proxy from the environment would connect by name and skip the check.

@@ -25,7 +25,10 @@ from darkroom.sdk.types import (
     ModelInfo,
     ModelList,
     Progress,
+    Webhook,
+    WebhookDelivery,
 )
+from darkroom.sdk.webhooks import WebhookVerificationError, verify_webhook
 
 __all__ = [
     "APIConnectionError",
@@ -51,4 +54,8 @@ __all__ = [
     "Progress",
     "RateLimitError",
     "ServerError",
+    "Webhook",
+    "WebhookDelivery",
+    "WebhookVerificationError",
+    "verify_webhook",
 ]

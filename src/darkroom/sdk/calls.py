@@ -17,6 +17,10 @@ from darkroom.sdk.types import (
     ModelList,
     RequestOptions,
     Style,
+    Webhook,
+    WebhookDelivery,
+    WebhookDeliveryList,
+    WebhookList,
 )
 
 T = TypeVar("T")
@@ -121,6 +125,10 @@ def delete_project(id: str) -> Call[None]:
     return Call("DELETE", f"/v1/image-projects/{_segment(id)}", _nothing)
 
 
+def cancel_project(id: str) -> Call[ImageProject]:
+    return Call("POST", f"/v1/image-projects/{_segment(id)}/cancel", ImageProject.model_validate)
+
+
 def list_models() -> Call[ModelList]:
     return Call("GET", "/v1/models", ModelList.model_validate)
 
@@ -131,3 +139,34 @@ def get_model(id: str) -> Call[ModelInfo]:
 
 def get_account() -> Call[Account]:
     return Call("GET", "/v1/account", Account.model_validate)
+
+
+def create_webhook(url: str, events: list[str] | None = None) -> Call[Webhook]:
+    body: dict[str, Any] = {"url": url}
+    if events is not None:
+        body["events"] = list(events)
+    # Not retried: a create whose answer was lost would register the URL twice.
+    return Call("POST", "/v1/webhooks", Webhook.model_validate, json=body, max_retries=0)
+
+
+def list_webhooks() -> Call[WebhookList]:
+    return Call("GET", "/v1/webhooks", WebhookList.model_validate)
+
+
+def delete_webhook(id: str) -> Call[None]:
+    return Call("DELETE", f"/v1/webhooks/{_segment(id)}", _nothing)
+
+
+def list_deliveries(
+    id: str, *, limit: int | None = None, status: str | None = None
+) -> Call[WebhookDeliveryList]:
+    params = {"limit": str(limit)} if limit is not None else {}
+    if status is not None:
+        params["status"] = status
+    path = f"/v1/webhooks/{_segment(id)}/deliveries"
+    return Call("GET", path, WebhookDeliveryList.model_validate, params=params)
+
+
+def resend_delivery(id: str, delivery_id: str) -> Call[WebhookDelivery]:
+    path = f"/v1/webhooks/{_segment(id)}/deliveries/{_segment(delivery_id)}/resend"
+    return Call("POST", path, WebhookDelivery.model_validate)

@@ -15,6 +15,7 @@ from darkroom.sdk import calls
 from darkroom.sdk.calls import Call
 from darkroom.sdk.errors import (
     APIConnectionError,
+    APIStatusError,
     DarkroomError,
     DownloadError,
     GenerateTimeoutError,
@@ -37,6 +38,8 @@ T = TypeVar("T")
 LONG_POLL_SECONDS = 30.0
 # How long after generate's deadline a long poll's answer may still arrive.
 ANSWER_GRACE_SECONDS = 1.0
+# How long cancel_on_timeout may spend canceling, past generate's own timeout.
+CANCEL_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -158,6 +161,7 @@ class Finish:
     wait_for_completion: bool = True
     download_outputs: bool = True
     download_directory: str | Path | None = None
+    cancel_on_timeout: bool = False
 
 
 def generate(
@@ -173,7 +177,12 @@ def check_result(id: str, policy: RetryPolicy, finish: Finish) -> Plan[ImageProj
     waiting = finish.waiting
     project = yield from request(calls.get_project(id), policy, waiting.deadline)
     if finish.wait_for_completion:
-        project = yield from wait(project, policy, waiting)
+        try:
+            project = yield from wait(project, policy, waiting)
+        except GenerateTimeoutError as exc:
+            if finish.cancel_on_timeout:
+                yield from cancel_after_timeout(exc, policy)
+            raise
     paths = None
     if finish.download_outputs and project.status == "complete":
         where = finish.download_directory
@@ -181,6 +190,20 @@ def check_result(id: str, policy: RetryPolicy, finish: Finish) -> Plan[ImageProj
         paths = yield from download_all(project, directory, policy, waiting)
     yield from waiting.progress(project.status, project, len(paths or ()))
     return ImageProjectWithDownloads(**project.model_dump(), downloaded_paths=paths)
+
+
+def cancel_after_timeout(exc: GenerateTimeoutError, policy: RetryPolicy) -> Plan[None]:
+    """Cancel (and so refund) the project that ``generate`` gave up waiting for, and put its
+    final state on the error; one that completed meanwhile is left as it is."""
+    deadline = clock() + CANCEL_SECONDS
+    try:
+        exc.project = yield from request(calls.cancel_project(exc.project.id), policy, deadline)
+    except APIStatusError as error:
+        if error.status_code != 409:  # 409: it ended just now, and is not canceled
+            raise
+    else:
+        exc.message = f"{exc.message}; it was canceled and refunded"
+        exc.args = (exc.message,)
 
 
 def wait(project: ImageProject, policy: RetryPolicy, waiting: Waiting) -> Plan[ImageProject]:

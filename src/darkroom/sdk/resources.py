@@ -22,6 +22,10 @@ from darkroom.sdk.types import (
     Progress,
     RequestOptions,
     Style,
+    Webhook,
+    WebhookDelivery,
+    WebhookDeliveryList,
+    WebhookList,
 )
 
 ProgressCallback = Callable[[Progress], Any]
@@ -70,6 +74,7 @@ def _finish(transport: Transport, args: Args) -> flow.Finish:
         args["wait_for_completion"],
         args["download_outputs"],
         args["download_directory"],
+        args.get("cancel_on_timeout", False),
     )
 
 
@@ -96,9 +101,10 @@ call), so a project is charged once however many attempts reach the server."""
 
 _GENERATE_DOC = """Create a project, wait until it ends, and download its images.
 
-Waits at most ``timeout`` seconds in all (else :class:`GenerateTimeoutError`, the project left
-as it is), learning of each status change at once through darkroom's long poll, and telling
-``on_progress`` (a function, or a coroutine function for the async client). Images are streamed
+Waits at most ``timeout`` seconds in all (else :class:`GenerateTimeoutError`; the project is
+left rendering, or with ``cancel_on_timeout`` canceled and refunded), learning of each status
+change at once through darkroom's long poll, and telling ``on_progress`` (a function, or a
+coroutine function for the async client). Images are streamed
 into ``download_directory`` (the current directory by default; created if missing), verified
 against the size and SHA-256 the server lists, and never replace an existing file: a taken name
 gets `` (1)``, `` (2)``... The paths are in ``downloaded_paths``. A project that fails comes back
@@ -143,6 +149,7 @@ class AiImageGeneratorClient:
         download_directory: str | Path | None = None,
         timeout: float | None = None,
         on_progress: ProgressCallback | None = None,
+        cancel_on_timeout: bool = False,
         request_options: RequestOptions | None = None,
     ) -> ImageProjectWithDownloads:
         return self._transport.run(_generate(self._transport, locals()))
@@ -188,6 +195,7 @@ class AsyncAiImageGeneratorClient:
         download_directory: str | Path | None = None,
         timeout: float | None = None,
         on_progress: ProgressCallback | None = None,
+        cancel_on_timeout: bool = False,
         request_options: RequestOptions | None = None,
     ) -> ImageProjectWithDownloads:
         return await self._transport.run(_generate(self._transport, locals()))
@@ -198,6 +206,10 @@ class AsyncAiImageGeneratorClient:
 
 _GET_DOC = """The project (``GET /v1/image-projects/{id}``). With ``wait`` (seconds, up to 60),
 darkroom answers as soon as the project has ended, or after ``wait`` seconds."""
+
+_CANCEL_DOC = """darkroom: stop a queued or rendering project and refund it in full
+(``POST /v1/image-projects/{id}/cancel``); the project, now ``canceled``. One that already
+completed or failed raises :class:`BadRequestError` (409)."""
 
 _CHECK_DOC = """The published SDK's ``check_result``: the project, optionally after waiting until
 it ends and downloading its images (as in ``generate``)."""
@@ -216,6 +228,9 @@ class ImageProjectsClient:
         """Delete the project and its images (``DELETE /v1/image-projects/{id}``)."""
         self._transport.run(_send(self._transport, calls.delete_project(id), locals()))
 
+    def cancel(self, *, id: str, request_options: RequestOptions | None = None) -> ImageProject:
+        return self._transport.run(_send(self._transport, calls.cancel_project(id), locals()))
+
     def check_result(
         self,
         id: str,
@@ -224,11 +239,13 @@ class ImageProjectsClient:
         download_directory: str | Path | None = None,
         timeout: float | None = None,
         on_progress: ProgressCallback | None = None,
+        cancel_on_timeout: bool = False,
     ) -> ImageProjectWithDownloads:
         return self._transport.run(_check_result(self._transport, locals()))
 
     get.__doc__ = _GET_DOC
     check_result.__doc__ = _CHECK_DOC
+    cancel.__doc__ = _CANCEL_DOC
 
 
 class AsyncImageProjectsClient:
@@ -244,6 +261,11 @@ class AsyncImageProjectsClient:
         """Delete the project and its images (``DELETE /v1/image-projects/{id}``)."""
         await self._transport.run(_send(self._transport, calls.delete_project(id), locals()))
 
+    async def cancel(
+        self, *, id: str, request_options: RequestOptions | None = None
+    ) -> ImageProject:
+        return await self._transport.run(_send(self._transport, calls.cancel_project(id), locals()))
+
     async def check_result(
         self,
         id: str,
@@ -252,11 +274,13 @@ class AsyncImageProjectsClient:
         download_directory: str | Path | None = None,
         timeout: float | None = None,
         on_progress: ProgressCallback | None = None,
+        cancel_on_timeout: bool = False,
     ) -> ImageProjectWithDownloads:
         return await self._transport.run(_check_result(self._transport, locals()))
 
     get.__doc__ = _GET_DOC
     check_result.__doc__ = _CHECK_DOC
+    cancel.__doc__ = _CANCEL_DOC
 
 
 class ModelsClient:
@@ -305,12 +329,98 @@ class AsyncAccountClient:
         return await self._transport.run(_send(self._transport, calls.get_account(), locals()))
 
 
+_WEBHOOKS_DOC = """darkroom: webhook endpoints (``/v1/webhooks``). ``create`` answers with the
+signing ``secret``, shown only then; check deliveries with :func:`darkroom.verify_webhook`."""
+
+
+class WebhooksClient:
+    def __init__(self, transport: SyncTransport) -> None:
+        self._transport = transport
+
+    def create(
+        self,
+        *,
+        url: str,
+        events: list[str] | None = None,
+        request_options: RequestOptions | None = None,
+    ) -> Webhook:
+        return self._transport.run(
+            _send(self._transport, calls.create_webhook(url, events), locals())
+        )
+
+    def list(self, *, request_options: RequestOptions | None = None) -> WebhookList:
+        return self._transport.run(_send(self._transport, calls.list_webhooks(), locals()))
+
+    def delete(self, *, id: str, request_options: RequestOptions | None = None) -> None:
+        self._transport.run(_send(self._transport, calls.delete_webhook(id), locals()))
+
+    def deliveries(
+        self,
+        *,
+        id: str,
+        limit: int | None = None,
+        status: str | None = None,
+        request_options: RequestOptions | None = None,
+    ) -> WebhookDeliveryList:
+        call = calls.list_deliveries(id, limit=limit, status=status)
+        return self._transport.run(_send(self._transport, call, locals()))
+
+    def resend(
+        self, *, id: str, delivery_id: str, request_options: RequestOptions | None = None
+    ) -> WebhookDelivery:
+        call = calls.resend_delivery(id, delivery_id)
+        return self._transport.run(_send(self._transport, call, locals()))
+
+    __doc__ = _WEBHOOKS_DOC
+
+
+class AsyncWebhooksClient:
+    def __init__(self, transport: AsyncTransport) -> None:
+        self._transport = transport
+
+    async def create(
+        self,
+        *,
+        url: str,
+        events: list[str] | None = None,
+        request_options: RequestOptions | None = None,
+    ) -> Webhook:
+        call = calls.create_webhook(url, events)
+        return await self._transport.run(_send(self._transport, call, locals()))
+
+    async def list(self, *, request_options: RequestOptions | None = None) -> WebhookList:
+        return await self._transport.run(_send(self._transport, calls.list_webhooks(), locals()))
+
+    async def delete(self, *, id: str, request_options: RequestOptions | None = None) -> None:
+        await self._transport.run(_send(self._transport, calls.delete_webhook(id), locals()))
+
+    async def deliveries(
+        self,
+        *,
+        id: str,
+        limit: int | None = None,
+        status: str | None = None,
+        request_options: RequestOptions | None = None,
+    ) -> WebhookDeliveryList:
+        call = calls.list_deliveries(id, limit=limit, status=status)
+        return await self._transport.run(_send(self._transport, call, locals()))
+
+    async def resend(
+        self, *, id: str, delivery_id: str, request_options: RequestOptions | None = None
+    ) -> WebhookDelivery:
+        call = calls.resend_delivery(id, delivery_id)
+        return await self._transport.run(_send(self._transport, call, locals()))
+
+    __doc__ = _WEBHOOKS_DOC
+
+
 class V1Client:
     def __init__(self, transport: SyncTransport) -> None:
         self.ai_image_generator = AiImageGeneratorClient(transport)
         self.image_projects = ImageProjectsClient(transport)
         self.models = ModelsClient(transport)
         self.account = AccountClient(transport)
+        self.webhooks = WebhooksClient(transport)
 
 
 class AsyncV1Client:
@@ -319,3 +429,4 @@ class AsyncV1Client:
         self.image_projects = AsyncImageProjectsClient(transport)
         self.models = AsyncModelsClient(transport)
         self.account = AsyncAccountClient(transport)
+        self.webhooks = AsyncWebhooksClient(transport)

@@ -150,3 +150,44 @@ class Progress:
     elapsed: float  # seconds since generate started
     downloaded: int = 0  # files saved so far (downloading)
     total: int = 0  # files to save (downloading)
+
+
+class Webhook(_Model):
+    """A webhook endpoint (``/v1/webhooks``); ``secret`` only in the answer to its creation."""
+
+    id: str
+    url: str
+    events: list[str]
+    created_at: datetime | None = None
+    secret: str | None = None
+
+
+class WebhookList(_Model):
+    data: list[Webhook]
+
+
+class WebhookAttempt(_Model):
+    at: datetime
+    status_code: int | None = None
+    error: str | None = None
+    duration_ms: int | None = None
+
+
+class WebhookDelivery(_Model):
+    """One event for one endpoint; its ``id`` is the ``webhook-id`` header of every attempt."""
+
+    id: str
+    event: str
+    project_id: str | None = None
+    status: Literal["pending", "delivered", "failed", "canceled"]
+    attempts: int
+    last_status_code: int | None = None
+    last_error: str | None = None
+    created_at: datetime | None = None
+    next_attempt_at: datetime | None = None
+    delivered_at: datetime | None = None
+    history: list[WebhookAttempt] = Field(default_factory=list)
+
+
+class WebhookDeliveryList(_Model):
+    data: list[WebhookDelivery]

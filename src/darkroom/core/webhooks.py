@@ -1,0 +1,195 @@
+"""Webhooks: an account's endpoints, and the deliveries that tell them what its projects did.
+
+A status change writes one delivery per subscribed endpoint *in the transaction of the change*
+(:meth:`Webhooks.record` is a :class:`~darkroom.core.jobs.Jobs` recorder), so a delivery exists
+before anything is sent, and exists exactly when the change does, whatever crashes. The body is
+``{"type": <event>, "payload": <the GET project object>}``, frozen at that moment; the sender
+(``worker/webhook_sender.py``) signs and posts it, and retries it until it is delivered.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection
+
+from darkroom.core.errors import InvalidRequest, NotFound, listing
+from darkroom.core.ids import new_id
+from darkroom.core.jobs import Project, Transition
+from darkroom.core.status import Status
+from darkroom.net import guard
+from darkroom.net.fetch import DEFAULT_PORTS, FetchError, parse_url
+from darkroom.store import webhooks as sql
+from darkroom.store.database import Database, utcnow
+
+EVENTS: dict[Status, str] = {
+    Status.RENDERING: "image.started",
+    Status.COMPLETE: "image.completed",
+    Status.ERROR: "image.errored",
+    Status.CANCELED: "image.canceled",
+}
+EVENT_NAMES = tuple(EVENTS.values())
+MAX_ENDPOINTS = 20
+SECRET_PREFIX = "whsec_"
+
+Render = Callable[[Project], dict[str, Any]]
+
+
+Row = Any  # a webhook_endpoints or webhook_deliveries row
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A delivery row with its attempts, oldest first."""
+
+    row: Row
+    attempts: list[Row]
+
+
+class Webhooks:
+    def __init__(self, db: Database, render: Render, *, allow_private: bool) -> None:
+        self.db = db
+        self.render = render
+        self.allow_private = allow_private
+        # Called once new deliveries are committed or resent; the sender sets it.
+        self.wake: Callable[[], None] = lambda: None
+
+    # -- endpoints -----------------------------------------------------------------------------
+
+    async def create(self, account_id: str, url: str, events: list[str] | None) -> Row:
+        """Register an endpoint; its row carries the secret, which the API shows this once."""
+        chosen = _events(events)
+        await self.check_url(url)
+        with self.db.write() as conn:
+            if len(sql.active_endpoints(conn, account_id)) >= MAX_ENDPOINTS:
+                raise InvalidRequest(f"an account can have at most {MAX_ENDPOINTS} webhooks")
+            endpoint_id = new_id("wh")
+            row = {
+                "id": endpoint_id,
+                "account_id": account_id,
+                "url": url,
+                "events": json.dumps(chosen),
+                "secret": SECRET_PREFIX + secrets.token_urlsafe(32),
+                "created_at": utcnow(),
+            }
+            sql.insert_endpoint(conn, **row)
+            return sql.get_endpoint(conn, endpoint_id)
+
+    async def check_url(self, url: str) -> None:
+        """Refuse a URL that is not http(s), or whose host is (or resolves to) a loopback,
+        private or link-local address unless the operator allows those."""
+        try:
+            parsed = parse_url(url)
+        except FetchError as exc:
+            raise InvalidRequest(f"webhook url: {exc.message}", field="url") from None
+        port = DEFAULT_PORTS[parsed.scheme] if parsed.port is None else parsed.port
+        try:
+            await guard.resolve(
+                parsed.raw_host.decode("ascii"), port, allow_private=self.allow_private
+            )
+        except guard.AddressRefused as exc:
+            raise InvalidRequest(f"webhook url: {exc.message}", field="url") from None
+
+    def endpoints(self, account_id: str) -> list[Row]:
+        with self.db.read() as conn:
+            return sql.active_endpoints(conn, account_id)
+
+    def delete(self, account_id: str, endpoint_id: str) -> None:
+        """Delete an endpoint; what it had still to receive is canceled."""
+        with self.db.write() as conn:
+            self._endpoint(conn, account_id, endpoint_id)
+            sql.delete_endpoint(conn, endpoint_id, utcnow())
+
+    def deliveries(
+        self, account_id: str, endpoint_id: str, *, limit: int = 50, status: str | None = None
+    ) -> list[Delivery]:
+        """The endpoint's deliveries, newest first, each with its attempts."""
+        with self.db.read() as conn:
+            self._endpoint(conn, account_id, endpoint_id)
+            rows = sql.deliveries_of(conn, endpoint_id, limit, status)
+            attempts = sql.attempts_of(conn, [row.id for row in rows])
+        by_delivery: dict[str, list[Any]] = {}
+        for attempt in attempts:
+            by_delivery.setdefault(attempt.delivery_id, []).append(attempt)
+        return [Delivery(row, by_delivery.get(row.id, [])) for row in rows]
+
+    def resend(self, account_id: str, endpoint_id: str, delivery_id: str) -> Delivery:
+        """Send a delivery again now (same webhook-id and body), whatever became of it."""
+        with self.db.write() as conn:
+            self._endpoint(conn, account_id, endpoint_id)
+            row = sql.get_delivery(conn, delivery_id)
+            if row is None or row.endpoint_id != endpoint_id:
+                raise NotFound(f"no delivery {delivery_id!r} for webhook {endpoint_id!r}")
+            sql.resend(conn, delivery_id, utcnow())
+            row = sql.get_delivery(conn, delivery_id)
+            attempts = sql.attempts_of(conn, [delivery_id])
+        self.wake()
+        return Delivery(row, attempts)
+
+    def _endpoint(self, conn: Connection, account_id: str, endpoint_id: str) -> Any:
+        row = sql.get_endpoint(conn, endpoint_id)
+        if row is None or row.account_id != account_id or row.deleted_at is not None:
+            raise NotFound(f"no webhook {endpoint_id!r}")
+        return row
+
+    # -- events --------------------------------------------------------------------------------
+
+    def record(self, conn: Connection, change: Transition) -> None:
+        """A :class:`Jobs` recorder: write a delivery of the change's event to each endpoint of
+        the account that subscribed to it (once per project and event, even if a restart
+        makes a project start twice)."""
+        event = EVENTS.get(change.project.status)
+        if event is None or change.previous is None:
+            return
+        project = change.project
+        endpoints = [
+            row
+            for row in sql.active_endpoints(conn, project.account_id)
+            if event in json.loads(row.events)
+        ]
+        if not endpoints:
+            return
+        sent = sql.existing_events(conn, project.id, event, [row.id for row in endpoints])
+        now = utcnow()
+        body = json.dumps({"type": event, "payload": self.render(project)}, separators=(",", ":"))
+        sql.insert_deliveries(
+            conn,
+            [
+                {
+                    "id": new_id("msg"),
+                    "endpoint_id": row.id,
+                    "account_id": project.account_id,
+                    "event": event,
+                    "project_id": project.id,
+                    "body": body,
+                    "status": sql.PENDING,
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                }
+                for row in endpoints
+                if row.id not in sent
+            ],
+        )
+
+    def committed(self, change: Transition) -> None:
+        """A :class:`Jobs` observer: wake the sender for the deliveries just committed."""
+        if change.previous is not None and change.project.status in EVENTS:
+            self.wake()
+
+
+def _events(events: list[str] | None) -> list[str]:
+    if events is None:
+        return list(EVENT_NAMES)
+    if not events:
+        raise InvalidRequest("events must name at least one event", field="events")
+    unknown = [e for e in events if e not in EVENT_NAMES]
+    if unknown:
+        raise InvalidRequest(
+            f"unknown event {unknown[0]!r}; events are {listing(EVENT_NAMES)}", field="events"
+        )
+    return list(dict.fromkeys(events))

@@ -1,0 +1,181 @@
+"""SQL for webhook endpoints, their deliveries and each delivery's attempts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, func, insert, or_, select, update
+
+from darkroom.store.tables import webhook_attempts, webhook_deliveries, webhook_endpoints
+
+PENDING = "pending"
+DELIVERED = "delivered"
+FAILED = "failed"
+CANCELED = "canceled"
+
+
+def insert_endpoint(conn: Connection, **values: Any) -> None:
+    conn.execute(insert(webhook_endpoints).values(**values))
+
+
+def active_endpoints(conn: Connection, account_id: str) -> list[Row]:  # type: ignore[type-arg]
+    query = select(webhook_endpoints).where(
+        webhook_endpoints.c.account_id == account_id, webhook_endpoints.c.deleted_at.is_(None)
+    )
+    return list(conn.execute(query.order_by(webhook_endpoints.c.created_at)))
+
+
+def get_endpoint(conn: Connection, endpoint_id: str) -> Row | None:  # type: ignore[type-arg]
+    query = select(webhook_endpoints).where(webhook_endpoints.c.id == endpoint_id)
+    return conn.execute(query).first()
+
+
+def delete_endpoint(conn: Connection, endpoint_id: str, now: datetime) -> None:
+    """Mark the endpoint deleted and cancel what it has still to receive."""
+    conn.execute(
+        update(webhook_endpoints)
+        .where(webhook_endpoints.c.id == endpoint_id)
+        .values(deleted_at=now)
+    )
+    conn.execute(
+        update(webhook_deliveries)
+        .where(
+            webhook_deliveries.c.endpoint_id == endpoint_id,
+            webhook_deliveries.c.status == PENDING,
+        )
+        .values(status=CANCELED, next_attempt_at=None)
+    )
+
+
+def existing_events(
+    conn: Connection, project_id: str, event: str, endpoint_ids: list[str]
+) -> set[str]:
+    """The endpoints among ``endpoint_ids`` that already have this event about this project."""
+    query = select(webhook_deliveries.c.endpoint_id).where(
+        webhook_deliveries.c.project_id == project_id,
+        webhook_deliveries.c.event == event,
+        webhook_deliveries.c.endpoint_id.in_(endpoint_ids),
+    )
+    return set(conn.execute(query).scalars())
+
+
+def insert_deliveries(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(insert(webhook_deliveries), rows)
+
+
+def get_delivery(conn: Connection, delivery_id: str) -> Row | None:  # type: ignore[type-arg]
+    query = select(webhook_deliveries).where(webhook_deliveries.c.id == delivery_id)
+    return conn.execute(query).first()
+
+
+def deliveries_of(
+    conn: Connection, endpoint_id: str, limit: int, status: str | None = None
+) -> list[Row]:  # type: ignore[type-arg]
+    query = select(webhook_deliveries).where(webhook_deliveries.c.endpoint_id == endpoint_id)
+    if status is not None:
+        query = query.where(webhook_deliveries.c.status == status)
+    query = query.order_by(webhook_deliveries.c.created_at.desc(), webhook_deliveries.c.id.desc())
+    return list(conn.execute(query.limit(limit)))
+
+
+def attempts_of(conn: Connection, delivery_ids: list[str]) -> list[Row]:  # type: ignore[type-arg]
+    if not delivery_ids:
+        return []
+    query = (
+        select(webhook_attempts)
+        .where(webhook_attempts.c.delivery_id.in_(delivery_ids))
+        .order_by(webhook_attempts.c.id)
+    )
+    return list(conn.execute(query))
+
+
+def due_ids(conn: Connection, now: datetime, limit: int) -> list[str]:
+    """Pending deliveries whose time has come and that no sender holds, oldest first."""
+    query = (
+        select(webhook_deliveries.c.id)
+        .where(
+            webhook_deliveries.c.status == PENDING,
+            webhook_deliveries.c.next_attempt_at <= now,
+            _free(now),
+        )
+        .order_by(webhook_deliveries.c.next_attempt_at)
+        .limit(limit)
+    )
+    return list(conn.execute(query).scalars())
+
+
+def next_due(conn: Connection, now: datetime) -> datetime | None:
+    """When the earliest pending delivery that no sender holds is due."""
+    query = select(func.min(webhook_deliveries.c.next_attempt_at)).where(
+        webhook_deliveries.c.status == PENDING, _free(now)
+    )
+    value: datetime | None = conn.execute(query).scalar_one_or_none()
+    return value
+
+
+def lease(conn: Connection, delivery_id: str, now: datetime, until: datetime) -> bool:
+    """Take a due delivery for one send; False if another sender has it."""
+    result = conn.execute(
+        update(webhook_deliveries)
+        .where(
+            webhook_deliveries.c.id == delivery_id,
+            webhook_deliveries.c.status == PENDING,
+            _free(now),
+        )
+        .values(lease_until=until)
+    )
+    return result.rowcount == 1
+
+
+def release_all(conn: Connection) -> None:
+    """Free every lease (at start-up: no sender from before the restart is still sending)."""
+    conn.execute(
+        update(webhook_deliveries)
+        .where(webhook_deliveries.c.lease_until.is_not(None))
+        .values(lease_until=None)
+    )
+
+
+def record_attempt(
+    conn: Connection, delivery_id: str, attempt: dict[str, Any], outcome: dict[str, Any]
+) -> None:
+    """Log one attempt and move its delivery on (delivered, failed or pending again), unless it
+    was canceled or resent meanwhile."""
+    conn.execute(insert(webhook_attempts).values(delivery_id=delivery_id, **attempt))
+    conn.execute(
+        update(webhook_deliveries)
+        .where(webhook_deliveries.c.id == delivery_id, webhook_deliveries.c.status == PENDING)
+        .values(attempts=webhook_deliveries.c.attempts + 1, lease_until=None, **outcome)
+    )
+
+
+def resend(conn: Connection, delivery_id: str, now: datetime) -> None:
+    conn.execute(
+        update(webhook_deliveries)
+        .where(webhook_deliveries.c.id == delivery_id)
+        .values(status=PENDING, next_attempt_at=now)
+    )
+
+
+def _free(now: datetime) -> Any:
+    return or_(webhook_deliveries.c.lease_until.is_(None), webhook_deliveries.c.lease_until < now)
+
+
+def to_send(conn: Connection, delivery_id: str) -> Row | None:  # type: ignore[type-arg]
+    """A delivery with its endpoint's URL and secret."""
+    query = (
+        select(
+            webhook_deliveries.c.id,
+            webhook_deliveries.c.event,
+            webhook_deliveries.c.body,
+            webhook_deliveries.c.attempts,
+            webhook_deliveries.c.created_at,
+            webhook_endpoints.c.url,
+            webhook_endpoints.c.secret,
+        )
+        .join(webhook_endpoints, webhook_endpoints.c.id == webhook_deliveries.c.endpoint_id)
+        .where(webhook_deliveries.c.id == delivery_id)
+    )
+    return conn.execute(query).first()

@@ -1,0 +1,231 @@
+"""The webhook sender: posts due deliveries, signed, and schedules retries.
+
+A delivery is taken with a lease (so no two sends of it overlap), posted to the address the URL
+resolves to once the address policy allowed it (``net/fetch.py``: no redirects followed, no
+proxy from the environment), and answered within ``timeout`` seconds with a 2xx, or tried again
+after ``retry`` seconds, doubling (with ±20 % jitter) up to ``retry_max``, until it is
+``max_age`` seconds old; then it has failed. Every attempt is logged in the database. A restart
+frees the leases and sends what was pending: receivers may see a delivery twice (the same
+``webhook-id``), never not at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+
+from darkroom import __version__
+from darkroom.net import guard
+from darkroom.net.fetch import FetchError, guarded_client, parse_url, vetted_request
+from darkroom.sdk.webhooks import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
+from darkroom.store import webhooks as sql
+from darkroom.store.database import Database, as_utc, utcnow
+
+log = logging.getLogger("darkroom.webhooks")
+
+# Called after each attempt with the event and "delivered", "failed_attempt" or "gave_up".
+AttemptHook = Callable[[str, str], None]
+
+
+@dataclass(frozen=True)
+class Policy:
+    timeout: float = 10.0
+    retry: float = 10.0
+    retry_max: float = 3600.0
+    max_age: float = 24 * 3600.0
+    concurrency: int = 8
+    poll: float = 1.0
+    allow_private: bool = False
+
+    def delay(self, attempts: int) -> float:
+        """Seconds to wait after the ``attempts``-th failed attempt."""
+        base: float = min(self.retry_max, self.retry * 2.0 ** min(attempts - 1, 40))
+        return base * random.uniform(0.8, 1.2)
+
+
+class WebhookSender:
+    def __init__(self, db: Database, policy: Policy) -> None:
+        self.db = db
+        self.policy = policy
+        self.hooks: list[AttemptHook] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wakeup: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._sending: set[asyncio.Task[None]] = set()
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wakeup = asyncio.Event()
+        await asyncio.to_thread(self._release_all)
+        self._task = asyncio.create_task(self._run(), name="darkroom-webhooks")
+
+    async def stop(self) -> None:
+        """Stop sending; an attempt cut off is made again after the next start."""
+        tasks = [t for t in (self._task, *self._sending) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._task = None
+
+    def wake(self) -> None:
+        """New or resent deliveries are committed (callable from any thread)."""
+        loop, wakeup = self._loop, self._wakeup
+        if loop is None or wakeup is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            wakeup.set()
+        else:
+            loop.call_soon_threadsafe(wakeup.set)
+
+    async def _run(self) -> None:
+        assert self._wakeup is not None
+        while True:
+            free = self.policy.concurrency - len(self._sending)
+            due: list[Any] = []
+            pause = self.policy.poll
+            try:
+                if free > 0:
+                    due = await asyncio.to_thread(self._take, free)
+                pause = await asyncio.to_thread(self._pause)
+            except RuntimeError:  # no more threads: the interpreter is exiting
+                return
+            except Exception:
+                log.exception("looking for webhook deliveries failed")
+            for delivery in due:
+                task = asyncio.create_task(self._send(delivery))
+                self._sending.add(task)
+                task.add_done_callback(self._sent)
+            if not due or len(self._sending) >= self.policy.concurrency:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), pause)
+                self._wakeup.clear()
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._sending.discard(task)
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    def _release_all(self) -> None:
+        with self.db.write(durable=False) as conn:
+            sql.release_all(conn)
+
+    def _take(self, limit: int) -> list[Any]:
+        now = utcnow()
+        until = now + timedelta(seconds=self.policy.timeout + 30)
+        taken = []
+        with self.db.write(durable=False) as conn:
+            for delivery_id in sql.due_ids(conn, now, limit):
+                if sql.lease(conn, delivery_id, now, until):
+                    taken.append(sql.to_send(conn, delivery_id))
+        return [row for row in taken if row is not None]
+
+    def _pause(self) -> float:
+        """Seconds until the next delivery is due, at most the poll interval."""
+        with self.db.read() as conn:
+            due = sql.next_due(conn, utcnow())
+        if due is None:
+            return self.policy.poll
+        wait = (as_utc(due) - utcnow()).total_seconds()
+        return min(self.policy.poll, max(wait, 0.01))
+
+    async def _send(self, delivery: Any) -> None:
+        started = time.monotonic()
+        status_code, error = await self._post(delivery)
+        attempt = {
+            "attempted_at": utcnow(),
+            "status_code": status_code,
+            "error": error,
+            "duration_ms": round((time.monotonic() - started) * 1000),
+        }
+        outcome, values = self._outcome(delivery, status_code, error)
+        try:
+            await asyncio.to_thread(self._record, delivery.id, attempt, values)
+        except Exception:
+            log.exception("recording webhook delivery %s failed", delivery.id)
+            return
+        log.info(
+            "webhook %s %s: %s",
+            delivery.id,
+            delivery.event,
+            outcome if error is None else f"{outcome} ({error})",
+        )
+        for hook in self.hooks:
+            hook(delivery.event, outcome)
+
+    def _record(self, delivery_id: str, attempt: dict[str, Any], values: dict[str, Any]) -> None:
+        with self.db.write() as conn:
+            sql.record_attempt(conn, delivery_id, attempt, values)
+
+    def _outcome(
+        self, delivery: Any, status_code: int | None, error: str | None
+    ) -> tuple[str, dict[str, Any]]:
+        now = utcnow()
+        values: dict[str, Any] = {"last_status_code": status_code, "last_error": error}
+        if error is None:
+            return "delivered", {**values, "status": sql.DELIVERED, "delivered_at": now}
+        retry_at = now + timedelta(seconds=self.policy.delay(delivery.attempts + 1))
+        if retry_at > self._deadline(delivery.created_at):
+            return "gave_up", {**values, "status": sql.FAILED, "next_attempt_at": None}
+        return "failed_attempt", {**values, "next_attempt_at": retry_at}
+
+    def _deadline(self, created_at: datetime) -> datetime:
+        return as_utc(created_at) + timedelta(seconds=self.policy.max_age)
+
+    async def _post(self, delivery: Any) -> tuple[int | None, str | None]:
+        """The answer's status code, and why the attempt failed (None if it did not)."""
+        body = delivery.body.encode()
+        stamp = int(time.time())
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": f"darkroom-webhooks/{__version__}",
+            ID_HEADER: delivery.id,
+            TIMESTAMP_HEADER: str(stamp),
+            SIGNATURE_HEADER: signature(delivery.secret, stamp, body),
+        }
+        timeout = self.policy.timeout
+        try:
+            url = parse_url(delivery.url)
+            async with asyncio.timeout(timeout), guarded_client(timeout) as client:
+                request = await vetted_request(
+                    client,
+                    url,
+                    self.policy.allow_private,
+                    method="POST",
+                    headers=headers,
+                    content=body,
+                )
+                response = await client.send(request, stream=True)
+                await response.aclose()
+        except (TimeoutError, httpx.TimeoutException):
+            return None, f"no answer within {timeout:g} s"
+        except httpx.ConnectError:
+            return None, "could not connect"
+        except httpx.HTTPError:
+            return None, "the connection failed"
+        except (guard.AddressRefused, FetchError) as exc:
+            return None, exc.message
+        code = response.status_code
+        if 200 <= code < 300:
+            return code, None
+        if 300 <= code < 400:
+            return code, f"HTTP {code} (redirects are not followed)"
+        return code, f"HTTP {code}"
