@@ -101,7 +101,7 @@ def test_generate_json_for_scripts(server: LiveServer, account: Account, tmp_pat
     deleted = as_json(darkroom(server, account.key, "projects", "delete", project["id"], "--json"))
     assert deleted == {"id": project["id"], "deleted": True}
     gone = darkroom(server, account.key, "projects", "get", project["id"])
-    assert gone.returncode == CODES["no such project or model"]
+    assert gone.returncode == CODES["not found"]
     assert gone.stderr.startswith("darkroom: 404")
 
 

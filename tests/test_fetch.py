@@ -506,7 +506,7 @@ def test_request_goes_to_the_vetted_ip_with_the_original_name(
         return httpx.AsyncClient(transport=httpx.MockTransport(answer))
 
     monkeypatch.setattr(guard, "resolve", resolve)
-    monkeypatch.setattr(fetch_module, "_client", client)
+    monkeypatch.setattr(fetch_module, "guarded_client", client)
     assert get("https://example.com/a.png?x=1") == b"image"
     assert get("http://v6.example.com:8080/b.png") == b"image"
     assert get("https://v6.example.com:8443/c.png") == b"image"

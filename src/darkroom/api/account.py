@@ -1,14 +1,16 @@
 """``GET /v1/account``: the calling key's account, shaped as the published SDK's
 ``client.v1.account.list()`` parses it (``id``, ``email``, ``credits``, ``tier``,
-``subscription``), plus darkroom's ``name`` and ``created_at``."""
+``subscription``), plus darkroom's ``name`` and ``created_at``; and
+``GET /v1/account/usage``: its ledger entries and totals over a time range."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Query
 
 from darkroom.api.deps import PrincipalDep, ServicesDep
+from darkroom.core import usage
 from darkroom.core.errors import NotFound
 from darkroom.store import accounts as account_sql
 from darkroom.store.database import as_utc
@@ -32,3 +34,37 @@ async def get_account(who: PrincipalDep, services: ServicesDep) -> dict[str, Any
         "name": account.name,
         "created_at": as_utc(account.created_at).isoformat(timespec="seconds"),
     }
+
+
+def usage_query(
+    start: Annotated[
+        str | None,
+        Query(
+            alias="from",
+            description="Start of the range (inclusive): an ISO 8601 date or datetime, UTC "
+            "unless it has a zone. Default: 30 days before `to`.",
+        ),
+    ] = None,
+    end: Annotated[
+        str | None,
+        Query(alias="to", description="End of the range (exclusive). Default: now."),
+    ] = None,
+    limit: Annotated[
+        int | None,
+        Query(description=f"Entries per page, 1..{usage.MAX_LIMIT} (default 100)."),
+    ] = None,
+    before: Annotated[
+        int | None,
+        Query(description="The next page: entries older than this entry id (`next_before`)."),
+    ] = None,
+) -> dict[str, Any]:
+    """The usage query parameters, as :func:`darkroom.core.usage.report` takes them."""
+    return {"start": start, "end": end, "limit": limit, "before": before}
+
+
+UsageQuery = Annotated[dict[str, Any], Depends(usage_query)]
+
+
+@router.get("/v1/account/usage")
+async def get_usage(who: PrincipalDep, services: ServicesDep, query: UsageQuery) -> dict[str, Any]:
+    return usage.report(services.db, who.account_id, **query)

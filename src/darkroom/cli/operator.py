@@ -1,4 +1,6 @@
-"""Operator commands on a data directory: accounts, keys, credits, models."""
+"""Operator commands on a data directory: accounts, keys, credits, usage, models. The actions are
+:class:`darkroom.core.admin.Admin`'s, as the admin HTTP API runs them; these commands only turn
+its answers into lines of text (or print them with ``--json``)."""
 
 from __future__ import annotations
 
@@ -7,17 +9,13 @@ import json
 from typing import Any
 
 from darkroom.cli.options import add_data_options, settings_from
-from darkroom.core import accounts, credits
-from darkroom.core.errors import NotFound
+from darkroom.core.admin import Admin
 from darkroom.engine.diffusers_backend import weights_status
 from darkroom.services import load_catalog, open_database
-from darkroom.store import accounts as account_sql
-from darkroom.store import ledger as ledger_sql
-from darkroom.store.database import as_utc
 
 
 def add_parsers(commands: Any) -> None:
-    acc = commands.add_parser("accounts", help="create, list and show accounts")
+    acc = commands.add_parser("accounts", help="create, list and show accounts; usage")
     acc_cmds = acc.add_subparsers(dest="action", required=True, metavar="ACTION")
     create = acc_cmds.add_parser("create", help="create an account with one API key")
     create.add_argument("--name", required=True)
@@ -34,6 +32,19 @@ def add_parsers(commands: Any) -> None:
     tier.add_argument("account")
     tier.add_argument("tier")
     _common(tier, accounts_set_tier)
+    used = acc_cmds.add_parser(
+        "usage", help="ledger entries and per-model totals over a time range [from, to)"
+    )
+    used.add_argument("account")
+    used.add_argument(
+        "--from",
+        dest="start",
+        help="ISO 8601 date or datetime, UTC unless zoned (default: 30 days before --to)",
+    )
+    used.add_argument("--to", dest="end", help="exclusive end (default: now)")
+    used.add_argument("--limit", type=int, help="entries listed (default 100, at most 1000)")
+    used.add_argument("--before", type=int, help="list entries older than this entry id")
+    _common(used, accounts_usage)
 
     keys = commands.add_parser("keys", help="create and revoke API keys")
     key_cmds = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -75,131 +86,101 @@ def _emit(args: argparse.Namespace, data: dict[str, Any], lines: list[str]) -> i
     return 0
 
 
-def accounts_create(args: argparse.Namespace) -> int:
+def _admin(args: argparse.Namespace) -> Admin:
     settings = settings_from(args)
-    catalog = load_catalog(settings)
-    db = open_database(settings)
-    account_id, key = accounts.create_account(
-        db,
-        name=args.name,
-        tier=args.tier,
-        credits_amount=args.credits,
-        known_tiers=list(catalog.tiers),
-        email=args.email,
+    return Admin(open_database(settings), load_catalog(settings))
+
+
+def accounts_create(args: argparse.Namespace) -> int:
+    data = _admin(args).create_account(
+        name=args.name, tier=args.tier, credits=args.credits, email=args.email
     )
-    data = {
-        "account_id": account_id,
-        "name": args.name,
-        "tier": args.tier,
-        "credits": args.credits,
-        "key_id": key.id,
-        "api_key": key.key,
-    }
     return _emit(
         args,
         data,
         [
-            f"account  {account_id}  ({args.name}, {args.tier}, {args.credits} credits)",
-            f"key id   {key.id}",
-            f"API key  {key.key}",
+            f"account  {data['account_id']}  ({data['name']}, {data['tier']}, "
+            f"{data['credits']} credits)",
+            f"key id   {data['key_id']}",
+            f"API key  {data['api_key']}",
             "The API key is shown only once: store it now.",
         ],
     )
 
 
+def _ledger_line(entry: dict[str, Any]) -> str:
+    return (
+        f"  {entry['created_at'][:19]}  {entry['kind']:<6} {entry['amount']:>+8}  → "
+        f"{entry['balance_after']}  {entry['project_id'] or entry['note'] or ''}"
+    )
+
+
 def accounts_show(args: argparse.Namespace) -> int:
-    db = open_database(settings_from(args))
-    with db.read() as conn:
-        account = account_sql.get_account(conn, args.account)
-        if account is None:
-            raise NotFound(f"account {args.account!r} not found")
-        keys = account_sql.list_keys(conn, args.account)
-        entries = ledger_sql.recent(conn, args.account, args.entries)
-    data = {
-        "id": account.id,
-        "name": account.name,
-        "email": account.email,
-        "tier": account.tier,
-        "balance": account.balance,
-        "created_at": as_utc(account.created_at).isoformat(),
-        "keys": [
-            {
-                "id": k.id,
-                "prefix": k.prefix,
-                "created_at": as_utc(k.created_at).isoformat(),
-                "revoked_at": k.revoked_at and as_utc(k.revoked_at).isoformat(),
-            }
-            for k in keys
-        ],
-        "ledger": [
-            {
-                "id": e.id,
-                "kind": e.kind,
-                "amount": e.amount,
-                "balance_after": e.balance_after,
-                "project_id": e.project_id,
-                "note": e.note,
-                "created_at": as_utc(e.created_at).isoformat(),
-            }
-            for e in entries
-        ],
-    }
+    data = _admin(args).show_account(args.account, args.entries)
     lines = [
-        f"account  {account.id}  {account.name}",
-        f"tier     {account.tier}",
-        f"balance  {account.balance} credits",
+        f"account  {data['id']}  {data['name']}",
+        f"tier     {data['tier']}",
+        f"balance  {data['balance']} credits",
         "keys:",
         *(
             f"  {k['id']}  {k['prefix']}…  {'revoked' if k['revoked_at'] else 'active'}"
             for k in data["keys"]
         ),
         "recent ledger entries:",
-        *(
-            f"  {e['created_at'][:19]}  {e['kind']:<6} {e['amount']:>+8}  → {e['balance_after']}"
-            f"  {e['project_id'] or e['note'] or ''}"
-            for e in data["ledger"]
-        ),
+        *(_ledger_line(e) for e in data["ledger"]),
     ]
     return _emit(args, data, lines)
 
 
 def accounts_list(args: argparse.Namespace) -> int:
-    db = open_database(settings_from(args))
-    with db.read() as conn:
-        rows = account_sql.list_accounts(conn)
-    data = {
-        "accounts": [
-            {"id": r.id, "name": r.name, "tier": r.tier, "balance": r.balance} for r in rows
-        ]
-    }
-    lines = [f"{r.id}  {r.tier:<9} {r.balance:>10}  {r.name}" for r in rows]
+    data = _admin(args).list_accounts()
+    lines = [f"{r['id']}  {r['tier']:<9} {r['balance']:>10}  {r['name']}" for r in data["accounts"]]
     return _emit(args, data, lines or ["no accounts"])
 
 
 def accounts_set_tier(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
-    catalog = load_catalog(settings)
-    accounts.set_tier(open_database(settings), args.account, args.tier, list(catalog.tiers))
-    return _emit(args, {"id": args.account, "tier": args.tier}, [f"{args.account} → {args.tier}"])
+    data = _admin(args).set_tier(args.account, args.tier)
+    return _emit(args, data, [f"{data['id']} → {data['tier']}"])
+
+
+def accounts_usage(args: argparse.Namespace) -> int:
+    data = _admin(args).usage(
+        args.account, start=args.start, end=args.end, limit=args.limit, before=args.before
+    )
+    totals = data["totals"]
+    lines = [
+        f"account  {data['account_id']}  from {data['from']} to {data['to']}",
+        f"{'model':<16} {'projects':>8} {'images':>8} {'charged':>10} {'refunded':>10} {'net':>10}",
+        *(
+            f"{name:<16} {m['projects']:>8} {m['images']:>8} {m['credits_charged']:>10} "
+            f"{m['credits_refunded']:>10} {m['net']:>10}"
+            for name, m in data["models"].items()
+        ),
+        f"{'total':<16} {totals['projects']:>8} {totals['images']:>8} "
+        f"{totals['credits_charged']:>10} {totals['credits_refunded']:>10} {totals['net']:>10}",
+        f"granted {totals['credits_granted']}; balance change {totals['balance_change']:+}; "
+        f"{totals['entries']} ledger entries",
+        "ledger entries:" if data["entries"] else "no ledger entries in this range",
+        *(_ledger_line(e) + (f"  {e['model']}" if e["model"] else "") for e in data["entries"]),
+    ]
+    if data["has_more"]:
+        lines.append(f"more: --before {data['next_before']}")
+    return _emit(args, data, lines)
 
 
 def keys_create(args: argparse.Namespace) -> int:
-    key = accounts.create_key(open_database(settings_from(args)), args.account)
-    data = {"account_id": key.account_id, "key_id": key.id, "api_key": key.key}
-    return _emit(args, data, [f"key id   {key.id}", f"API key  {key.key}"])
+    data = _admin(args).create_key(args.account)
+    return _emit(args, data, [f"key id   {data['key_id']}", f"API key  {data['api_key']}"])
 
 
 def keys_revoke(args: argparse.Namespace) -> int:
-    accounts.revoke_key(open_database(settings_from(args)), args.key_id)
-    return _emit(args, {"key_id": args.key_id, "revoked": True}, [f"revoked {args.key_id}"])
+    data = _admin(args).revoke_key(args.key_id)
+    return _emit(args, data, [f"revoked {data['key_id']}"])
 
 
 def credits_grant(args: argparse.Namespace) -> int:
-    balance = credits.grant(
-        open_database(settings_from(args)), args.account, args.amount, args.note
-    )
-    data = {"account_id": args.account, "granted": args.amount, "balance": balance}
-    return _emit(args, data, [f"granted {args.amount} credits; balance {balance}"])
+    data = _admin(args).grant(args.account, args.amount, args.note)
+    return _emit(args, data, [f"granted {data['granted']} credits; balance {data['balance']}"])
 
 
 def catalog_list(args: argparse.Namespace) -> int:

@@ -25,7 +25,7 @@ EXIT_CODES: list[tuple[int, str, tuple[type[Exception], ...]]] = [
     (4, "server unreachable or not answering", (sdk.APIConnectionError,)),
     (5, "not enough credits (402); nothing was charged", (sdk.InsufficientCreditsError,)),
     (6, "model or resolution not available on your tier (403)", (sdk.ForbiddenTierError,)),
-    (7, "no such project, model or webhook (404)", (sdk.NotFoundError,)),
+    (7, "not found (404): no such project, model or webhook", (sdk.NotFoundError,)),
     (8, "the job ended in error or was canceled (refunded)", (sdk.JobFailedError,)),
     (9, "--timeout passed before the project was done", (sdk.GenerateTimeoutError,)),
     (10, "bad request (400, 409, 422)", (sdk.BadRequestError,)),
@@ -92,6 +92,11 @@ def add_parsers(commands: Any) -> None:
     client_options(models, models_list)
     balance = commands.add_parser("balance", help="your credits and tier")
     client_options(balance, show_balance)
+    usage = commands.add_parser("usage", help="credits and images per model over a time range")
+    usage.add_argument("--from", dest="from_", help="ISO 8601 date or time (30 days ago)")
+    usage.add_argument("--to", help="ISO 8601 date or time, exclusive (now)")
+    usage.add_argument("--entries", type=int, default=10, help="ledger entries to list")
+    client_options(usage, show_usage)
 
 
 def client_options(parser: argparse.ArgumentParser, run: Any) -> None:
@@ -128,7 +133,9 @@ def _reason(error: Exception) -> str:
 
 def show(args: argparse.Namespace, value: BaseModel | dict[str, Any], lines: list[str]) -> None:
     if args.json:
-        data = value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+        data = (
+            value.model_dump(mode="json", by_alias=True) if isinstance(value, BaseModel) else value
+        )
         print(json.dumps(data, indent=2))
     else:
         print("\n".join(lines))
@@ -214,4 +221,25 @@ def models_list(client: sdk.Client, args: argparse.Namespace) -> int:
 def show_balance(client: sdk.Client, args: argparse.Namespace) -> int:
     account = client.v1.account.list()
     show(args, account, [f"{account.credits} credits ({account.tier} tier)"])
+    return 0
+
+
+def show_usage(client: sdk.Client, args: argparse.Namespace) -> int:
+    usage = client.v1.account.usage(from_=args.from_, to=args.to, limit=max(1, args.entries))
+    totals = usage.totals
+    lines = [
+        f"{usage.from_:%Y-%m-%d %H:%M} → {usage.to:%Y-%m-%d %H:%M} UTC",
+        f"charged {totals.get('credits_charged', 0)}, refunded "
+        f"{totals.get('credits_refunded', 0)}, net {totals.get('net', 0)} credits; "
+        f"{totals.get('images', 0)} images in {totals.get('projects', 0)} projects",
+    ]
+    for model, item in usage.models.items():
+        lines.append(
+            f"  {model:<16} {item.images:>5} images  {item.credits_charged:>8} charged"
+            f"  {item.credits_refunded:>8} refunded  {item.net:>8} net"
+        )
+    for e in usage.entries[: args.entries]:
+        what = e.project_id or e.note or ""
+        lines.append(f"  {e.created_at:%Y-%m-%d %H:%M:%S}  {e.kind:<6} {e.amount:>+8}  {what}")
+    show(args, usage, lines)
     return 0

@@ -17,6 +17,7 @@ from darkroom.sdk.types import (
     ModelList,
     RequestOptions,
     Style,
+    Usage,
     Webhook,
     WebhookDelivery,
     WebhookDeliveryList,
@@ -139,6 +140,18 @@ def get_model(id: str) -> Call[ModelInfo]:
 
 def get_account() -> Call[Account]:
     return Call("GET", "/v1/account", Account.model_validate)
+
+
+def get_usage(
+    *,
+    from_: str | None = None,
+    to: str | None = None,
+    limit: int | None = None,
+    before: int | None = None,
+) -> Call[Usage]:
+    given = {"from": from_, "to": to, "limit": limit, "before": before}
+    params = {key: str(value) for key, value in given.items() if value is not None}
+    return Call("GET", "/v1/account/usage", Usage.model_validate, params=params)
 
 
 def create_webhook(url: str, events: list[str] | None = None) -> Call[Webhook]:

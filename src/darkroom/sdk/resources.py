@@ -22,6 +22,7 @@ from darkroom.sdk.types import (
     Progress,
     RequestOptions,
     Style,
+    Usage,
     Webhook,
     WebhookDelivery,
     WebhookDeliveryList,
@@ -309,6 +310,11 @@ class AsyncModelsClient:
         return await self._transport.run(_send(self._transport, calls.get_model(id), locals()))
 
 
+_USAGE_DOC = """darkroom: credits and images over ``[from_, to)`` (ISO 8601 dates or datetimes;
+the last 30 days by default), per model and overall, with the ledger entries
+(``GET /v1/account/usage``)."""
+
+
 class AccountClient:
     """The key's account: balance and tier (``GET /v1/account``; ``list`` as published)."""
 
@@ -317,6 +323,20 @@ class AccountClient:
 
     def list(self, *, request_options: RequestOptions | None = None) -> Account:
         return self._transport.run(_send(self._transport, calls.get_account(), locals()))
+
+    def usage(
+        self,
+        *,
+        from_: str | None = None,
+        to: str | None = None,
+        limit: int | None = None,
+        before: int | None = None,
+        request_options: RequestOptions | None = None,
+    ) -> Usage:
+        call = calls.get_usage(from_=from_, to=to, limit=limit, before=before)
+        return self._transport.run(_send(self._transport, call, locals()))
+
+    usage.__doc__ = _USAGE_DOC
 
 
 class AsyncAccountClient:
@@ -327,6 +347,20 @@ class AsyncAccountClient:
 
     async def list(self, *, request_options: RequestOptions | None = None) -> Account:
         return await self._transport.run(_send(self._transport, calls.get_account(), locals()))
+
+    async def usage(
+        self,
+        *,
+        from_: str | None = None,
+        to: str | None = None,
+        limit: int | None = None,
+        before: int | None = None,
+        request_options: RequestOptions | None = None,
+    ) -> Usage:
+        call = calls.get_usage(from_=from_, to=to, limit=limit, before=before)
+        return await self._transport.run(_send(self._transport, call, locals()))
+
+    usage.__doc__ = _USAGE_DOC
 
 
 _WEBHOOKS_DOC = """darkroom: webhook endpoints (``/v1/webhooks``). ``create`` answers with the

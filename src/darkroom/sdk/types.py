@@ -152,6 +152,40 @@ class Progress:
     total: int = 0  # files to save (downloading)
 
 
+class UsageEntry(_Model):
+    id: int
+    kind: Literal["grant", "charge", "refund"]
+    amount: int
+    balance_after: int
+    project_id: str | None = None
+    note: str | None = None
+    model: str | None = None
+    created_at: datetime
+
+
+class ModelUsage(_Model):
+    projects: int
+    projects_refunded: int = 0
+    images: int
+    credits_charged: int
+    credits_refunded: int
+    net: int
+
+
+class Usage(_Model):
+    """darkroom: ``GET /v1/account/usage``: totals over ``[from_, to)``, per model and
+    overall, and a page of ledger entries (newest first; ask again with ``before=next_before``
+    while ``has_more``)."""
+
+    from_: datetime = Field(alias="from")
+    to: datetime
+    totals: dict[str, int]
+    models: dict[str, ModelUsage]
+    entries: list[UsageEntry]
+    has_more: bool = False
+    next_before: int | None = None
+
+
 class Webhook(_Model):
     """A webhook endpoint (``/v1/webhooks``); ``secret`` only in the answer to its creation."""
 

@@ -69,6 +69,7 @@ ledger = Table(
     # One charge and at most one refund per project, enforced by the database itself.
     UniqueConstraint("project_id", "kind", name="uq_ledger_project_kind"),
     Index("ix_ledger_account_id_id", "account_id", "id"),
+    Index("ix_ledger_account_id_created_at", "account_id", "created_at"),
 )
 
 projects = Table(

@@ -1,4 +1,5 @@
-"""webhook endpoints, deliveries and attempts; the request id of a project
+"""webhook endpoints, deliveries and attempts; the request id of a project; ledger entries by
+time (usage reports)
 
 Revision ID: 0005
 Revises: 0004
@@ -17,6 +18,9 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.create_index(
+        "ix_ledger_account_id_created_at", "ledger", ["account_id", "created_at"], unique=False
+    )
     with op.batch_alter_table("projects", schema=None) as batch_op:
         batch_op.add_column(sa.Column("request_id", sa.String(length=64), nullable=True))
     op.create_table(
@@ -110,3 +114,4 @@ def downgrade() -> None:
     op.drop_table("webhook_endpoints")
     with op.batch_alter_table("projects", schema=None) as batch_op:
         batch_op.drop_column("request_id")
+    op.drop_index("ix_ledger_account_id_created_at", table_name="ledger")

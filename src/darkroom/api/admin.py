@@ -1,0 +1,103 @@
+"""The operator's admin API under ``/admin/v1``, guarded by the operator token (never an account
+key). Each route parses, calls :class:`darkroom.core.admin.Admin` (which the operator commands
+call too) and answers its dict; errors have the Magic Hour shape (``{"message"}``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict
+
+from darkroom.api.account import UsageQuery
+from darkroom.api.deps import ServicesDep, bearer_token, body_schema, json_body
+from darkroom.api.magichour import project_body
+
+
+async def operator_only(request: Request, services: ServicesDep) -> None:
+    services.admin.authorize(bearer_token(request))
+
+
+router = APIRouter(prefix="/admin/v1", tags=["Admin"], dependencies=[Depends(operator_only)])
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class NewAccount(_Body):
+    name: str
+    tier: str = "free"
+    credits: int = 0
+    email: str | None = None
+
+
+class AccountChange(_Body):
+    tier: str
+
+
+class Grant(_Body):
+    amount: int
+    note: str | None = None
+
+
+@router.get("/accounts")
+async def list_accounts(services: ServicesDep) -> dict[str, Any]:
+    return services.admin.list_accounts()
+
+
+@router.post("/accounts", status_code=201, openapi_extra=body_schema(NewAccount))
+async def create_account(request: Request, services: ServicesDep) -> dict[str, Any]:
+    body = await json_body(request, NewAccount)
+    return services.admin.create_account(**body.model_dump())
+
+
+@router.get("/accounts/{account_id}")
+async def show_account(
+    account_id: str,
+    services: ServicesDep,
+    entries: Annotated[int, Query(description="How many recent ledger entries.")] = 10,
+) -> dict[str, Any]:
+    return services.admin.show_account(account_id, entries)
+
+
+@router.patch("/accounts/{account_id}", openapi_extra=body_schema(AccountChange))
+async def change_account(
+    account_id: str, request: Request, services: ServicesDep
+) -> dict[str, Any]:
+    body = await json_body(request, AccountChange)
+    return services.admin.set_tier(account_id, body.tier)
+
+
+@router.post("/accounts/{account_id}/credits", openapi_extra=body_schema(Grant))
+async def grant_credits(account_id: str, request: Request, services: ServicesDep) -> dict[str, Any]:
+    body = await json_body(request, Grant)
+    return services.admin.grant(account_id, body.amount, body.note)
+
+
+@router.post("/accounts/{account_id}/keys", status_code=201)
+async def create_key(account_id: str, services: ServicesDep) -> dict[str, Any]:
+    return services.admin.create_key(account_id)
+
+
+@router.delete("/keys/{key_id}")
+async def revoke_key(key_id: str, services: ServicesDep) -> dict[str, Any]:
+    return services.admin.revoke_key(key_id)
+
+
+@router.get("/accounts/{account_id}/usage")
+async def account_usage(
+    account_id: str, services: ServicesDep, query: UsageQuery
+) -> dict[str, Any]:
+    return services.admin.usage(account_id, **query)
+
+
+@router.get("/projects/{project_id}")
+async def get_project(project_id: str, services: ServicesDep) -> dict[str, Any]:
+    """Any account's project, as its owner's GET shows it, with its ``account_id``; a deleted
+    one too (``enabled`` false, no downloads: its files are gone)."""
+    project = services.admin.project(project_id)
+    body = project_body(project, services)
+    if not project.enabled:
+        body["downloads"] = []
+    return {**body, "account_id": project.account_id}
