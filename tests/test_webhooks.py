@@ -14,7 +14,7 @@ import pytest
 
 from darkroom import Client, WebhookVerificationError, verify_webhook
 from darkroom.engine.registry import Backends
-from tests.backends import Failing, Slow
+from tests.backends import Failing, Slow, Stuck
 from tests.conftest import Account, LiveServer, ServerFactory
 from tests.webhook_receiver import Receiver
 
@@ -382,3 +382,24 @@ def test_cli_webhooks(server: LiveServer, receiver: Receiver) -> None:
     assert darkroom("webhooks", "delete", webhook_id).returncode == 7  # 404
     bad = darkroom("webhooks", "create", "ftp://example.com/")
     assert bad.returncode == 10 and "only http and https" in bad.stderr
+
+
+def test_a_render_restarted_after_a_crash_reports_each_event_once(
+    server_factory: ServerFactory, receiver: Receiver, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    stuck = Stuck()
+    first = server_factory(Backends([stuck]), data_dir=data, shutdown_grace_seconds=0, **FAST)
+    account = first.account()
+    register(first, account, receiver)
+    project_id = create(first, account)
+    assert stuck.entered.wait(10)
+    receiver.wait_for(1, "image.started")
+    first.stop()  # the render is cut off: the project stays rendering
+    stuck.release.set()
+    second = server_factory(data_dir=data, **FAST)  # re-runs it from the start
+    assert second.wait(account, project_id)["status"] == "complete"
+    receiver.wait_for(1, "image.completed")
+    time.sleep(0.5)
+    events = Counter(r.event["type"] for r in receiver.accepted())
+    assert events == {"image.started": 1, "image.completed": 1}
