@@ -5,22 +5,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from darkroom.api.project_view import project_body
 from darkroom.core.accounts import Authenticator
+from darkroom.core.admin import Admin, load_admin_token
 from darkroom.core.catalog import Catalog
 from darkroom.core.intake import Intake
 from darkroom.core.jobs import Jobs
 from darkroom.core.ratelimit import RateLimiter
 from darkroom.core.watch import Watch
+from darkroom.core.webhooks import Webhooks
 from darkroom.engine.base import Backend
 from darkroom.engine.diffusers_backend import DiffusersBackend
 from darkroom.engine.preview import PreviewBackend
 from darkroom.engine.registry import Backends
+from darkroom.observe.logs import log_transition
+from darkroom.observe.metrics import Metrics
 from darkroom.settings import Settings
 from darkroom.storage.files import LocalFiles
 from darkroom.storage.signing import URLSigner, load_or_create_secret
 from darkroom.store.database import Database
 from darkroom.worker.queue import InProcessQueue
 from darkroom.worker.runner import Runner
+from darkroom.worker.webhook_sender import Policy, WebhookSender
 
 
 @dataclass
@@ -37,6 +43,10 @@ class Services:
     runner: Runner
     limiter: RateLimiter
     watch: Watch
+    webhooks: Webhooks
+    sender: WebhookSender
+    admin: Admin
+    metrics: Metrics
 
 
 def open_database(settings: Settings) -> Database:
@@ -95,6 +105,29 @@ def default_backends(catalog: Catalog, settings: Settings) -> Backends:
     return Backends(backends)
 
 
+def build_webhooks(
+    settings: Settings, db: Database, signer: URLSigner
+) -> tuple[Webhooks, WebhookSender]:
+    """Webhook endpoints and deliveries, and the sender that posts them."""
+    ttl = settings.download_ttl_seconds
+    allow_private = settings.allow_private_webhooks
+    webhooks = Webhooks(
+        db, lambda project: project_body(project, signer, ttl), allow_private=allow_private
+    )
+    policy = Policy(
+        timeout=settings.webhook_timeout_seconds,
+        retry=settings.webhook_retry_seconds,
+        retry_max=settings.webhook_retry_max_seconds,
+        max_age=settings.webhook_max_age_seconds,
+        concurrency=settings.webhook_concurrency,
+        poll=settings.poll_seconds,
+        allow_private=allow_private,
+    )
+    sender = WebhookSender(db, policy)
+    webhooks.wake = sender.wake
+    return webhooks, sender
+
+
 def build_services(settings: Settings, backends: Backends | None = None) -> Services:
     db = open_database(settings)
     catalog = load_catalog(settings)
@@ -104,17 +137,31 @@ def build_services(settings: Settings, backends: Backends | None = None) -> Serv
     jobs = Jobs(db, catalog, queue, files, max_attempts=settings.max_attempts)
     backends = backends or default_backends(catalog, settings)
     runner = Runner(jobs, queue, backends, files, catalog, workers=settings.workers)
+    auth = Authenticator(db, settings.auth_cache_seconds)
+    signer = URLSigner(secret, settings.base_url)
+    webhooks, sender = build_webhooks(settings, db, signer)
+    jobs.recorders.append(webhooks.record)
+    jobs.observers.append(webhooks.committed)
+    metrics = Metrics(db, queue.depth, catalog.models)
+    jobs.observers += [metrics.observe, log_transition]
+    sender.hooks.append(metrics.webhook_attempt)
     return Services(
         settings=settings,
         db=db,
         catalog=catalog,
         files=files,
-        signer=URLSigner(secret, settings.base_url),
+        signer=signer,
         queue=queue,
         jobs=jobs,
         intake=Intake(jobs),
-        auth=Authenticator(db, settings.auth_cache_seconds),
+        auth=auth,
         runner=runner,
         limiter=RateLimiter(settings.rate_limit_per_minute),
         watch=Watch(jobs, settings.poll_seconds),
+        webhooks=webhooks,
+        sender=sender,
+        admin=Admin(
+            db, catalog, auth, load_admin_token(settings.admin_token, settings.admin_token_file)
+        ),
+        metrics=metrics,
     )

@@ -11,14 +11,18 @@ from fastapi import FastAPI
 from darkroom import __version__
 from darkroom.api import (
     account,
+    admin,
     catalog,
     downloads,
     errors,
     health,
     magichour,
+    metrics,
     openai_images,
+    webhooks,
 )
 from darkroom.engine.registry import Backends
+from darkroom.observe.middleware import RequestMiddleware
 from darkroom.services import Services, build_services
 from darkroom.settings import Settings
 
@@ -33,9 +37,12 @@ def app_for(services: Services) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         services.watch.bind(asyncio.get_running_loop())
         await services.runner.start()
+        if services.settings.workers:  # the process that renders also sends the webhooks
+            await services.sender.start()
         try:
             yield
         finally:
+            await services.sender.stop()
             await services.runner.stop(services.settings.shutdown_grace_seconds)
             services.intake.close()
             services.db.dispose()
@@ -51,6 +58,8 @@ def app_for(services: Services) -> FastAPI:
     app.state.services = services
     openai_paths = ("/v1/images/", "/api/images/", "/v1/models")
     errors.install(app, [(prefix, errors.openai_error) for prefix in openai_paths])
-    for module in (health, magichour, openai_images, catalog, account, downloads):
+    app.add_middleware(RequestMiddleware, metrics=services.metrics)
+    app.include_router(metrics.router)
+    for module in (health, magichour, openai_images, catalog, account, downloads, admin, webhooks):
         app.include_router(module.router)
     return app

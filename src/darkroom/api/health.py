@@ -1,4 +1,5 @@
-"""Liveness and readiness."""
+"""Liveness (``/healthz``: the process answers) and readiness (``/readyz``: the database answers,
+the render workers and the webhook sender run; with the backends and what each has loaded)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from darkroom.api.deps import ServicesDep
+from darkroom.engine.registry import Backends
 
 router = APIRouter(tags=["Health"])
 
@@ -19,7 +21,8 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-async def readyz(services: ServicesDep) -> JSONResponse:
+def readyz(services: ServicesDep) -> JSONResponse:
+    # A plain function (run on a thread): an unreachable database may take a while to say so.
     checks: dict[str, Any] = {"workers": services.runner.running}
     try:
         with services.db.read() as conn:
@@ -28,7 +31,26 @@ async def readyz(services: ServicesDep) -> JSONResponse:
     except Exception as exc:
         checks["database"] = False
         checks["database_error"] = type(exc).__name__
-    checks["backends"] = services.runner.backends.names()
+    # Like the workers: a process without workers leaves the sending to the one with them.
+    checks["webhooks"] = services.sender.running or services.settings.workers == 0
+    checks["backends"] = backends_report(services.runner.backends)
     checks["queue_depth"] = services.queue.depth()
-    ready = bool(checks["workers"] and checks["database"])
+    ready = all(checks[name] for name in ("workers", "database", "webhooks"))
     return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
+
+
+def backends_report(backends: Backends) -> dict[str, dict[str, Any]]:
+    """Each backend by name: the models it holds in memory (a backend that loads weights says
+    which, and on which device it was asked to run), or simply loaded (the preview backend)."""
+    report: dict[str, dict[str, Any]] = {}
+    for name in backends.names():
+        backend = backends.get(name)
+        loaded = getattr(backend, "loaded", None)
+        if callable(loaded):
+            report[name] = {
+                "loaded_models": loaded(),
+                "device": getattr(backend, "device_setting", None),
+            }
+        else:
+            report[name] = {"loaded": True}
+    return report

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -44,16 +43,14 @@ def run(args: argparse.Namespace) -> int:
 
     from darkroom.api.app import app_for
     from darkroom.core.bootstrap import ensure_dev_account
+    from darkroom.observe.logs import configure as configure_logging
     from darkroom.services import build_services
 
     args.weights = _weights(args.weights)
     settings = settings_from(
         args, "host", "port", "public_url", "workers", "preview_only", "weights", "device", "dtype"
     )
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings)
     services = build_services(settings)
     key = ensure_dev_account(
         services.db, services.catalog, settings.dev_key_file, settings.dev_account_credits
@@ -64,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
-        access_log=False,
+        access_log=False,  # darkroom logs each request itself (observe/middleware.py)
+        log_config=None,  # uvicorn's lines go through darkroom's logging set-up (JSON too)
     )
     return 0
 
@@ -99,12 +97,16 @@ def banner(settings: Settings, key: str | None) -> str:
     engines = "on their catalog backends (see darkroom catalog)"
     if settings.preview_only:
         engines = "all on the offline preview backend (--no-preview-only: real models)"
+    token = "from DARKROOM_ADMIN_TOKEN"
+    if not settings.admin_token:
+        token = f"in {settings.admin_token_file.resolve()}"
     return f"""
 darkroom is serving the Magic Hour v1 image API and the OpenAI images API
   base URL  {url}
   API key   {shown_key} {where}
   data      {settings.data_dir.resolve()} (SQLite, local images)
   models    {engines}
+  admin     {url}/admin/v1 (operator token {token})
 
 Try it with curl:
   curl -s {url}/v1/ai-image-generator \\

@@ -13,6 +13,7 @@ import contextlib
 from collections.abc import Awaitable, Callable
 
 from darkroom.core.jobs import Jobs, Project
+from darkroom.core.loops import call_soon_in
 from darkroom.core.status import Status
 
 
@@ -32,15 +33,7 @@ class Watch:
         loop = self._loop
         if loop is None or project_id not in self._waiters:
             return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            self._wake(project_id)
-        else:
-            with contextlib.suppress(RuntimeError):  # the loop has closed
-                loop.call_soon_threadsafe(self._wake, project_id)
+        call_soon_in(loop, self._wake, project_id)
 
     def _wake(self, project_id: str) -> None:
         for event in self._waiters.get(project_id, ()):
@@ -73,8 +66,9 @@ class Watch:
                     return project
                 if abandoned is not None and await abandoned():
                     return project
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(event.wait(), min(remaining, self.poll_seconds))
+                with contextlib.suppress(TimeoutError):  # not wait_for: see webhook_sender
+                    async with asyncio.timeout(min(remaining, self.poll_seconds)):
+                        await event.wait()
         finally:
             waiters = self._waiters.get(project_id)
             if waiters is not None:

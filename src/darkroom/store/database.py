@@ -39,11 +39,13 @@ class Database:
         self.sqlite_synchronous = sqlite_synchronous
         if self.is_sqlite:
             self.engine: Engine = create_engine(
-                url, connect_args={"check_same_thread": False, "timeout": 30}
+                url,
+                connect_args={"check_same_thread": False, "timeout": 30},
+                hide_parameters=True,  # no prompt text in logged errors
             )
             _configure_sqlite(self.engine, sqlite_synchronous)
         else:
-            self.engine = create_engine(url, pool_pre_ping=True)
+            self.engine = create_engine(url, pool_pre_ping=True, hide_parameters=True)
 
     @contextmanager
     def write(self, *, durable: bool = True) -> Iterator[Connection]:

@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 
 from darkroom import __version__
+from darkroom.core.loops import call_soon_in
 from darkroom.net import guard
 from darkroom.net.fetch import FetchError, guarded_client, parse_url, vetted_request
 from darkroom.sdk.webhooks import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
@@ -85,16 +86,8 @@ class WebhookSender:
     def wake(self) -> None:
         """New or resent deliveries are committed (callable from any thread)."""
         loop, wakeup = self._loop, self._wakeup
-        if loop is None or wakeup is None or loop.is_closed():
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            wakeup.set()
-        else:
-            loop.call_soon_threadsafe(wakeup.set)
+        if loop is not None and wakeup is not None:
+            call_soon_in(loop, wakeup.set)
 
     async def _run(self) -> None:
         assert self._wakeup is not None
@@ -115,8 +108,11 @@ class WebhookSender:
                 self._sending.add(task)
                 task.add_done_callback(self._sent)
             if not due or len(self._sending) >= self.policy.concurrency:
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+                # cancellation that races its timeout, and stop() would wait forever.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), pause)
+                    async with asyncio.timeout(pause):
+                        await self._wakeup.wait()
                 self._wakeup.clear()
 
     def _sent(self, task: asyncio.Task[None]) -> None:

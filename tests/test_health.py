@@ -1,0 +1,121 @@
+"""``/healthz`` (the process answers) and ``/readyz`` (database, workers, webhook sender,
+backends and their loaded models), including the failures that make a server not ready."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import create_engine
+
+from darkroom.observe.logs import RequestIdFilter
+from tests.conftest import Account, LiveServer, ServerFactory
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing here may reach the hub
+
+
+@contextlib.contextmanager
+def database_unreachable(server: LiveServer, tmp_path: Path) -> Iterator[None]:
+    """Point the server's engine at a database file in a directory that does not exist."""
+    db = server.services.db
+    working, broken = db.engine, create_engine(f"sqlite:///{tmp_path}/gone/darkroom.sqlite3")
+    db.engine = broken
+    try:
+        yield
+    finally:
+        db.engine = working
+        broken.dispose()
+
+
+def test_healthz_answers(server: LiveServer) -> None:
+    answer = httpx.get(f"{server.url}/healthz")
+    assert answer.status_code == 200
+    assert answer.json() == {"status": "ok"}
+
+
+def test_readyz_reports_database_workers_webhooks_and_backends(server: LiveServer) -> None:
+    answer = httpx.get(f"{server.url}/readyz")
+    assert answer.status_code == 200
+    assert answer.json() == {
+        "ready": True,
+        "database": True,
+        "workers": True,
+        "webhooks": True,
+        "backends": {"preview": {"loaded": True}},
+        "queue_depth": 0,
+    }
+
+
+def test_not_ready_while_the_database_is_unreachable(
+    server: LiveServer, account: Account, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.handler.addFilter(RequestIdFilter())  # as the handler of logs.configure does
+    with database_unreachable(server, tmp_path), server.client(account) as http:
+        ready = http.get("/readyz")
+        crashed = http.get("/v1/account")
+        scrape = http.get("/metrics")
+    assert ready.status_code == 503
+    body = ready.json()
+    assert (body["ready"], body["database"], body["workers"]) == (False, False, True)
+    assert body["database_error"] == "OperationalError"
+    # An unhandled error is still a JSON answer with its request id, logged under that id.
+    assert crashed.status_code == 500
+    assert crashed.json() == {"message": "Internal server error"}
+    request_id = crashed.headers["x-request-id"]
+    crash_lines = [r for r in caplog.records if r.getMessage().startswith("unhandled error")]
+    assert [getattr(r, "request_id", None) for r in crash_lines] == [request_id]
+    # The scrape goes on without what it reads from the database.
+    assert scrape.status_code == 200
+    assert "darkroom_queue_depth" in scrape.text
+    assert "darkroom_jobs_active" not in scrape.text
+    assert httpx.get(f"{server.url}/readyz").status_code == 200
+
+
+def test_not_ready_once_the_workers_have_stopped(server: LiveServer) -> None:
+    loop = server.server.servers[0].get_loop()
+    asyncio.run_coroutine_threadsafe(server.services.runner.stop(0), loop).result(10)
+    answer = httpx.get(f"{server.url}/readyz")
+    assert answer.status_code == 503
+    assert answer.json()["ready"] is False
+    assert answer.json()["workers"] is False
+    assert answer.json()["database"] is True
+
+
+def test_an_api_only_node_is_ready_without_workers(server_factory: ServerFactory) -> None:
+    server = server_factory(workers=0)
+    answer = httpx.get(f"{server.url}/readyz")
+    assert answer.status_code == 200
+    assert answer.json()["workers"] is True
+    assert answer.json()["webhooks"] is True
+
+
+def test_readyz_lists_the_models_the_diffusers_backend_holds(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    from tests.tiny_pipelines import build_flux
+
+    flux = build_flux(tmp_path / "flux")
+    catalog = tmp_path / "catalog.toml"
+    catalog.write_text(
+        f'[models.flux-schnell.weights]\nsource = "{flux}"\nmax_sequence_length = 64\n'
+    )
+    server = server_factory(preview_only=False, catalog=catalog, device="cpu")
+    before = httpx.get(f"{server.url}/readyz").json()["backends"]
+    assert before == {
+        "diffusers": {"loaded_models": [], "device": "cpu"},
+        "preview": {"loaded": True},
+    }
+    account = server.account()
+    body = {"image_count": 1, "model": "flux-schnell", "resolution": "640px"}
+    with server.client(account) as http:
+        created = http.post("/v1/ai-image-generator", json=body | {"style": {"prompt": "x"}})
+        project_id = created.json()["id"]
+        ended = http.get(f"/v1/image-projects/{project_id}", params={"wait": 60}).json()
+    assert ended["status"] == "complete", ended
+    after = httpx.get(f"{server.url}/readyz").json()["backends"]
+    assert after["diffusers"] == {"loaded_models": ["flux-schnell"], "device": "cpu"}
