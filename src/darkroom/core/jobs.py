@@ -193,12 +193,11 @@ class Jobs:
             recorder(conn, change)
         return change
 
-    def _changed(self, project_id: str, change: Transition | None = None) -> None:
-        if change is not None:
-            for observer in self.observers:
-                observer(change)
+    def _changed(self, change: Transition) -> None:
+        for observer in self.observers:
+            observer(change)
         for listener in self.listeners:
-            listener(project_id)
+            listener(change.project.id)
 
     # -- the caller's side ---------------------------------------------------------------------
 
@@ -352,7 +351,7 @@ class Jobs:
             sql.disable(conn, project_id)
         self.outputs.delete_project(Project.from_row(row))
         if ended is not None:
-            self._changed(project_id, ended)
+            self._changed(ended)
 
     def cancel(self, account_id: str, project_id: str, note: str) -> Project:
         """queued/rendering → canceled with a full refund (a worker rendering it discards its
@@ -362,13 +361,11 @@ class Jobs:
             if row is None or row.account_id != account_id or not row.enabled:
                 raise NotFound()
             ended = self._end(conn, row, Status.CANCELED, None, None, note=note)
-            row = sql.get_project(conn, project_id)
-        assert row is not None
-        project = Project.from_row(row)
-        if ended is not None:
-            self.outputs.delete_sources(project.id, project.source_count)
-            self._changed(project_id, ended)
-        return project
+        if ended is None:
+            return Project.from_row(row)
+        self.outputs.delete_sources(project_id, ended.project.source_count)
+        self._changed(ended)
+        return ended.project
 
     # -- the worker's side ---------------------------------------------------------------------
 
@@ -378,7 +375,7 @@ class Jobs:
             if not sql.claim(conn, project_id, utcnow()):
                 return None
             change = self._record(conn, project_id, Status.QUEUED)
-        self._changed(project_id, change)
+        self._changed(change)
         return change.project
 
     def complete(
@@ -405,7 +402,7 @@ class Jobs:
             )
             change = self._record(conn, project_id, Status.RENDERING) if moved else None
         if change is not None:
-            self._changed(project_id, change)
+            self._changed(change)
         return moved
 
     def note(self, project_id: str, text: str | None) -> None:
@@ -427,7 +424,7 @@ class Jobs:
             ended = self._end(conn, row, Status.ERROR, code, message, note=f"refund: {code}")
         if ended is None:
             return False
-        self._changed(project_id, ended)
+        self._changed(ended)
         return True
 
     def status_of(self, project_id: str) -> Status | None:
@@ -444,7 +441,7 @@ class Jobs:
     def recover(self) -> list[str]:
         """After a restart: re-queue or fail what was rendering, and list every queued project
         (oldest first) for the workers."""
-        failed: list[tuple[Project, Transition | None]] = []
+        failed: list[Transition] = []
         with self.db.write() as conn:
             for row in sql.with_status(conn, Status.RENDERING.value):
                 if row.attempts < self.max_attempts:
@@ -460,11 +457,12 @@ class Jobs:
                         f"rendering was interrupted {row.attempts} times by a server restart",
                         note="refund: worker_lost",
                     )
-                    failed.append((Project.from_row(full), ended))
+                    if ended is not None:
+                        failed.append(ended)
             queued = [row.id for row in sql.with_status(conn, Status.QUEUED.value)]
-        for project, ended in failed:
-            self.outputs.delete_project(project)
-            self._changed(project.id, ended)
+        for ended in failed:
+            self.outputs.delete_project(ended.project)
+            self._changed(ended)
         return queued
 
     def _end(
