@@ -28,6 +28,7 @@ Only 127.0.0.1 is used.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -39,7 +40,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 PROMPT = "a lighthouse at dusk over a calm sea"
@@ -77,6 +78,20 @@ def start_server(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
     raise SystemExit("darkroom serve did not start")
 
 
+@contextlib.contextmanager
+def served() -> Iterator[tuple[str, str]]:
+    """``darkroom serve`` on a temporary data directory for the block: its URL and API key."""
+    with tempfile.TemporaryDirectory(prefix="darkroom-bench-") as tmp:
+        data_dir = Path(tmp)
+        port = free_port()
+        server = start_server(data_dir, port)
+        try:
+            yield f"http://127.0.0.1:{port}", (data_dir / "dev-api-key").read_text().strip()
+        finally:
+            server.send_signal(signal.SIGINT)
+            server.wait(timeout=30)
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -110,48 +125,39 @@ def main(argv: list[str] | None = None) -> int:
 
     import darkroom
 
-    with tempfile.TemporaryDirectory(prefix="darkroom-bench-") as tmp:
-        data_dir = Path(tmp)
-        port = free_port()
-        server = start_server(data_dir, port)
-        try:
-            url = f"http://127.0.0.1:{port}"
-            key = (data_dir / "dev-api-key").read_text().strip()
-            oa = openai.OpenAI(base_url=f"{url}/v1", api_key=key)
-            mh = magic_hour.Client(token=key, base_url=url)
-            dk = darkroom.Client(token=key, base_url=url)
+    with served() as (url, key):
+        oa = openai.OpenAI(base_url=f"{url}/v1", api_key=key)
+        mh = magic_hour.Client(token=key, base_url=url)
+        dk = darkroom.Client(token=key, base_url=url)
 
-            def openai_call() -> tuple[float, int]:
-                started = time.perf_counter()
-                result = oa.images.generate(prompt=PROMPT, size="640x640", model="flux-schnell")
-                wall = (time.perf_counter() - started) * 1000
-                return wall, int((result.model_extra or {})["darkroom"]["render_ms"])
+        def openai_call() -> tuple[float, int]:
+            started = time.perf_counter()
+            result = oa.images.generate(prompt=PROMPT, size="640x640", model="flux-schnell")
+            wall = (time.perf_counter() - started) * 1000
+            return wall, int((result.model_extra or {})["darkroom"]["render_ms"])
 
-            def sdk_call(client: magic_hour.Client | darkroom.Client) -> tuple[float, int]:
-                started = time.perf_counter()
-                result = client.v1.ai_image_generator.generate(
-                    image_count=1,
-                    style={"prompt": PROMPT},
-                    model="flux-schnell",
-                    resolution="640px",
-                    download_outputs=False,
+        def sdk_call(client: magic_hour.Client | darkroom.Client) -> tuple[float, int]:
+            started = time.perf_counter()
+            result = client.v1.ai_image_generator.generate(
+                image_count=1,
+                style={"prompt": PROMPT},
+                model="flux-schnell",
+                resolution="640px",
+                download_outputs=False,
+            )
+            wall = (time.perf_counter() - started) * 1000
+            with urllib.request.urlopen(
+                urllib.request.Request(
+                    f"{url}/v1/image-projects/{result.id}",
+                    headers={"Authorization": f"Bearer {key}"},
                 )
-                wall = (time.perf_counter() - started) * 1000
-                with urllib.request.urlopen(
-                    urllib.request.Request(
-                        f"{url}/v1/image-projects/{result.id}",
-                        headers={"Authorization": f"Bearer {key}"},
-                    )
-                ) as answer:
-                    render_ms = int(json.load(answer)["render_ms"])
-                return wall, render_ms
+            ) as answer:
+                render_ms = int(json.load(answer)["render_ms"])
+            return wall, render_ms
 
-            sync_walls, sync_over = measure(args.requests, openai_call)
-            long_walls, long_over = measure(args.requests, lambda: sdk_call(dk))
-            poll_walls, poll_over = measure(args.requests, lambda: sdk_call(mh))
-        finally:
-            server.send_signal(signal.SIGINT)
-            server.wait(timeout=30)
+        sync_walls, sync_over = measure(args.requests, openai_call)
+        long_walls, long_over = measure(args.requests, lambda: sdk_call(dk))
+        poll_walls, poll_over = measure(args.requests, lambda: sdk_call(mh))
 
     interval = os.environ.get("MAGIC_HOUR_POLL_INTERVAL", "0.5")
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")

@@ -28,10 +28,8 @@ import argparse
 import json
 import platform
 import random
-import signal
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -43,7 +41,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from wait_overhead import free_port, percentile, start_server
+from wait_overhead import percentile, served
 
 BODY = {"image_count": 1, "resolution": "640px", "style": {"prompt": "a lighthouse at dusk"}}
 
@@ -119,37 +117,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--projects", type=int, default=60)
     args = parser.parse_args(argv)
     receiver = Receiver()
-    with tempfile.TemporaryDirectory(prefix="darkroom-bench-") as tmp:
-        data_dir = Path(tmp)
-        port = free_port()
-        server = start_server(data_dir, port)
-        try:
-            url = f"http://127.0.0.1:{port}"
-            key = (data_dir / "dev-api-key").read_text().strip()
-            auth = {"Authorization": f"Bearer {key}"}
-            with httpx.Client(base_url=url, headers=auth, timeout=60) as client:
-                hook = client.post("/v1/webhooks", json={"url": receiver.url})
-                assert hook.status_code == 201, hook.text
-                webhook, poll = [], []
-                for _ in range(args.projects + 1):  # the first one warms up
-                    project_id = client.post("/v1/ai-image-generator", json=BODY).json()["id"]
-                    arrived = receiver.wait_for(project_id)
-                    started = time.perf_counter()
-                    project = client.get(f"/v1/image-projects/{project_id}").json()
-                    get_ms = (time.perf_counter() - started) * 1000
-                    webhook.append((arrived - seconds(project["completed_at"])) * 1000)
-                    poll.append(random.uniform(0, 500) + get_ms)
-                webhook, poll = webhook[1:], poll[1:]
+    try:
+        with (
+            served() as (url, key),
+            httpx.Client(
+                base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60
+            ) as client,
+        ):
+            hook = client.post("/v1/webhooks", json={"url": receiver.url})
+            assert hook.status_code == 201, hook.text
+            webhook, poll = [], []
+            for _ in range(args.projects + 1):  # the first one warms up
+                project_id = client.post("/v1/ai-image-generator", json=BODY).json()["id"]
+                arrived = receiver.wait_for(project_id)
+                started = time.perf_counter()
+                project = client.get(f"/v1/image-projects/{project_id}").json()
+                get_ms = (time.perf_counter() - started) * 1000
+                webhook.append((arrived - seconds(project["completed_at"])) * 1000)
+                poll.append(random.uniform(0, 500) + get_ms)
+            webhook, poll = webhook[1:], poll[1:]
 
-                timings: dict[str, list[float]] = {"4": [], "none": []}
-                for _ in range(3):
-                    for label, count in (("4", 4), ("none", 0)):
-                        endpoints(client, receiver.url, count)
-                        timings[label].append(batch(client, args.projects))
-        finally:
-            server.send_signal(signal.SIGINT)
-            server.wait(timeout=30)
-            receiver.server.shutdown()
+            timings: dict[str, list[float]] = {"4": [], "none": []}
+            for _ in range(3):
+                for label, count in (("4", 4), ("none", 0)):
+                    endpoints(client, receiver.url, count)
+                    timings[label].append(batch(client, args.projects))
+    finally:
+        receiver.server.shutdown()
 
     print(f"machine: {platform.processor() or platform.machine()}")
     print(f"{args.projects} sequential one-image projects (640x640, preview backend)")

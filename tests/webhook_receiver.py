@@ -18,6 +18,7 @@ from typing import Any
 class Received:
     webhook_id: str
     timestamp: int
+    signature: str  # the magic-hour-event-signature header as sent
     signature_ok: bool
     body: bytes
     answered: int  # the status code the receiver gave
@@ -75,7 +76,9 @@ class Receiver:
         code = 204 if ok else 500
         with self._lock:
             self.received.append(
-                Received(webhook_id, int(stamp), hmac.compare_digest(expected, given), body, code)
+                Received(
+                    webhook_id, int(stamp), given, hmac.compare_digest(expected, given), body, code
+                )
             )
         try:
             handler.send_response(code)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -57,6 +58,10 @@ class Webhooks:
         self.allow_private = allow_private
         # Called once new deliveries are committed or resent; the sender sets it.
         self.wake: Callable[[], None] = lambda: None
+        # Projects whose change wrote deliveries, until that change has committed: only those
+        # wake the sender (most changes, of accounts without webhooks, write none).
+        self._written: set[str] = set()
+        self._lock = threading.Lock()
 
     # -- endpoints -----------------------------------------------------------------------------
 
@@ -154,6 +159,9 @@ class Webhooks:
         if not endpoints:
             return
         sent = sql.existing_events(conn, project.id, event, [row.id for row in endpoints])
+        fresh = [row for row in endpoints if row.id not in sent]
+        if not fresh:
+            return
         now = utcnow()
         body = json.dumps({"type": event, "payload": self.render(project)}, separators=(",", ":"))
         sql.insert_deliveries(
@@ -171,15 +179,19 @@ class Webhooks:
                     "next_attempt_at": now,
                     "created_at": now,
                 }
-                for row in endpoints
-                if row.id not in sent
+                for row in fresh
             ],
         )
+        with self._lock:
+            self._written.add(project.id)
 
     def committed(self, change: Transition) -> None:
-        """A :class:`Jobs` observer: wake the sender for the deliveries just committed."""
-        if change.previous is not None and change.project.status in EVENTS:
-            self.wake()
+        """A :class:`Jobs` observer: wake the sender if this change wrote deliveries."""
+        with self._lock:
+            if change.project.id not in self._written:
+                return
+            self._written.discard(change.project.id)
+        self.wake()
 
 
 def _events(events: list[str] | None) -> list[str]:

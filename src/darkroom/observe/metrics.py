@@ -17,12 +17,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
 
 from darkroom.core.jobs import Transition
 from darkroom.core.status import ACTIVE, Status
+from darkroom.store import projects as project_sql
 from darkroom.store.database import Database
-from darkroom.store.tables import projects
 
 log = logging.getLogger("darkroom.metrics")
 
@@ -32,12 +31,6 @@ SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 
 WEBHOOK_OUTCOMES = ("delivered", "failed_attempt", "gave_up")
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-
-_ACTIVE_BY_MODEL = (
-    select(projects.c.status, projects.c.model, func.count())
-    .where(projects.c.status.in_(ACTIVE))
-    .group_by(projects.c.status, projects.c.model)
-)
 
 
 class Metrics:
@@ -150,7 +143,7 @@ class _ActiveProjects(Collector):
         counts = {(status, model): 0 for status in ACTIVE for model in self.models}
         try:
             with self.db.read() as conn:
-                for status, model, count in conn.execute(_ACTIVE_BY_MODEL):
+                for status, model, count in project_sql.count_by_status_and_model(conn, ACTIVE):
                     counts[(status, model)] = count
         except Exception as exc:  # the scrape goes on without it; /readyz says why
             log.warning(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, func, insert, select, update
 
 from darkroom.store.tables import projects
 
@@ -63,5 +63,15 @@ def with_status(conn: Connection, status: str, limit: int | None = None) -> list
         .where(projects.c.status == status)
         .order_by(projects.c.created_at, projects.c.id)
         .limit(limit)
+    )
+    return list(conn.execute(query))
+
+
+def count_by_status_and_model(conn: Connection, statuses: tuple[str, ...]) -> list[Row]:  # type: ignore[type-arg]
+    """(status, model, count) of the projects in ``statuses`` (the status index serves it)."""
+    query = (
+        select(projects.c.status, projects.c.model, func.count())
+        .where(projects.c.status.in_(statuses))
+        .group_by(projects.c.status, projects.c.model)
     )
     return list(conn.execute(query))

@@ -98,7 +98,8 @@ class WebhookSender:
             try:
                 if free > 0:
                     due = await asyncio.to_thread(self._take, free)
-                pause = await asyncio.to_thread(self._pause)
+                if not due:
+                    pause = await asyncio.to_thread(self._pause)
             except RuntimeError:  # no more threads: the interpreter is exiting
                 return
             except Exception:
