@@ -32,18 +32,33 @@ class Settings(BaseSettings):
     secret_key: str = ""
     download_ttl_seconds: int = Field(default=24 * 3600, ge=1)
     # Render workers in this process; 0 makes an API-only node that leaves rendering to the
-    # process with workers that shares its database (one such process per database: restart
-    # recovery assumes no other process is rendering).
+    # worker processes (``darkroom worker``) that share its database.
     workers: int = Field(default=2, ge=0, le=64)
-    # How often idle workers look in the database for projects queued by other processes.
+    # The models this process's workers take (empty: every model), e.g. one pool per GPU type.
+    worker_models: list[str] = Field(default_factory=list)
+    # How often idle workers and waiters look in the database when no notification can reach
+    # them (SQLite shared by several processes, or PostgreSQL while LISTEN is reconnecting).
     poll_seconds: float = Field(default=1.0, gt=0)
-    # A job cut off by a server stop is re-run until it has been tried this often, then failed.
+    # A worker holds each job under a lease that its heartbeat renews every third of this; a job
+    # whose lease passed (its worker died or was cut off) is taken over by a live worker. Every
+    # node also heartbeats, so that others can tell it is gone after this long.
+    lease_seconds: float = Field(default=15.0, ge=1)
+    # A job cut off (a worker's death or stop) is re-run until it has been tried this often, then
+    # failed and refunded.
     max_attempts: int = Field(default=2, ge=1)
+    # Backpressure: queued projects allowed per account and in all; a create beyond either is a
+    # 429 with Retry-After, before anything is charged. 0 turns a cap off.
+    queue_max_per_account: int = Field(default=1000, ge=0)
+    queue_max_total: int = Field(default=100_000, ge=0)
+    # A transient database error (locked, serialization failure, dropped connection) is retried
+    # with exponential backoff for up to this long before it is reported.
+    database_retry_seconds: float = Field(default=60.0, ge=0)
     # On shutdown, how long jobs in flight may run on before they are left to the next start.
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
-    # How long a valid API key is trusted without a database read; a key revoked by the operator
-    # CLI stops working within this many seconds. 0 checks the database on every request.
-    auth_cache_seconds: float = Field(default=2.0, ge=0)
+    # How long a valid API key is trusted without a database read; a key revoked or a tier changed
+    # on another node (or by the operator CLI) takes effect here within this many seconds (at
+    # once on PostgreSQL, where the change is notified). 0 checks the database on every request.
+    auth_cache_seconds: float = Field(default=1.0, ge=0)
     # Creates per API key per minute (token bucket); 0 turns the limit off.
     rate_limit_per_minute: int = Field(default=600, ge=0)
     # The OpenAI dialect answers when the images are ready: a job still unfinished after this many
@@ -115,6 +130,10 @@ class Settings(BaseSettings):
         if self.webhooks_allow_private is None:
             return self.loopback_only
         return self.webhooks_allow_private
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.sqlalchemy_url.startswith("sqlite")
 
     @property
     def sqlalchemy_url(self) -> str:

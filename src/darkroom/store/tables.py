@@ -8,6 +8,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -116,6 +117,14 @@ projects = Table(
     Column("status_note", String(200), nullable=True),
     # The id of the request that created the project, carried into the job's log lines.
     Column("request_id", String(64), nullable=True),
+    # While rendering: the node whose worker holds the job, and until when. Every write of the
+    # worker's (note, complete, fail) checks both in its own statement; a lease that passes lets
+    # another worker take the job over as a new attempt.
+    Column("lease_owner", String(40), nullable=True),
+    Column("lease_until", DateTime(timezone=True), nullable=True),
+    # The node whose request waits for this project's images (the OpenAI dialect answers
+    # synchronously); when that node is gone, nobody will receive them: canceled and refunded.
+    Column("awaited_by", String(40), nullable=True),
     CheckConstraint(
         "status IN ('draft', 'queued', 'rendering', 'complete', 'error', 'canceled')",
         name="status_known",
@@ -123,6 +132,43 @@ projects = Table(
     UniqueConstraint("account_id", "idempotency_key", name="uq_projects_account_idempotency"),
     Index("ix_projects_status_created_at", "status", "created_at"),
     Index("ix_projects_account_id_created_at", "account_id", "created_at"),
+    Index("ix_projects_status_lease_until", "status", "lease_until"),
+)
+
+# Every darkroom process (API node, worker, embedded server) while it runs: a heartbeat that the
+# others read to tell a live node from a dead one.
+nodes = Table(
+    "nodes",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("host", String(200), nullable=False),
+    Column("pid", Integer, nullable=False),
+    # JSON list of the models its workers take (null: every model), and how many at once.
+    Column("models", Text, nullable=True),
+    Column("concurrency", Integer, nullable=False, server_default="0"),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("heartbeat_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("stopped_at", DateTime(timezone=True), nullable=True),
+)
+
+# Fair queueing: when each account last had a job claimed; the account served longest ago goes
+# first.
+queue_turns = Table(
+    "queue_turns",
+    metadata,
+    Column("account_id", String(40), primary_key=True),
+    Column("last_claim_at", DateTime(timezone=True), nullable=False),
+)
+
+# Token buckets shared by every node (the per-key rate limit holds for the cluster). ``updated_at``
+# is Unix time in seconds.
+rate_buckets = Table(
+    "rate_buckets",
+    metadata,
+    Column("key", String(80), primary_key=True),
+    Column("tokens", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
 )
 
 webhook_endpoints = Table(
@@ -156,6 +202,8 @@ webhook_deliveries = Table(
     Column("next_attempt_at", DateTime(timezone=True), nullable=True),
     # A sender holds a delivery until then; one that died mid-send lets it go when it passes.
     Column("lease_until", DateTime(timezone=True), nullable=True),
+    # The node whose sender holds the lease; its record of the attempt checks it.
+    Column("lease_owner", String(40), nullable=True),
     Column("last_status_code", Integer, nullable=True),
     Column("last_error", String(500), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
