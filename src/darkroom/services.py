@@ -52,7 +52,11 @@ class Services:
 def open_database(settings: Settings) -> Database:
     """The database, migrated to the newest schema."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(settings.sqlalchemy_url, sqlite_synchronous=settings.sqlite_synchronous)
+    db = Database(
+        settings.sqlalchemy_url,
+        sqlite_synchronous=settings.sqlite_synchronous,
+        retry_seconds=settings.database_retry_seconds,
+    )
     db.migrate()
     return db
 

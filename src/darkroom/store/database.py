@@ -8,19 +8,47 @@ the lock instead of failing; other databases use their own defaults.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Executor
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+log = logging.getLogger("darkroom.database")
+
+T = TypeVar("T")
+
+# PostgreSQL SQLSTATEs worth another try: serialization failure, deadlock, lock not available,
+# the server shutting down or restarting, and the connection classes.
+_TRANSIENT_SQLSTATES = {"40001", "40P01", "55P03", "57P01", "57P02", "57P03"}
+_SQLITE_TRANSIENT = ("database is locked", "database table is locked", "database is busy")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a database error may pass if the transaction is simply tried again."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if isinstance(sqlstate, str) and (
+        sqlstate in _TRANSIENT_SQLSTATES or sqlstate.startswith("08")
+    ):
+        return True
+    text = str(exc.orig).lower()
+    return any(marker in text for marker in _SQLITE_TRANSIENT)
 
 
 def utcnow() -> datetime:
@@ -33,10 +61,13 @@ def as_utc(value: datetime) -> datetime:
 
 
 class Database:
-    def __init__(self, url: str, *, sqlite_synchronous: str = "FULL") -> None:
+    def __init__(
+        self, url: str, *, sqlite_synchronous: str = "FULL", retry_seconds: float = 60.0
+    ) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self.sqlite_synchronous = sqlite_synchronous
+        self.retry_seconds = retry_seconds
         if self.is_sqlite:
             self.engine: Engine = create_engine(
                 url,
@@ -89,6 +120,43 @@ class Database:
     def read(self) -> Iterator[Connection]:
         with self.engine.connect() as conn, conn.begin():
             yield conn
+
+    def transact(self, work: Callable[[Connection], T], *, durable: bool = True) -> T:
+        """``work(conn)`` in a :meth:`write` transaction, run again from the start (with
+        exponential backoff and jitter, for up to ``retry_seconds``) when it fails on a transient
+        error: a lock held too long, a serialization failure, a dropped connection. ``work`` must
+        have no effect outside the transaction."""
+        return self._retrying(lambda: self._once(work, durable))
+
+    def query(self, work: Callable[[Connection], T]) -> T:
+        """``work(conn)`` in a :meth:`read` transaction, retried as :meth:`transact` is."""
+
+        def once() -> T:
+            with self.read() as conn:
+                return work(conn)
+
+        return self._retrying(once)
+
+    def _once(self, work: Callable[[Connection], T], durable: bool) -> T:
+        with self.write(durable=durable) as conn:
+            return work(conn)
+
+    def _retrying(self, attempt: Callable[[], T]) -> T:
+        deadline = time.monotonic() + self.retry_seconds
+        delay = 0.01
+        while True:
+            try:
+                return attempt()
+            except DBAPIError as exc:
+                if not is_transient(exc) or time.monotonic() + delay > deadline:
+                    raise
+                log.warning(
+                    "database busy or unreachable (%s); trying again in %.2f s",
+                    type(exc.orig).__name__,
+                    delay,
+                )
+                time.sleep(delay * random.uniform(0.8, 1.2))
+                delay = min(delay * 2, 1.0)
 
     def migrate(self) -> None:
         """Bring the schema to the newest migration (idempotent)."""
