@@ -122,6 +122,9 @@ class Project:
     outputs: str | None = None  # JSON, see :attr:`stored_images`
     status_note: str | None = None  # what the backend is doing while rendering
     request_id: str | None = None  # the request that created it, for the job's log lines
+    lease_owner: str | None = None  # the node rendering it, while it renders
+    lease_until: datetime | None = None
+    awaited_by: str | None = None  # the node whose request waits for its images
 
     @property
     def stored_images(self) -> list[StoredImage]:
@@ -138,7 +141,7 @@ class Project:
     @classmethod
     def from_mapping(cls, mapping: Mapping[Any, Any]) -> Project:
         values = dict(mapping)
-        for key in ("created_at", "started_at", "rendered_at", "completed_at"):
+        for key in ("created_at", "started_at", "rendered_at", "completed_at", "lease_until"):
             if values[key] is not None:
                 values[key] = as_utc(values[key])
         values["status"] = Status(values["status"])
