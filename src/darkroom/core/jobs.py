@@ -142,7 +142,7 @@ class Project:
     def from_mapping(cls, mapping: Mapping[Any, Any]) -> Project:
         values = dict(mapping)
         for key in ("created_at", "started_at", "rendered_at", "completed_at", "lease_until"):
-            if values[key] is not None:
+            if values.get(key) is not None:
                 values[key] = as_utc(values[key])
         values["status"] = Status(values["status"])
         values.pop("idempotency_key")
