@@ -46,6 +46,9 @@ def test_readyz_reports_database_workers_webhooks_and_backends(server: LiveServe
         "database": True,
         "workers": True,
         "webhooks": True,
+        "heartbeat": True,
+        "notifications": "poll",  # SQLite: other processes' changes are polled for
+        "node": {"id": server.services.node.id, "kind": "embedded"},
         "backends": {"preview": {"loaded": True}},
         "queue_depth": 0,
     }

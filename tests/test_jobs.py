@@ -12,7 +12,7 @@ from darkroom.core import accounts
 from darkroom.core.accounts import Authenticator, Principal
 from darkroom.core.catalog import ImageSpec
 from darkroom.core.errors import IdempotencyConflict, InsufficientCredits, Unauthorized
-from darkroom.core.jobs import Project
+from darkroom.core.projects import Project
 from tests.conftest import LiveServer, ServerFactory
 
 SPEC = ImageSpec(prompt="x", image_count=1, model="flux-schnell", resolution="1k")
@@ -71,7 +71,7 @@ def test_api_only_node_and_a_worker_node_share_the_database(
         final = api.wait(account, project_id)
         assert final["status"] == "complete"
         assert httpx.get(final["downloads"][0]["url"]).status_code == 200
-    assert worker.services.queue.depth() == 0
+    assert worker.services.jobs.queue_depth() == 0
 
 
 def test_key_cache_trusts_a_valid_key_only_for_its_ttl(server: LiveServer) -> None:

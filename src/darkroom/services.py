@@ -3,28 +3,34 @@ the workers and the operator commands."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from darkroom.api.project_view import project_body
 from darkroom.core.accounts import Authenticator
 from darkroom.core.admin import Admin, load_admin_token
 from darkroom.core.catalog import Catalog
+from darkroom.core.events import JobEvents
+from darkroom.core.ids import new_id
 from darkroom.core.intake import Intake
-from darkroom.core.jobs import Jobs
+from darkroom.core.jobs import Jobs, QueueLimits
 from darkroom.core.ratelimit import RateLimiter
+from darkroom.core.recovery import Recovery
 from darkroom.core.watch import Watch
 from darkroom.core.webhooks import Webhooks
+from darkroom.core.work import Work
 from darkroom.engine.base import Backend
 from darkroom.engine.diffusers_backend import DiffusersBackend
 from darkroom.engine.preview import PreviewBackend
 from darkroom.engine.registry import Backends
 from darkroom.observe.logs import log_transition
 from darkroom.observe.metrics import Metrics
+from darkroom.queue.heartbeat import Heartbeat, Node
+from darkroom.queue.notify import AUTH, CHANGES, Notifier
 from darkroom.settings import Settings
 from darkroom.storage.files import LocalFiles
 from darkroom.storage.signing import URLSigner, load_or_create_secret
 from darkroom.store.database import Database
-from darkroom.worker.queue import InProcessQueue
 from darkroom.worker.runner import Runner
 from darkroom.worker.webhook_sender import Policy, WebhookSender
 
@@ -36,8 +42,13 @@ class Services:
     catalog: Catalog
     files: LocalFiles
     signer: URLSigner
-    queue: InProcessQueue
+    node: Node
+    notifier: Notifier
+    heartbeat: Heartbeat
+    events: JobEvents
     jobs: Jobs
+    work: Work
+    recovery: Recovery
     intake: Intake
     auth: Authenticator
     runner: Runner
@@ -132,36 +143,82 @@ def build_webhooks(
     return webhooks, sender
 
 
-def build_services(settings: Settings, backends: Backends | None = None) -> Services:
+def node_kind(settings: Settings, *, serves_api: bool) -> str:
+    if not serves_api:
+        return "worker"
+    return "embedded" if settings.workers else "api"
+
+
+def build_services(
+    settings: Settings, backends: Backends | None = None, *, serves_api: bool = True
+) -> Services:
     db = open_database(settings)
     catalog = load_catalog(settings)
     files = LocalFiles(settings.images_dir, settings.sources_dir)
     secret = load_or_create_secret(settings.secret_key, settings.data_dir / "secret.key")
-    queue = InProcessQueue()
-    jobs = Jobs(db, catalog, queue, files, max_attempts=settings.max_attempts)
+    node = Node(
+        id=new_id("node"),
+        kind=node_kind(settings, serves_api=serves_api),
+        models=settings.worker_models or None,
+        concurrency=settings.workers,
+    )
+    notifier = Notifier(db)
+    events = JobEvents(db)
+    lease = settings.lease_seconds
+    jobs = Jobs(
+        db,
+        catalog,
+        events,
+        files,
+        node_id=node.id,
+        limits=QueueLimits(settings.queue_max_per_account, settings.queue_max_total),
+        lease_seconds=lease,
+    )
+    work = Work(db, events, lease_seconds=lease, max_attempts=settings.max_attempts)
+    recovery = Recovery(db, events, files, lease_seconds=lease, max_attempts=settings.max_attempts)
     backends = backends or default_backends(catalog, settings)
-    runner = Runner(jobs, queue, backends, files, catalog, workers=settings.workers)
+    runner = Runner(
+        work,
+        backends,
+        files,
+        catalog,
+        notifier,
+        owner=node.id,
+        workers=settings.workers,
+        models=settings.worker_models or None,
+        poll_seconds=settings.poll_seconds,
+    )
+    heartbeat = Heartbeat(db, node, lease)
+    heartbeat.tasks += [runner.renew, recovery.sweep]
     auth = Authenticator(db, settings.auth_cache_seconds)
+    notifier.subscribe(AUTH, lambda _account_id: auth.forget())
     signer = URLSigner(secret, settings.base_url)
     webhooks, sender = build_webhooks(settings, db, signer)
-    jobs.recorders.append(webhooks.record)
-    jobs.observers.append(webhooks.committed)
-    metrics = Metrics(db, queue.depth, catalog.models)
-    jobs.observers += [metrics.observe, log_transition]
+    events.recorders.append(webhooks.record)
+    events.observers.append(webhooks.committed)
+    metrics = Metrics(db, jobs.queue_depth, catalog.models)
+    events.observers += [metrics.observe, log_transition]
     sender.hooks.append(metrics.webhook_attempt)
+    watch = Watch(jobs, settings.poll_seconds, signalled=lambda: notifier.cross_process)
+    notifier.subscribe(CHANGES, watch.changed)
     return Services(
         settings=settings,
         db=db,
         catalog=catalog,
         files=files,
         signer=signer,
-        queue=queue,
+        node=node,
+        notifier=notifier,
+        heartbeat=heartbeat,
+        events=events,
         jobs=jobs,
+        work=work,
+        recovery=recovery,
         intake=Intake(jobs),
         auth=auth,
         runner=runner,
         limiter=RateLimiter(settings.rate_limit_per_minute),
-        watch=Watch(jobs, settings.poll_seconds),
+        watch=watch,
         webhooks=webhooks,
         sender=sender,
         admin=Admin(
@@ -169,3 +226,26 @@ def build_services(settings: Settings, backends: Backends | None = None) -> Serv
         ),
         metrics=metrics,
     )
+
+
+async def start_node(services: Services) -> None:
+    """Start what runs beside the API (or without it, in a worker): the notification listener,
+    the heartbeat (which also takes over what dead nodes left), the render workers and, in a
+    process that renders, the webhook sender."""
+    services.watch.bind(asyncio.get_running_loop())
+    services.notifier.start()
+    await asyncio.to_thread(services.heartbeat.start)
+    await services.runner.start()
+    if services.settings.workers:  # the process that renders also sends the webhooks
+        await services.sender.start()
+
+
+async def stop_node(services: Services) -> None:
+    """Stop in the reverse order: jobs in hand finish within the grace period or are handed back
+    at once; the node is marked stopped so that nobody waits for its leases."""
+    await services.sender.stop()
+    await services.runner.stop(services.settings.shutdown_grace_seconds)
+    await asyncio.to_thread(services.heartbeat.stop)
+    services.notifier.stop()
+    services.intake.close()
+    services.db.dispose()

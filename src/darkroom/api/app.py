@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -23,7 +22,7 @@ from darkroom.api import (
 )
 from darkroom.engine.registry import Backends
 from darkroom.observe.middleware import RequestMiddleware
-from darkroom.services import Services, build_services
+from darkroom.services import Services, build_services, start_node, stop_node
 from darkroom.settings import Settings
 
 
@@ -35,17 +34,11 @@ def create_app(settings: Settings, *, backends: Backends | None = None) -> FastA
 def app_for(services: Services) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        services.watch.bind(asyncio.get_running_loop())
-        await services.runner.start()
-        if services.settings.workers:  # the process that renders also sends the webhooks
-            await services.sender.start()
+        await start_node(services)
         try:
             yield
         finally:
-            await services.sender.stop()
-            await services.runner.stop(services.settings.shutdown_grace_seconds)
-            services.intake.close()
-            services.db.dispose()
+            await stop_node(services)
 
     app = FastAPI(
         title="darkroom",

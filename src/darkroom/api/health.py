@@ -34,8 +34,12 @@ def readyz(services: ServicesDep) -> JSONResponse:
     # Like the workers: a process without workers leaves the sending to the one with them.
     checks["webhooks"] = services.sender.running or services.settings.workers == 0
     checks["backends"] = backends_report(services.runner.backends)
-    checks["queue_depth"] = services.queue.depth()
-    ready = all(checks[name] for name in ("workers", "database", "webhooks"))
+    checks["heartbeat"] = services.heartbeat.running
+    checks["notifications"] = "listen" if services.notifier.cross_process else "poll"
+    checks["node"] = {"id": services.node.id, "kind": services.node.kind}
+    if checks["database"]:
+        checks["queue_depth"] = services.jobs.queue_depth()
+    ready = all(checks[name] for name in ("workers", "database", "webhooks", "heartbeat"))
     return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
 
 

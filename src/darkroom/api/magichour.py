@@ -3,6 +3,7 @@ exactly as the published ``magic_hour`` SDK sends and expects them."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -13,7 +14,7 @@ from darkroom.api import project_view
 from darkroom.api.deps import PrincipalDep, ServicesDep, body_schema, fingerprint, json_body
 from darkroom.core.catalog import ImageSpec
 from darkroom.core.errors import AlreadyEnded
-from darkroom.core.jobs import MAX_SEED, Project
+from darkroom.core.projects import MAX_SEED, Project
 from darkroom.core.status import Status
 from darkroom.services import Services
 
@@ -129,7 +130,11 @@ async def get_project(
         )
     else:
         project = services.jobs.get(who.account_id, project_id)
-    return project_body(project, services)
+    body = project_body(project, services)
+    place = await asyncio.to_thread(services.jobs.queue_place, project)
+    if place is not None:  # darkroom's additions, while queued
+        body["queue_position"], body["eta_seconds"] = place
+    return body
 
 
 @router.post("/v1/image-projects/{project_id}/cancel")

@@ -28,7 +28,7 @@ from darkroom.core.catalog import FieldNames, ImageSpec
 from darkroom.core.errors import (
     InvalidRequest,
 )
-from darkroom.core.jobs import MAX_SEED, Output
+from darkroom.core.projects import MAX_SEED, Output
 from darkroom.engine import encode
 from darkroom.services import Services
 
@@ -225,6 +225,7 @@ async def _render(
         output=Output(fmt, quality),
         source_count=len(sources.images),
         has_mask=sources.mask is not None,
+        awaited=True,  # canceled and refunded if this process dies before answering
     )
     if sources.images:
         images, mask = await load_sources(sources, services.settings)

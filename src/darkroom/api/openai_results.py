@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from darkroom.api.errors import openai_error, status_of
 from darkroom.core.accounts import Principal
 from darkroom.core.errors import DarkroomError, JobCanceled, JobFailed, JobTimedOut
-from darkroom.core.jobs import Project
+from darkroom.core.projects import Project
 from darkroom.core.status import Status
 from darkroom.services import Services
 from darkroom.storage.files import output_names

@@ -7,7 +7,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from darkroom.core.jobs import Project
+from darkroom.core.projects import Project
 from darkroom.core.status import Status
 from darkroom.storage.files import output_names
 from darkroom.storage.signing import URLSigner

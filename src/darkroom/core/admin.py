@@ -18,7 +18,7 @@ from darkroom.core.accounts import KEY_PREFIX, Authenticator
 from darkroom.core.catalog import Catalog
 from darkroom.core.credits import grant as grant_credits
 from darkroom.core.errors import InvalidRequest, NotFound, Unauthorized
-from darkroom.core.jobs import Project
+from darkroom.core.projects import Project
 from darkroom.storage.signing import load_or_create_secret
 from darkroom.store import accounts as account_sql
 from darkroom.store import ledger as ledger_sql

@@ -12,6 +12,7 @@ The core raises these; each HTTP dialect maps them to a status and a body shape 
     ├── IdempotencyConflict   an Idempotency-Key was reused with a different request
     ├── AlreadyEnded          the project already ended, so it cannot be canceled
     ├── RateLimited           too many requests; ``retry_after`` seconds
+    │   └── QueueFull         too many projects waiting to render (account or everyone)
     └── JobNotDone            a caller waited for a job that did not give images (sync APIs)
         ├── JobFailed         the job ended in error (``code`` is the job's); refunded
         ├── JobCanceled       the job was canceled meanwhile; refunded
@@ -83,6 +84,17 @@ class RateLimited(DarkroomError):
     def __init__(self, retry_after: float) -> None:
         super().__init__("Too many requests, slow down and retry later.")
         self.retry_after = retry_after
+
+
+class QueueFull(RateLimited):
+    """Backpressure: too many projects are waiting (the account's or everyone's)."""
+
+    code = "queue_full"
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(retry_after)
+        self.message = message
+        self.args = (message,)
 
 
 class LinkRefused(DarkroomError):

@@ -16,7 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from sqlalchemy.exc import IntegrityError
 
 from darkroom.core.errors import DarkroomError
-from darkroom.core.jobs import Jobs, Project, Submission
+from darkroom.core.jobs import Jobs
+from darkroom.core.projects import Project, Submission
 
 log = logging.getLogger("darkroom.intake")
 

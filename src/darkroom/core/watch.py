@@ -12,18 +12,31 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 
-from darkroom.core.jobs import Jobs, Project
+from darkroom.core.jobs import Jobs
 from darkroom.core.loops import call_soon_in
+from darkroom.core.projects import Project
 from darkroom.core.status import Status
+
+# While other processes' changes are signalled, a waiter still re-reads this often (a missed
+# signal costs at most this long).
+SIGNALLED_POLL_SECONDS = 30.0
 
 
 class Watch:
-    def __init__(self, jobs: Jobs, poll_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        jobs: Jobs,
+        poll_seconds: float = 1.0,
+        *,
+        signalled: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.jobs = jobs
+        # How often a waiter re-reads its project while other processes' changes cannot be
+        # signalled to this one (``signalled()`` False); while they can, it only waits.
         self.poll_seconds = poll_seconds
+        self.signalled = signalled
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiters: dict[str, set[asyncio.Event]] = {}
-        jobs.listeners.append(self.changed)
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -67,7 +80,8 @@ class Watch:
                 if abandoned is not None and await abandoned():
                     return project
                 with contextlib.suppress(TimeoutError):  # not wait_for: see webhook_sender
-                    async with asyncio.timeout(min(remaining, self.poll_seconds)):
+                    period = SIGNALLED_POLL_SECONDS if self.signalled() else self.poll_seconds
+                    async with asyncio.timeout(min(remaining, period)):
                         await event.wait()
         finally:
             waiters = self._waiters.get(project_id)

@@ -20,7 +20,7 @@ from sqlalchemy import Connection
 
 from darkroom.core.errors import InvalidRequest, NotFound, listing
 from darkroom.core.ids import new_id
-from darkroom.core.jobs import Project, Transition
+from darkroom.core.projects import Project, Transition
 from darkroom.core.status import Status
 from darkroom.net import guard
 from darkroom.net.fetch import DEFAULT_PORTS, FetchError, parse_url

@@ -15,7 +15,7 @@ import sys
 from datetime import UTC, datetime
 from typing import IO, Any
 
-from darkroom.core.jobs import Transition
+from darkroom.core.projects import Transition
 from darkroom.core.status import Status
 from darkroom.observe.context import current_request_id
 from darkroom.settings import Settings

@@ -18,7 +18,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
-from darkroom.core.jobs import Transition
+from darkroom.core.projects import Transition
 from darkroom.core.status import ACTIVE, Status
 from darkroom.store import projects as project_sql
 from darkroom.store.database import Database
@@ -51,9 +51,16 @@ class Metrics:
             registry=r,
         )
         depth = Gauge(
-            "darkroom_queue_depth", "Projects waiting in this process's queue", registry=r
+            "darkroom_queue_depth", "Projects waiting to be rendered (all nodes)", registry=r
         )
-        depth.set_function(queue_depth)
+
+        def read_depth() -> float:
+            try:
+                return float(queue_depth())
+            except Exception:  # the database is away: the scrape goes on without it
+                return float("nan")
+
+        depth.set_function(read_depth)
         self.jobs = Counter(
             "darkroom_jobs",
             "Projects that reached each status (queued: created and charged), by model",

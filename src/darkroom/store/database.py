@@ -20,13 +20,16 @@ from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 log = logging.getLogger("darkroom.database")
+
+_PENDING = "darkroom_notifications"
+Notification = tuple[str, str]  # (channel, payload)
 
 T = TypeVar("T")
 
@@ -68,6 +71,9 @@ class Database:
         self.is_sqlite = url.startswith("sqlite")
         self.sqlite_synchronous = sqlite_synchronous
         self.retry_seconds = retry_seconds
+        # Called with the notifications of each committed transaction, in this process (see
+        # :meth:`notify_in`; darkroom.queue.notify fans them out).
+        self.on_commit: Callable[[list[Notification]], None] | None = None
         if self.is_sqlite:
             self.engine: Engine = create_engine(
                 url,
@@ -95,11 +101,29 @@ class Database:
                 driver.execute("PRAGMA synchronous=NORMAL")
             try:
                 conn = conn.execution_options(darkroom_write=True)
-                with conn.begin():
-                    yield conn
+                try:
+                    with conn.begin():
+                        yield conn
+                except BaseException:
+                    conn.info.pop(_PENDING, None)
+                    raise
+                self._committed(conn)
             finally:
                 if relax and driver is not None:
                     driver.execute(f"PRAGMA synchronous={self.sqlite_synchronous}")
+
+    def notify_in(self, conn: Connection, channel: str, payload: str) -> None:
+        """Signal ``channel`` with ``payload`` when (and only if) ``conn``'s transaction commits:
+        to this process's subscribers, and on PostgreSQL to every process that LISTENs
+        (``pg_notify`` is transactional). A signal only: readers re-read the tables."""
+        conn.info.setdefault(_PENDING, []).append((channel, payload))
+        if not self.is_sqlite:
+            conn.execute(select(func.pg_notify(channel, payload)))
+
+    def _committed(self, conn: Connection) -> None:
+        pending: list[Notification] | None = conn.info.pop(_PENDING, None)
+        if pending and self.on_commit is not None:
+            self.on_commit(pending)
 
     @asynccontextmanager
     async def write_then_commit_on(self, executor: Executor) -> AsyncIterator[Connection]:
@@ -112,9 +136,15 @@ class Database:
             try:
                 yield conn
             except BaseException:
+                conn.info.pop(_PENDING, None)
                 transaction.rollback()
                 raise
-            await asyncio.get_running_loop().run_in_executor(executor, transaction.commit)
+            try:
+                await asyncio.get_running_loop().run_in_executor(executor, transaction.commit)
+            except BaseException:
+                conn.info.pop(_PENDING, None)
+                raise
+            self._committed(conn)
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

@@ -3,7 +3,6 @@ two parties (a worker, a DELETE, a restart) can never both move the same project
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, func, insert, select, update
@@ -31,26 +30,20 @@ def find_by_idempotency_key(conn: Connection, account_id: str, key: str) -> Row 
     return conn.execute(_BY_IDEMPOTENCY_KEY, {"account_id": account_id, "key": key}).first()
 
 
-def move(conn: Connection, project_id: str, *, from_: tuple[str, ...], **values: Any) -> bool:
-    """Set ``values`` on the project if its status is one of ``from_``; whether it was."""
-    result = conn.execute(
-        update(projects)
-        .where(projects.c.id == project_id, projects.c.status.in_(from_))
-        .values(**values)
-    )
-    return result.rowcount == 1
-
-
-def claim(conn: Connection, project_id: str, now: datetime) -> bool:
-    """queued → rendering, counting the attempt."""
-    return move(
-        conn,
-        project_id,
-        from_=("queued",),
-        status="rendering",
-        started_at=now,
-        attempts=projects.c.attempts + 1,
-    )
+def move(
+    conn: Connection,
+    project_id: str,
+    *,
+    from_: tuple[str, ...],
+    where: Any = None,
+    **values: Any,
+) -> bool:
+    """Set ``values`` on the project if its status is one of ``from_`` (and ``where``, an extra
+    condition such as a lease check, holds); whether it was."""
+    query = update(projects).where(projects.c.id == project_id, projects.c.status.in_(from_))
+    if where is not None:
+        query = query.where(where)
+    return conn.execute(query.values(**values)).rowcount == 1
 
 
 def disable(conn: Connection, project_id: str) -> None:

@@ -1,5 +1,15 @@
-"""The runner: workers that take project ids off the queue and carry each job through
-claim → render (off the event loop) → store files → complete, or fail with a refund."""
+"""The runner: workers that claim jobs under a lease and carry each through render (off the event
+loop) → store files → complete, or fail with a refund.
+
+Idle workers sleep until a job for one of their models is signalled (in this process, or from
+another one through PostgreSQL's NOTIFY), and look in the database every ``poll_seconds`` only
+while no signal can reach them. The heartbeat renews the leases of the jobs in hand; a job whose
+lease was lost (or that was canceled) stops at the next step of its render, and its images are
+discarded only when nobody else renders it.
+
+On stop, no new job is claimed; the jobs in hand may finish within the grace period, and the
+others are handed back to the queue at once for another worker.
+"""
 
 from __future__ import annotations
 
@@ -8,161 +18,270 @@ import contextlib
 import contextvars
 import hashlib
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 
 from darkroom.core.catalog import Catalog
-from darkroom.core.jobs import Jobs, Project, StoredImage
-from darkroom.core.status import Status
+from darkroom.core.loops import call_soon_in
+from darkroom.core.projects import Project, StoredImage
+from darkroom.core.work import Work
 from darkroom.engine.base import BackendError, RenderCanceled, RenderRequest
 from darkroom.engine.encode import encode
 from darkroom.engine.registry import Backends
 from darkroom.observe.context import request_context
+from darkroom.queue.notify import CHANGES, JOBS, Notifier
 from darkroom.storage.files import LocalFiles
 from darkroom.store.database import utcnow
-from darkroom.worker.queue import InProcessQueue
 
 log = logging.getLogger("darkroom.runner")
+
+# While signals reach this process, idle workers still look this often (a missed signal costs at
+# most this long).
+SIGNALLED_POLL_SECONDS = 30.0
+
+
+class _Job:
+    """A job in hand: whether this worker still holds it, and whether it should stop."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self.changed = threading.Event()  # the project changed: re-read before the next step
+        self.lost = False  # the lease was not renewed: another worker may render it now
+        self.handing_back = False  # the runner is stopping: give it back to the queue
 
 
 class Runner:
     def __init__(
         self,
-        jobs: Jobs,
-        queue: InProcessQueue,
+        work: Work,
         backends: Backends,
         files: LocalFiles,
         catalog: Catalog,
+        notifier: Notifier,
         *,
+        owner: str,
         workers: int,
+        models: list[str] | None = None,
         poll_seconds: float = 1.0,
         cancel_check_seconds: float = 1.0,
     ) -> None:
-        self.jobs = jobs
-        self.queue = queue
+        self.work = work
         self.backends = backends
         self.files = files
         self.catalog = catalog
+        self.notifier = notifier
+        self.owner = owner  # this node's id: the name on its leases
         self.workers = workers
+        self.models = models or None
         self.poll_seconds = poll_seconds
-        self._tasks: list[asyncio.Task[None]] = []
-        self._busy = 0
-        self._executor: ThreadPoolExecutor | None = None
-        # How often a render asks the database whether its project was canceled by another
-        # process; a cancel in this process is seen at the next step boundary.
+        # How often a render asks the database whether its project was canceled elsewhere when
+        # no signal says so.
         self.cancel_check_seconds = cancel_check_seconds
-        self._changes: dict[str, threading.Event] = {}  # rendering here → "it changed"
-        jobs.listeners.append(self._changed)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._executor: ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._idle: set[asyncio.Event] = set()
+        self._jobs: dict[str, _Job] = {}  # in hand, by project id (read by the heartbeat)
+        self._lock = threading.Lock()
+        self._stopping = False
+        notifier.subscribe(JOBS, self._job_ready)
+        notifier.subscribe(CHANGES, self._changed)
 
     @property
     def running(self) -> bool:
         """Whether the workers are up (an API-only node, with none, always is)."""
         return self.workers == 0 or any(not t.done() for t in self._tasks)
 
+    @property
+    def busy(self) -> int:
+        return len(self._jobs)
+
     async def start(self) -> None:
-        """Recover what a previous run left unfinished, then start the workers."""
-        self.queue.bind(asyncio.get_running_loop())
         if self.workers == 0:
-            return  # an API-only node: processes with workers render what it queues
+            return  # an API-only node: worker processes render what it queues
+        self._loop = asyncio.get_running_loop()
+        self._stopping = False
         # Renders run on threads of their own: a stop does not wait for one that hangs.
         self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="darkroom-render")
-        for project_id in self.jobs.recover():
-            self.queue.put(project_id)
         self._tasks = [
             asyncio.create_task(self._work(), name=f"darkroom-worker-{i}")
             for i in range(self.workers)
         ]
-        self._tasks.append(asyncio.create_task(self._poll(), name="darkroom-poller"))
 
     async def stop(self, grace: float = 10.0) -> None:
-        """Let jobs in flight finish (up to ``grace`` seconds), then stop. A job cut off stays
-        ``rendering`` and is re-run by the next start."""
+        """Claim nothing more; let the jobs in hand finish within ``grace`` seconds, hand the
+        others back to the queue at once, then stop."""
+        self._stopping = True
+        for event in list(self._idle):
+            event.set()
         deadline = time.monotonic() + grace
-        while self._busy and time.monotonic() < deadline:
+        while self._jobs and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
+        with self._lock:
+            remaining = list(self._jobs.values())
+        for job in remaining:
+            job.handing_back = True
+            job.changed.set()
+            try:
+                status = await asyncio.to_thread(self.work.hand_back, self.owner, job.project.id)
+            except Exception:
+                log.exception("could not hand back %s; its lease will pass", job.project.id)
+                continue
+            if status is not None:
+                log.info("project %s handed back (%s)", job.project.id, status)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        with self._lock:
+            self._jobs.clear()
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def _work(self) -> None:
-        while True:
-            project_id = await self.queue.get()
-            self._busy += 1
-            try:
-                await self.run(project_id)
-            except Exception:  # never let one job kill a worker
-                log.exception("job %s crashed the worker loop", project_id)
-            finally:
-                self._busy -= 1
+    # -- signals (from any thread) --------------------------------------------------------------
 
-    async def _poll(self) -> None:
-        """While idle, pick up projects that other processes queued in the shared database."""
-        while True:
-            await asyncio.sleep(self.poll_seconds)
-            if self.queue.depth() == 0 and self._busy < self.workers:
-                try:
-                    found = self.jobs.queued(limit=self.workers * 4)
-                except Exception:
-                    log.exception("looking for queued projects failed")
-                    continue
-                for project_id in found:
-                    self.queue.put(project_id)
+    def _job_ready(self, model: str) -> None:
+        if self._loop is not None and (self.models is None or model in self.models):
+            call_soon_in(self._loop, self._wake_one)
 
-    async def run(self, project_id: str) -> None:
-        project = self.jobs.claim(project_id)
-        if project is None:
+    def _wake_one(self) -> None:
+        for event in self._idle:
+            if not event.is_set():
+                event.set()
+                return
+
+    def _changed(self, project_id: str) -> None:
+        job = self._jobs.get(project_id)
+        if job is not None:
+            job.changed.set()
+
+    def renew(self, _now: datetime) -> None:
+        """Heartbeat task: extend the leases of the jobs in hand; a job whose lease could not be
+        renewed is lost, and its render stops at the next step."""
+        with self._lock:
+            jobs = dict(self._jobs)
+        if not jobs:
             return
-        with request_context(project.request_id):
-            await self._run(project)
+        kept = self.work.renew(self.owner, list(jobs))
+        for project_id, job in jobs.items():
+            if project_id not in kept:
+                job.lost = True
+                job.changed.set()
 
-    async def _run(self, project: Project) -> None:
+    # -- the workers -----------------------------------------------------------------------------
+
+    async def _work(self) -> None:
+        wake = asyncio.Event()
+        backoff = 0.05
+        while not self._stopping:
+            wake.clear()
+            try:
+                project = await asyncio.to_thread(self.work.claim_next, self.owner, self.models)
+                backoff = 0.05
+            except Exception:  # the database is down: no worker dies of it
+                log.exception("claiming a job failed; trying again in %.1f s", backoff)
+                await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
+                backoff = min(backoff * 2, 5.0)
+                continue
+            if project is None:
+                await self._idle_until(wake)
+                continue
+            job = _Job(project)
+            with self._lock:
+                self._jobs[project.id] = job
+            try:
+                with request_context(project.request_id):
+                    await self._run(job)
+            except Exception:  # never let one job kill a worker
+                log.exception("job %s crashed the worker loop", project.id)
+            finally:
+                with self._lock:
+                    self._jobs.pop(project.id, None)
+            # Between jobs, yield to others: a loop with a deep queue still serves requests.
+            await asyncio.sleep(0)
+
+    async def _idle_until(self, wake: asyncio.Event) -> None:
+        # Other processes' signals reach this one only through PostgreSQL's LISTEN.
+        period = SIGNALLED_POLL_SECONDS if self.notifier.cross_process else self.poll_seconds
+        self._idle.add(wake)
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(period):
+                    await wake.wait()
+        finally:
+            self._idle.discard(wake)
+
+    async def _run(self, job: _Job) -> None:
+        project = job.project
         log.info("rendering %s on %s", project.id, project.backend)
         started = time.perf_counter()
-        self._changes[project.id] = threading.Event()
         try:
             loop = asyncio.get_running_loop()
             context = contextvars.copy_context()  # the request id, for the render's log lines
             stored = await loop.run_in_executor(
-                self._executor, context.run, self._render_and_store, project
+                self._executor, context.run, self._render_and_store, job
             )
         except RenderCanceled:
-            log.info("project %s canceled: rendering stopped", project.id)
-            self.files.delete_project(project)
+            await self._stopped(job)
             return
         except BackendError as exc:
             log.warning("project %s failed: %s (%s)", project.id, exc.message, exc.code)
-            self._give_up(project, exc.code, exc.message)
+            await self._give_up(job, exc.code, exc.message)
             return
         except Exception as exc:
             log.exception("project %s: backend crashed", project.id)
-            self._give_up(project, "backend_error", f"rendering failed ({type(exc).__name__})")
+            await self._give_up(job, "backend_error", f"rendering failed ({type(exc).__name__})")
             return
-        finally:
-            self._changes.pop(project.id, None)
         render_ms = round((time.perf_counter() - started) * 1000)
-        completed = self.jobs.complete(
-            project.id, rendered_at=utcnow(), render_ms=render_ms, stored=stored
+        completed = await asyncio.to_thread(
+            self.work.complete,
+            self.owner,
+            project.id,
+            rendered_at=utcnow(),
+            render_ms=render_ms,
+            stored=stored,
         )
         if not completed:
-            self.files.delete_project(project)  # canceled while rendering
+            await self._stopped(job)
             return
-        self.files.delete_sources(project.id, project.source_count)
+        await asyncio.to_thread(self.files.delete_sources, project.id, project.source_count)
         log.info("project %s complete in %d ms", project.id, render_ms)
 
-    def _render_and_store(self, project: Project) -> list[StoredImage]:
+    async def _stopped(self, job: _Job) -> None:
+        """The render stopped, or its end was refused: hand it back (stopping), leave it to the
+        worker that holds it now (lease lost), or discard its images (canceled)."""
+        project = job.project
+        if job.handing_back:
+            log.info("project %s: rendering stopped to hand it back", project.id)
+            return
+        if job.lost:
+            log.warning("project %s: lease lost; left to the worker that holds it", project.id)
+            return
+        log.info("project %s canceled: rendering stopped", project.id)
+        await asyncio.to_thread(self.files.delete_project, project)
+
+    async def _give_up(self, job: _Job, code: str, message: str) -> None:
+        project = job.project
+        if await asyncio.to_thread(self.work.fail, self.owner, project.id, code, message):
+            await asyncio.to_thread(self.files.delete_project, project)
+
+    # -- on the render thread --------------------------------------------------------------------
+
+    def _render_and_store(self, job: _Job) -> list[StoredImage]:
+        project = job.project
         backend = self.backends.get(project.backend)
         if project.source_count and not backend.edits:
             raise BackendError(
                 "edits_unsupported", f"the {backend.name} backend cannot edit images"
             )
-        images = backend.render(self.request_for(project))
+        stop = self._stop_check(job)
+        images = backend.render(self.request_for(project, stop))
         if len(images) != project.image_count:
             raise BackendError(
                 "backend_error",
@@ -171,11 +290,15 @@ class Runner:
         stored = []
         for n, data in enumerate(images, start=1):
             encoded = encode(data, project.output_format, project.output_quality)
+            if stop():  # never write over the files of another attempt
+                raise RenderCanceled()
             self.files.save(project.id, n, encoded, project.output_format)
             stored.append(StoredImage(hashlib.sha256(encoded).hexdigest(), len(encoded)))
         return stored
 
-    def request_for(self, project: Project) -> RenderRequest:
+    def request_for(
+        self, project: Project, canceled: Callable[[], bool] | None = None
+    ) -> RenderRequest:
         try:
             sources, mask = self.files.load_sources(project)
         except FileNotFoundError:
@@ -194,34 +317,26 @@ class Runner:
             seed=project.seed,
             sources=sources,
             mask=mask,
-            report=lambda text: self.jobs.note(project.id, text),
-            canceled=self._cancel_check(project.id),
+            report=lambda text: self.work.note(self.owner, project.id, text),
+            canceled=canceled,
         )
 
-    def _changed(self, project_id: str) -> None:
-        flag = self._changes.get(project_id)
-        if flag is not None:
-            flag.set()
-
-    def _cancel_check(self, project_id: str) -> Callable[[], bool]:
-        """Whether the project has left ``rendering`` (canceled): asked at every step, it reads
-        the database when this process saw the project change, and at least every
-        ``cancel_check_seconds`` for a cancel made by another process."""
-        changed = self._changes.get(project_id) or threading.Event()
+    def _stop_check(self, job: _Job) -> Callable[[], bool]:
+        """Whether the render should stop (asked at every step): the project was canceled, the
+        lease was lost, or the runner is handing it back. It reads the database when a signal
+        said the project changed, and at least every ``cancel_check_seconds``."""
         next_read = time.monotonic() + self.cancel_check_seconds
         stopped = False
 
-        def canceled() -> bool:
+        def check() -> bool:
             nonlocal next_read, stopped
+            if job.lost or job.handing_back:
+                return True
             now = time.monotonic()
-            if not stopped and (changed.is_set() or now >= next_read):
-                changed.clear()
+            if not stopped and (job.changed.is_set() or now >= next_read):
+                job.changed.clear()
                 next_read = now + self.cancel_check_seconds
-                stopped = self.jobs.status_of(project_id) is not Status.RENDERING
+                stopped = not self.work.holds(self.owner, job.project.id)
             return stopped
 
-        return canceled
-
-    def _give_up(self, project: Project, code: str, message: str) -> None:
-        self.jobs.fail(project.id, code, message)
-        self.files.delete_project(project)
+        return check

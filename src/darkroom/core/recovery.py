@@ -1,0 +1,134 @@
+"""Recovery: no project stays active forever, whichever process dies.
+
+Every node sweeps, on each heartbeat:
+
+- **jobs whose lease has passed** (their worker died, hung or was cut off from the database):
+  back to ``queued`` for a live worker, as a new attempt; or, once tried ``max_attempts``
+  times, ``error`` with a refund;
+- **projects awaited by a node that is gone** (the OpenAI dialect's synchronous answer, whose
+  request died with its process): nobody will receive the images, so the project is canceled
+  and refunded.
+
+Every move is a conditional UPDATE, so nodes sweeping at once never move a project twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
+
+from sqlalchemy import Connection
+
+from darkroom.core.events import JobEvents
+from darkroom.core.jobs import Outputs
+from darkroom.core.projects import Transition
+from darkroom.core.settle import end_in
+from darkroom.core.status import Status
+from darkroom.store import leases
+from darkroom.store import nodes as node_sql
+from darkroom.store import projects as sql
+from darkroom.store.database import Database
+
+log = logging.getLogger("darkroom.recovery")
+
+# A gone node's row is kept this long (operators can see what ran), then deleted.
+NODE_ROWS_KEPT = timedelta(days=1)
+
+
+@dataclass
+class Swept:
+    requeued: int = 0
+    failed: int = 0
+    abandoned: int = 0
+
+
+class Recovery:
+    def __init__(
+        self,
+        db: Database,
+        events: JobEvents,
+        outputs: Outputs,
+        *,
+        lease_seconds: float = 15.0,
+        max_attempts: int = 2,
+    ) -> None:
+        self.db = db
+        self.events = events
+        self.outputs = outputs
+        self.lease = timedelta(seconds=lease_seconds)
+        self.max_attempts = max_attempts
+
+    def sweep(self, now: datetime) -> Swept:
+        """One sweep (a heartbeat task); what it moved."""
+        swept = Swept()
+        for row in self.db.query(lambda conn: leases.with_expired_lease(conn, now)):
+            change = self.db.transact(partial(self._expire, project_id=row.id, now=now))
+            if change is None:
+                continue
+            self._ended(change)
+            if change.project.status is Status.QUEUED:
+                swept.requeued += 1
+                log.warning(
+                    "project %s: its worker's lease passed; queued again (attempt %d of %d)",
+                    change.project.id,
+                    change.project.attempts + 1,
+                    self.max_attempts,
+                )
+            else:
+                swept.failed += 1
+        alive_since = now - self.lease
+        for project_id in self.db.query(lambda conn: leases.awaited_by_gone(conn, alive_since)):
+            ended = self.db.transact(partial(self._abandon, project_id=project_id))
+            if ended is not None:
+                swept.abandoned += 1
+                self._ended(ended)
+                log.warning(
+                    "project %s: the request waiting for it is gone; canceled and refunded",
+                    project_id,
+                )
+        self.db.transact(
+            lambda conn: node_sql.forget_before(conn, now - NODE_ROWS_KEPT), durable=False
+        )
+        return swept
+
+    def _expire(self, conn: Connection, project_id: str, now: datetime) -> Transition | None:
+        row = sql.get_project(conn, project_id)
+        if row is None:
+            return None
+        if row.attempts >= self.max_attempts:
+            return end_in(
+                conn,
+                self.events,
+                row,
+                Status.ERROR,
+                "worker_lost",
+                f"rendering was interrupted {row.attempts} times (its worker stopped or died)",
+                note="refund: worker_lost",
+                only_if=leases.expired_now(now),
+            )
+        if not leases.expire(conn, project_id, now):
+            return None
+        return self.events.record(conn, project_id, Status.RENDERING)
+
+    def _abandon(self, conn: Connection, project_id: str) -> Transition | None:
+        row = sql.get_project(conn, project_id)
+        if row is None:
+            return None
+        return end_in(
+            conn,
+            self.events,
+            row,
+            Status.CANCELED,
+            "abandoned",
+            "the request waiting for the images ended with its server; refunded",
+            note="refund: waiting request gone",
+        )
+
+    def _ended(self, change: Transition) -> None:
+        if change.project.status is Status.ERROR:  # what the dead worker had written
+            self.outputs.delete_project(change.project)
+        elif change.project.status is Status.CANCELED:  # its worker discards its own images
+            self.outputs.delete_sources(change.project.id, change.project.source_count)
+        self.events.committed(change)

@@ -1,0 +1,170 @@
+"""Jobs, the worker's side: claiming the next job under a lease, renewing it, and ending it.
+
+A worker (named by its node id, ``owner``) holds each job it renders under a lease that its
+heartbeat renews. Every write it makes about the job — a note, complete, fail, hand back —
+checks in the same UPDATE that the job is still ``rendering`` under its lease (fencing): a worker
+that lost its lease (its heartbeat stopped for longer than the lease, and recovery handed the job
+to another worker) can no longer change the job, so each job ends once, by its lease holder.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection
+
+from darkroom.core.events import JobEvents
+from darkroom.core.projects import Project, StoredImage, Transition
+from darkroom.core.settle import end_in
+from darkroom.core.status import Status
+from darkroom.store import leases
+from darkroom.store import projects as sql
+from darkroom.store.database import Database, utcnow
+
+
+class Work:
+    def __init__(
+        self,
+        db: Database,
+        events: JobEvents,
+        *,
+        lease_seconds: float = 15.0,
+        max_attempts: int = 2,
+    ) -> None:
+        self.db = db
+        self.events = events
+        self.lease = timedelta(seconds=lease_seconds)
+        self.max_attempts = max_attempts
+
+    def claim_next(self, owner: str, models: list[str] | None = None) -> Project | None:
+        """queued → rendering under ``owner``'s lease: the next job, fairly across accounts,
+        among ``models`` (all when None); None when there is none."""
+
+        def work(conn: Connection) -> Transition | None:
+            while True:
+                row = leases.next_claimable(conn, models)
+                if row is None:
+                    return None
+                now = utcnow()
+                if leases.claim(conn, row.id, row.account_id, owner, now, now + self.lease):
+                    return self.events.record(conn, row.id, Status.QUEUED)
+
+        change = self.db.transact(work, durable=False)
+        if change is None:
+            return None
+        self.events.committed(change)
+        return change.project
+
+    def renew(self, owner: str, project_ids: list[str]) -> set[str]:
+        """Extend ``owner``'s leases on these jobs; the ones it still holds."""
+        until = utcnow() + self.lease
+        return self.db.transact(
+            lambda conn: leases.renew(conn, owner, project_ids, until), durable=False
+        )
+
+    def holds(self, owner: str, project_id: str) -> bool:
+        """Whether ``owner`` still renders the job (not canceled, not lost to another worker)."""
+        row = self.db.query(lambda conn: sql.get_project(conn, project_id))
+        return row is not None and row.status == Status.RENDERING and row.lease_owner == owner
+
+    def note(self, owner: str, project_id: str, text: str | None) -> None:
+        """Set (or with None clear) the status note of a job ``owner`` renders."""
+        self.db.transact(
+            lambda conn: sql.move(
+                conn,
+                project_id,
+                from_=(Status.RENDERING.value,),
+                where=leases.held(project_id, owner),
+                status_note=None if text is None else text[:200],
+            ),
+            durable=False,
+        )
+
+    def complete(
+        self,
+        owner: str,
+        project_id: str,
+        *,
+        rendered_at: datetime,
+        render_ms: int,
+        stored: list[StoredImage] | None = None,
+    ) -> bool:
+        """rendering → complete, recording the stored files' digests; False if ``owner`` no
+        longer holds the job (canceled meanwhile, or its lease was lost)."""
+
+        def work(conn: Connection) -> Transition | None:
+            moved = sql.move(
+                conn,
+                project_id,
+                from_=(Status.RENDERING.value,),
+                where=leases.held(project_id, owner),
+                status=Status.COMPLETE.value,
+                rendered_at=rendered_at,
+                render_ms=render_ms,
+                completed_at=utcnow(),
+                outputs=json.dumps([vars(item) for item in stored or []]),
+                status_note=None,
+                lease_owner=None,
+                lease_until=None,
+            )
+            return self.events.record(conn, project_id, Status.RENDERING) if moved else None
+
+        change = self.db.transact(work, durable=False)
+        if change is None:
+            return False
+        self.events.committed(change)
+        return True
+
+    def fail(self, owner: str, project_id: str, code: str, message: str) -> bool:
+        """rendering → error with a refund; False if ``owner`` no longer holds the job."""
+
+        def work(conn: Connection) -> Transition | None:
+            row = sql.get_project(conn, project_id)
+            if row is None:
+                return None
+            return end_in(
+                conn,
+                self.events,
+                row,
+                Status.ERROR,
+                code,
+                message,
+                note=f"refund: {code}",
+                only_if=leases.held(project_id, owner),
+            )
+
+        ended = self.db.transact(work)
+        if ended is None:
+            return False
+        self.events.committed(ended)
+        return True
+
+    def hand_back(self, owner: str, project_id: str) -> Status | None:
+        """Give a job ``owner`` holds back to the queue at once (a worker stopping), or fail it
+        with a refund when it is out of attempts; the status it got (None: not held)."""
+
+        def work(conn: Connection) -> Transition | None:
+            row = sql.get_project(conn, project_id)
+            if row is None:
+                return None
+            if row.attempts >= self.max_attempts:
+                return end_in(
+                    conn,
+                    self.events,
+                    row,
+                    Status.ERROR,
+                    "worker_lost",
+                    f"rendering was interrupted {row.attempts} times (a worker stopped or died)",
+                    note="refund: worker_lost",
+                    only_if=leases.held(project_id, owner),
+                )
+            if not leases.hand_back(conn, project_id, owner):
+                return None
+            return self.events.record(conn, project_id, Status.RENDERING)
+
+        change = self.db.transact(work)
+        if change is None:
+            return None
+        self.events.committed(change)
+        return change.project.status

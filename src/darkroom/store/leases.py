@@ -1,0 +1,206 @@
+"""SQL for the render queue: claiming a job under a lease, renewing, handing back, and finding
+jobs whose lease passed or whose waiting node is gone.
+
+Claims take the next job fairly across accounts: the account whose last claim is oldest (or that
+never had one) goes first, then the oldest project. On PostgreSQL the row is locked with
+``FOR UPDATE SKIP LOCKED`` so that concurrent workers never wait on each other; on SQLite the
+write transaction (``BEGIN IMMEDIATE``) already serialises claims.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, and_, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from darkroom.store import nodes as node_sql
+from darkroom.store.tables import projects, queue_turns
+
+
+def next_claimable(conn: Connection, models: list[str] | None) -> Row | None:  # type: ignore[type-arg]
+    """The queued project to render next (id, account_id), locked where the database can."""
+    query = (
+        select(projects.c.id, projects.c.account_id)
+        .select_from(
+            projects.outerjoin(queue_turns, queue_turns.c.account_id == projects.c.account_id)
+        )
+        .where(projects.c.status == "queued")
+        .order_by(
+            queue_turns.c.last_claim_at.asc().nulls_first(),
+            projects.c.created_at,
+            projects.c.id,
+        )
+        .limit(1)
+    )
+    if models:
+        query = query.where(projects.c.model.in_(models))
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(of=projects, skip_locked=True)
+    return conn.execute(query).first()
+
+
+def claim(
+    conn: Connection, project_id: str, account_id: str, owner: str, now: datetime, until: datetime
+) -> bool:
+    """queued → rendering under ``owner``'s lease, counting the attempt and the account's turn."""
+    result = conn.execute(
+        update(projects)
+        .where(projects.c.id == project_id, projects.c.status == "queued")
+        .values(
+            status="rendering",
+            started_at=now,
+            attempts=projects.c.attempts + 1,
+            lease_owner=owner,
+            lease_until=until,
+        )
+    )
+    if result.rowcount != 1:
+        return False
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    upsert = dialect.insert(queue_turns).values(account_id=account_id, last_claim_at=now)
+    conn.execute(
+        upsert.on_conflict_do_update(
+            index_elements=[queue_turns.c.account_id], set_={"last_claim_at": now}
+        )
+    )
+    return True
+
+
+def held(project_id: str, owner: str) -> Any:
+    """The condition every write of a lease holder adds to its statement (fencing)."""
+    return and_(
+        projects.c.id == project_id,
+        projects.c.status == "rendering",
+        projects.c.lease_owner == owner,
+    )
+
+
+def renew(conn: Connection, owner: str, project_ids: list[str], until: datetime) -> set[str]:
+    """Extend ``owner``'s leases; the ids it still holds (a missing one was lost)."""
+    if not project_ids:
+        return set()
+    conn.execute(
+        update(projects)
+        .where(
+            projects.c.id.in_(project_ids),
+            projects.c.status == "rendering",
+            projects.c.lease_owner == owner,
+        )
+        .values(lease_until=until)
+    )
+    query = select(projects.c.id).where(
+        projects.c.id.in_(project_ids),
+        projects.c.status == "rendering",
+        projects.c.lease_owner == owner,
+    )
+    return {row.id for row in conn.execute(query)}
+
+
+def hand_back(conn: Connection, project_id: str, owner: str) -> bool:
+    """rendering → queued for another worker (the attempt stays counted); only by the holder."""
+    result = conn.execute(
+        update(projects)
+        .where(held(project_id, owner))
+        .values(status="queued", lease_owner=None, lease_until=None, status_note=None)
+    )
+    return result.rowcount == 1
+
+
+def expire(conn: Connection, project_id: str, now: datetime) -> bool:
+    """rendering → queued if its lease has passed (its holder is presumed dead)."""
+    result = conn.execute(
+        update(projects)
+        .where(expired_now(now), projects.c.id == project_id)
+        .values(status="queued", lease_owner=None, lease_until=None, status_note=None)
+    )
+    return result.rowcount == 1
+
+
+def expired_now(now: datetime) -> Any:
+    """The condition of a rendering job whose lease has passed."""
+    return and_(
+        projects.c.status == "rendering",
+        (projects.c.lease_until.is_(None)) | (projects.c.lease_until < now),
+    )
+
+
+def with_expired_lease(conn: Connection, now: datetime, limit: int = 100) -> list[Row]:  # type: ignore[type-arg]
+    query = select(projects.c.id, projects.c.attempts).where(expired_now(now)).limit(limit)
+    return list(conn.execute(query.order_by(projects.c.created_at)))
+
+
+def awaited_by_gone(conn: Connection, alive_since: datetime, limit: int = 100) -> list[str]:
+    """Active projects whose waiting request belonged to a node that is no longer alive."""
+    query = (
+        select(projects.c.id)
+        .where(
+            projects.c.status.in_(("queued", "rendering")),
+            projects.c.awaited_by.is_not(None),
+            projects.c.awaited_by.not_in(node_sql.live_ids(alive_since)),
+        )
+        .limit(limit)
+    )
+    return [row.id for row in conn.execute(query)]
+
+
+def queued_total(conn: Connection) -> int:
+    return int(
+        conn.execute(
+            select(func.count()).select_from(projects).where(projects.c.status == "queued")
+        ).scalar_one()
+    )
+
+
+def queued_counts(conn: Connection, account_ids: list[str]) -> tuple[int, dict[str, int]]:
+    """How many projects are queued in all, and per account in ``account_ids``."""
+    total = queued_total(conn)
+    per_account: dict[str, int] = {}
+    if account_ids:
+        query = (
+            select(projects.c.account_id, func.count())
+            .where(projects.c.status == "queued", projects.c.account_id.in_(account_ids))
+            .group_by(projects.c.account_id)
+        )
+        per_account = {row[0]: int(row[1]) for row in conn.execute(query)}
+    return total, per_account
+
+
+def queue_ahead(conn: Connection, project_id: str, account_id: str, created_at: datetime) -> int:
+    """How many renders start before this queued project's, under fair turns: the account's own
+    older projects, and from every other account as many as the account has turns before it
+    (one per turn of this account, at most what it has queued)."""
+    own = conn.execute(
+        select(func.count())
+        .select_from(projects)
+        .where(
+            projects.c.status == "queued",
+            projects.c.account_id == account_id,
+            (projects.c.created_at < created_at)
+            | ((projects.c.created_at == created_at) & (projects.c.id < project_id)),
+        )
+    ).scalar_one()
+    others = conn.execute(
+        select(projects.c.account_id, func.count())
+        .where(projects.c.status == "queued", projects.c.account_id != account_id)
+        .group_by(projects.c.account_id)
+    ).all()
+    return int(own) + sum(min(int(count), int(own) + 1) for _, count in others)
+
+
+def mean_render_ms(conn: Connection, model: str, recent: int = 20) -> float | None:
+    """The mean render time of the model's last ``recent`` completed projects."""
+    last = (
+        select(projects.c.render_ms)
+        .where(
+            projects.c.model == model,
+            projects.c.status == "complete",
+            projects.c.render_ms.is_not(None),
+        )
+        .order_by(projects.c.completed_at.desc())
+        .limit(recent)
+        .subquery()
+    )
+    value = conn.execute(select(func.avg(last.c.render_ms))).scalar_one()
+    return None if value is None else float(value)
