@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from darkroom import __version__
-from darkroom.cli import hooks, operator, remote, serve
+from darkroom.cli import hooks, operator, remote, serve, worker
 from darkroom.core.errors import DarkroomError
 
 
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"darkroom {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve.add_parser(commands)
+    worker.add_parser(commands)
     remote.add_parsers(commands)
     hooks.add_parsers(commands)
     operator.add_parsers(commands)

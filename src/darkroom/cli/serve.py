@@ -17,6 +17,13 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--port", type=int, help="port (DARKROOM_PORT, 8000)")
     parser.add_argument("--public-url", help="base URL for download links (DARKROOM_PUBLIC_URL)")
     parser.add_argument("--workers", type=int, help="render workers (DARKROOM_WORKERS, 2)")
+    add_engine_options(parser)
+    add_data_options(parser)
+    parser.set_defaults(run=run)
+
+
+def add_engine_options(parser: argparse.ArgumentParser) -> None:
+    """How models are rendered: ``serve`` and ``worker`` share these."""
     parser.add_argument(
         "--preview-only",
         action=argparse.BooleanOptionalAction,
@@ -33,8 +40,6 @@ def add_parser(commands: Any) -> None:
     )
     parser.add_argument("--device", help="diffusers device: auto, cuda, cuda:N, mps, cpu")
     parser.add_argument("--dtype", help="diffusers dtype: auto, bfloat16, float16, float32")
-    add_data_options(parser)
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from darkroom.observe.logs import configure as configure_logging
     from darkroom.services import build_services
 
-    args.weights = _weights(args.weights)
+    args.weights = parse_weights(args.weights)
     settings = settings_from(
         args, "host", "port", "public_url", "workers", "preview_only", "weights", "device", "dtype"
     )
@@ -67,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _weights(pairs: list[str] | None) -> dict[str, str] | None:
+def parse_weights(pairs: list[str] | None) -> dict[str, str] | None:
     if not pairs:
         return None
     parsed = {}
