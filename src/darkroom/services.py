@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from darkroom.api.project_view import project_body
+from darkroom.core.project_view import project_body
 from darkroom.core.accounts import Authenticator
 from darkroom.core.admin import Admin, load_admin_token
 from darkroom.core.catalog import Catalog
