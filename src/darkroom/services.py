@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from darkroom.core.project_view import project_body
 from darkroom.core.accounts import Authenticator
 from darkroom.core.admin import Admin, load_admin_token
 from darkroom.core.catalog import Catalog
 from darkroom.core.intake import Intake
 from darkroom.core.jobs import Jobs
+from darkroom.core.project_view import project_body
 from darkroom.core.ratelimit import RateLimiter
 from darkroom.core.watch import Watch
 from darkroom.core.webhooks import Webhooks

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from darkroom.core import project_view
 from darkroom.api.deps import PrincipalDep, ServicesDep, body_schema, fingerprint, json_body
+from darkroom.core import project_view
 from darkroom.core.catalog import ImageSpec
 from darkroom.core.errors import AlreadyEnded
 from darkroom.core.jobs import MAX_SEED, Project
