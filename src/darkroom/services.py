@@ -133,6 +133,7 @@ def build_webhooks(
 
 
 def build_services(settings: Settings, backends: Backends | None = None) -> Services:
+    settings.require_shared_secrets()  # before the database: a misconfigured node fails at once
     db = open_database(settings)
     catalog = load_catalog(settings)
     files = LocalFiles(settings.images_dir, settings.sources_dir)
@@ -160,7 +161,7 @@ def build_services(settings: Settings, backends: Backends | None = None) -> Serv
         intake=Intake(jobs),
         auth=auth,
         runner=runner,
-        limiter=RateLimiter(settings.rate_limit_per_minute),
+        limiter=RateLimiter(db, settings.rate_limit_per_minute),
         watch=Watch(jobs, settings.poll_seconds),
         webhooks=webhooks,
         sender=sender,

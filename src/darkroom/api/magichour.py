@@ -77,7 +77,7 @@ async def create_image(
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> JSONResponse:
     body = await json_body(request, CreateImageBody)
-    services.limiter.check(who.key_id)
+    await services.limiter.check_async(who.key_id)
     prepared = services.jobs.prepare(
         who,
         body.spec(),
