@@ -77,10 +77,10 @@ if str(REPO) not in sys.path:
 import torch  # noqa: E402
 from tests.tiny_pipelines import clip_tokenizer, qwen_tokenizer, t5_tokenizer  # noqa: E402
 
-from darkroom.core.catalog import WeightsEntry  # noqa: E402
 from darkroom.engine import devices  # noqa: E402
 from darkroom.engine.base import RenderRequest, StyleHint  # noqa: E402
 from darkroom.engine.diffusers_backend import DiffusersBackend, generate  # noqa: E402
+from darkroom.engine.weights import WeightsEntry  # noqa: E402
 
 PROMPT = "a lighthouse at dusk over a calm sea, volumetric light, 35mm photo"
 STYLE = StyleHint("general", (), "scatter")

@@ -18,7 +18,8 @@ BODY = {"image_count": 1, "resolution": "1k", "style": {"prompt": "a lighthouse"
 
 
 def operator_token(server: LiveServer) -> str:
-    return server.settings.admin_token_file.read_text().strip()
+    """The configured token (a shared database needs one), else the one made up on disk."""
+    return server.settings.admin_token or server.settings.admin_token_file.read_text().strip()
 
 
 def admin_client(server: LiveServer, token: str | None = None) -> httpx.Client:

@@ -233,3 +233,21 @@ def test_serve_refuses_a_malformed_weights_flag(tmp_path: Path) -> None:
     unknown = darkroom(tmp_path, "serve", "--weights", "seedream-v4=/x", check=False)
     assert unknown.returncode == 2
     assert "no weights table" in unknown.stderr
+
+
+def test_serve_on_a_shared_database_without_the_shared_secrets_says_so(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DARKROOM_")}
+    env["DARKROOM_DATABASE_URL"] = "postgresql+psycopg://darkroom@127.0.0.1:1/darkroom"
+    env["DARKROOM_SECRET_KEY"] = "shared"
+    result = subprocess.run(
+        [*DARKROOM, "serve", "--data-dir", str(tmp_path), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("darkroom: a shared database needs DARKROOM_SECRET_KEY and ")
+    assert lines[0].endswith("not set: DARKROOM_ADMIN_TOKEN")

@@ -19,9 +19,9 @@ import openai
 import pytest
 from PIL import Image
 
-from darkroom.core.catalog import WeightsEntry
 from darkroom.engine.base import RenderRequest, StyleHint
 from darkroom.engine.diffusers_backend import DiffusersBackend
+from darkroom.engine.weights import WeightsEntry
 from tests.conftest import Account, LiveServer, ServerFactory
 from tests.tiny_pipelines import build_flux, build_sdxl, build_zimage
 

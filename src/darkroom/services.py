@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from darkroom.api.project_view import project_body
 from darkroom.core.accounts import Authenticator
 from darkroom.core.admin import Admin, load_admin_token
 from darkroom.core.catalog import Catalog
@@ -14,6 +13,7 @@ from darkroom.core.events import JobEvents
 from darkroom.core.ids import new_id
 from darkroom.core.intake import Intake
 from darkroom.core.jobs import Jobs, QueueLimits
+from darkroom.core.project_view import project_body
 from darkroom.core.ratelimit import RateLimiter
 from darkroom.core.recovery import Recovery
 from darkroom.core.watch import Watch
@@ -152,6 +152,7 @@ def node_kind(settings: Settings, *, serves_api: bool) -> str:
 def build_services(
     settings: Settings, backends: Backends | None = None, *, serves_api: bool = True
 ) -> Services:
+    settings.require_shared_secrets()  # before the database: a misconfigured node fails at once
     db = open_database(settings)
     catalog = load_catalog(settings)
     files = LocalFiles(settings.images_dir, settings.sources_dir)
@@ -217,7 +218,7 @@ def build_services(
         intake=Intake(jobs),
         auth=auth,
         runner=runner,
-        limiter=RateLimiter(settings.rate_limit_per_minute),
+        limiter=RateLimiter(db, settings.rate_limit_per_minute),
         watch=watch,
         webhooks=webhooks,
         sender=sender,

@@ -135,6 +135,28 @@ class Settings(BaseSettings):
     def is_sqlite(self) -> bool:
         return self.sqlalchemy_url.startswith("sqlite")
 
+    def require_shared_secrets(self) -> None:
+        """On a database that several nodes share (anything but SQLite), refuse to start without
+        the secrets they must share: each node would otherwise make up its own in its data
+        directory, and a download link signed, or an operator token accepted, by one node would
+        be refused by the others. SQLite (one node) keeps making them up once."""
+        if self.is_sqlite:
+            return
+        missing = [
+            name
+            for name, value in (
+                ("DARKROOM_SECRET_KEY", self.secret_key),
+                ("DARKROOM_ADMIN_TOKEN", self.admin_token),
+            )
+            if not value
+        ]
+        if missing:
+            raise ValueError(
+                "a shared database needs DARKROOM_SECRET_KEY and DARKROOM_ADMIN_TOKEN set, the "
+                "same on every node (download links signed on one node and the operator token "
+                f"must hold on all of them); not set: {', '.join(missing)}"
+            )
+
     @property
     def sqlalchemy_url(self) -> str:
         if self.database_url:

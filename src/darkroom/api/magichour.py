@@ -10,8 +10,8 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from darkroom.api import project_view
 from darkroom.api.deps import PrincipalDep, ServicesDep, body_schema, fingerprint, json_body
+from darkroom.core import project_view
 from darkroom.core.catalog import ImageSpec
 from darkroom.core.errors import AlreadyEnded
 from darkroom.core.projects import MAX_SEED, Project
@@ -78,7 +78,7 @@ async def create_image(
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> JSONResponse:
     body = await json_body(request, CreateImageBody)
-    services.limiter.check(who.key_id)
+    await services.limiter.check_async(who.key_id)
     prepared = services.jobs.prepare(
         who,
         body.spec(),

@@ -192,7 +192,7 @@ async def _render(
         raise InvalidRequest(f"send at most {MAX_SOURCES} source images", field="image")
     if sources.mask is not None and not sources.images:
         raise InvalidRequest("a mask needs an image to apply to", field="mask")
-    services.limiter.check(who.key_id)
+    await services.limiter.check_async(who.key_id)
     choice = openai_models.choose(catalog, body.model, body.quality)
     if body.background == "transparent":
         raise InvalidRequest(

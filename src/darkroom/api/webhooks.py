@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from darkroom.api.deps import PrincipalDep, ServicesDep, body_schema, json_body
-from darkroom.api.project_view import iso
+from darkroom.core.project_view import iso
 from darkroom.core.webhooks import EVENT_NAMES, Delivery
 
 router = APIRouter(tags=["Webhooks"])

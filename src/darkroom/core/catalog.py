@@ -18,7 +18,6 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
-    field_validator,
     model_validator,
 )
 
@@ -27,39 +26,13 @@ from darkroom.core.errors import InvalidRequest, TierForbidden, listing
 from darkroom.core.openai_models import OpenAISection
 from darkroom.core.sizes import MIN_EDGE, format_size, producible, ratio_name
 from darkroom.engine.base import StyleHint
+from darkroom.engine.weights import WeightsEntry
 
 MAX_PROMPT_CHARS = 4000
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-DTYPES = ("auto", "bfloat16", "float16", "float32")
-
-
-class WeightsEntry(_Strict):
-    """What the diffusers backend loads for a model, and how it runs it."""
-
-    # A Hugging Face hub id ("black-forest-labs/FLUX.1-schnell") or a local directory holding a
-    # saved pipeline (model_index.json).
-    source: str = Field(min_length=1)
-    revision: str | None = None
-    steps: int = Field(ge=1, le=200)
-    guidance: float = Field(default=0.0, ge=0)
-    # "auto": bfloat16 on a GPU, float32 on the CPU.
-    dtype: str = "auto"
-    # Images of one project rendered in one batch at most (more are split into batches).
-    max_batch: int = Field(default=4, ge=1, le=16)
-    # Longest prompt, in text-encoder tokens, for pipelines that take it (FLUX: up to 512).
-    max_sequence_length: int | None = Field(default=None, ge=16, le=4096)
-
-    @field_validator("dtype")
-    @classmethod
-    def _known_dtype(cls, value: str) -> str:
-        if value not in DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}")
-        return value
 
 
 class ModelEntry(_Strict):

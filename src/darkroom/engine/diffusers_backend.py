@@ -1,7 +1,7 @@
 """The diffusers backend: open-weight models (FLUX.1-schnell, Z-Image-Turbo, SDXL-Turbo, ...)
 rendered by Hugging Face diffusers, on a GPU where there is one.
 
-Which weights serve each model is catalog data (:class:`~darkroom.core.catalog.WeightsEntry`: a
+Which weights serve each model is catalog data (:class:`~darkroom.engine.weights.WeightsEntry`: a
 hub id or a local directory, dtype, steps, guidance). A pipeline is loaded with the real
 ``DiffusionPipeline.from_pretrained`` on its model's first job and stays resident; the job's
 status says so meanwhile (``rendering``, "loading weights"). Weights that cannot be found or read
@@ -25,9 +25,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from darkroom.core.catalog import WeightsEntry
 from darkroom.engine import devices
 from darkroom.engine.base import BackendError, RenderRequest, StyleHint
+from darkroom.engine.weights import WeightsEntry
 
 log = logging.getLogger("darkroom.diffusers")
 

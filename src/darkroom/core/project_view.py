@@ -1,5 +1,8 @@
 """The GET image-project object of the Magic Hour v1 API, as the published SDK parses it plus
-darkroom's own keys: the answer of ``GET /v1/image-projects/{id}`` and the payload of webhooks."""
+darkroom's own keys: the answer of ``GET /v1/image-projects/{id}`` and the payload of webhooks.
+
+It lives in ``core`` (not ``api``) because the webhook sender builds it too, and a worker-only
+process runs without ``api/``."""
 
 from __future__ import annotations
 

@@ -1,0 +1,58 @@
+"""Settings checked at start-up: a shared database (PostgreSQL) needs the secrets that every node
+must share, and says so before it connects anywhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from darkroom.services import build_services
+from tests.conftest import make_settings
+
+# Nothing listens on port 1: were the database opened, the error would be a connection error.
+UNREACHABLE = "postgresql+psycopg://darkroom@127.0.0.1:1/darkroom"
+
+
+@pytest.mark.parametrize(
+    ("secrets", "missing"),
+    [
+        ({"secret_key": "", "admin_token": ""}, "DARKROOM_SECRET_KEY, DARKROOM_ADMIN_TOKEN"),
+        ({"secret_key": "", "admin_token": "operator-1234"}, "DARKROOM_SECRET_KEY"),
+        ({"secret_key": "shared", "admin_token": ""}, "DARKROOM_ADMIN_TOKEN"),
+    ],
+)
+def test_a_shared_database_needs_both_secrets_before_it_is_opened(
+    tmp_path: Path, secrets: dict[str, str], missing: str
+) -> None:
+    settings = make_settings(tmp_path / "data", database_url=UNREACHABLE, **secrets)
+    with pytest.raises(ValueError) as refused:
+        build_services(settings)
+    message = str(refused.value)
+    assert "DARKROOM_SECRET_KEY and DARKROOM_ADMIN_TOKEN" in message
+    assert "same on every node" in message
+    assert message.endswith(f"not set: {missing}")
+    # refused from the settings alone: nothing was created for it
+    assert not (tmp_path / "data").exists()
+
+
+def test_with_both_secrets_it_goes_on_to_the_database(tmp_path: Path) -> None:
+    settings = make_settings(
+        tmp_path / "data",
+        database_url=UNREACHABLE,
+        secret_key="shared",
+        admin_token="operator-1234",
+    )
+    with pytest.raises(OperationalError):
+        build_services(settings)
+
+
+def test_sqlite_makes_up_its_own_secrets(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "data", secret_key="", admin_token="")
+    services = build_services(settings)
+    try:
+        services.admin.authorize(settings.admin_token_file.read_text().strip())
+        assert (settings.data_dir / "secret.key").stat().st_size > 0
+    finally:
+        services.db.dispose()
