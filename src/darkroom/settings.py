@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     # 0.5 ms here) or NORMAL (WAL: still atomic and survives a process crash, but the last commits
     # may roll back on power loss).
     sqlite_synchronous: str = Field(default="FULL", pattern="^(NORMAL|FULL)$")
+    # Where rendered images and edit sources are kept; empty means the data directory. The nodes
+    # of a cluster point it at one directory they share (NFS, or one machine's disk).
+    files_dir: Path | None = None
     # Operator catalog merged over the shipped one.
     catalog: Path | None = None
     # HMAC key for download links; empty means a key generated once and kept in the data dir.
@@ -165,11 +168,11 @@ class Settings(BaseSettings):
 
     @property
     def images_dir(self) -> Path:
-        return self.data_dir / "images"
+        return (self.files_dir or self.data_dir) / "images"
 
     @property
     def sources_dir(self) -> Path:
-        return self.data_dir / "sources"
+        return (self.files_dir or self.data_dir) / "sources"
 
     @property
     def dev_key_file(self) -> Path:

@@ -1,0 +1,179 @@
+"""One API node and two render workers, each a process with its own data directory, on one
+PostgreSQL database: workers killed with ``kill -9`` mid-render and restarted lose nothing: no
+job, no credit, no image. And a synchronous OpenAI-dialect request whose node dies is not
+charged.
+
+These run on the PostgreSQL run of the suite (``DARKROOM_TEST_DATABASE=postgres``), the database
+a cluster runs on."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+from sqlalchemy import func, select
+
+from darkroom.store.tables import accounts, ledger, projects
+from tests.cluster import Cluster, cluster, wait_for
+from tests.conftest import ON_POSTGRES, Databases
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not ON_POSTGRES, reason="a cluster runs on PostgreSQL (the postgres run)"),
+]
+
+SMALL = {"image_count": 1, "model": "flux-schnell", "resolution": "640px"}
+BIG = {"image_count": 2, "model": "seedream-v4", "resolution": "4k"}  # ~1.5 s to render here
+LEASE = 3.0
+
+
+def rendering_by(running: Cluster, node_id: str) -> list[str]:
+    with running.engine.connect() as conn:
+        query = select(projects.c.id).where(
+            projects.c.status == "rendering", projects.c.lease_owner == node_id
+        )
+        return list(conn.execute(query).scalars())
+
+
+def statuses(running: Cluster, ids: list[str]) -> Counter[str]:
+    with running.engine.connect() as conn:
+        query = select(projects.c.status).where(projects.c.id.in_(ids))
+        return Counter(conn.execute(query).scalars())
+
+
+def test_killed_workers_lose_no_job_credit_or_image(tmp_path: Path, databases: Databases) -> None:
+    url = databases.url(tmp_path / "cluster")
+    settings = {"lease_seconds": LEASE, "max_attempts": 5, "queue_max_per_account": 0}
+    with cluster(tmp_path, url, **settings) as running:
+        _api, api_url = running.api()
+        first = running.worker("worker-a", "--concurrency", "2")
+        running.worker("worker-b", "--concurrency", "2")
+        key = running.account(api_url, credits=1_000_000)
+        headers = {"Authorization": f"Bearer {key}"}
+        ids: list[str] = []
+        counts: dict[str, int] = {}
+        with httpx.Client(base_url=api_url, headers=headers, timeout=30) as http:
+            for n in range(200):
+                body = {**(BIG if n % 10 == 0 else SMALL), "style": {"prompt": f"p{n}"}}
+                made = http.post("/v1/ai-image-generator", json=body)
+                assert made.status_code == 200, made.text
+                ids.append(made.json()["id"])
+                counts[ids[-1]] = body["image_count"]  # type: ignore[assignment]
+
+            # kill -9 the first worker while it renders; its jobs go to the other within the lease.
+            node_a = running.node_of(first)
+            assert node_a is not None
+            held = wait_for(lambda: rendering_by(running, node_a), 60, "worker-a to render")
+            first.kill()
+            for project_id in held:
+                wait_for(
+                    lambda pid=project_id: (
+                        http.get(f"/v1/image-projects/{pid}").json()["status"] != "rendering"
+                        or rendering_by(running, node_a) == []
+                    ),
+                    LEASE * 4,
+                    f"{project_id} to leave the dead worker",
+                )
+            assert rendering_by(running, node_a) == []
+
+            # Restart it while the other is busy.
+            running.worker("worker-a2", "--concurrency", "2")
+            wait_for(
+                lambda: statuses(running, ids) == Counter({"complete": len(ids)}),
+                240,
+                "every project to complete",
+            )
+
+            # Every file is there, as its digest says, whichever node wrote it.
+            for project_id in ids:
+                body = http.get(f"/v1/image-projects/{project_id}").json()
+                assert body["status"] == "complete"
+                assert len(body["downloads"]) == counts[project_id]
+                for item in body["downloads"]:
+                    data = httpx.get(item["url"], timeout=30).content
+                    assert hashlib.sha256(data).hexdigest() == item["sha256"]
+                    assert len(data) == item["bytes"]
+
+        # Charged once each, never refunded; the balance is its ledger.
+        with running.engine.connect() as conn:
+            kinds = Counter(
+                conn.execute(select(ledger.c.kind).where(ledger.c.project_id.in_(ids))).scalars()
+            )
+            assert kinds == Counter({"charge": len(ids)})
+            for account_id, balance in conn.execute(select(accounts.c.id, accounts.c.balance)):
+                total = conn.execute(
+                    select(func.sum(ledger.c.amount)).where(ledger.c.account_id == account_id)
+                ).scalar_one()
+                assert balance == total
+        # Each project was completed by exactly one lease holder.
+        completed = Counter(re.findall(r"project (img_\w+) complete in", running.logs("worker")))
+        assert set(completed) == set(ids)
+        assert set(completed.values()) == {1}
+        assert held and all(p in completed for p in held)
+
+
+def test_a_sync_answer_whose_node_died_is_not_charged(tmp_path: Path, databases: Databases) -> None:
+    """kill -9 of the API node while an OpenAI-dialect request waits: the project is canceled
+    and refunded (its waiter is gone); the client's retry is charged once."""
+    url = databases.url(tmp_path / "cluster")
+    with cluster(tmp_path, url, lease_seconds=LEASE) as running:
+        api, api_url = running.api("api-1")
+        key = running.account(api_url, credits=1_000)
+        client = openai.OpenAI(api_key=key, base_url=f"{api_url}/v1", max_retries=0)
+        failed: list[BaseException] = []
+
+        def call() -> None:
+            try:
+                client.images.generate(prompt="a lighthouse", size="256x256")
+            except BaseException as exc:
+                failed.append(exc)
+
+        waiting = threading.Thread(target=call)
+        waiting.start()  # no worker runs yet: the request waits with its project queued
+        with running.engine.connect() as conn:
+            awaited = wait_for(
+                lambda: conn.execute(
+                    select(projects.c.id, projects.c.awaited_by).where(
+                        projects.c.status == "queued"
+                    )
+                ).first(),
+                30,
+                "the project to be queued",
+            )
+            conn.rollback()
+        api.kill()
+        waiting.join(30)
+        assert failed and isinstance(failed[0], openai.APIConnectionError)
+
+        _api2, api2_url = running.api("api-2")  # any node sweeps: the waiter's node is gone
+        running.worker("worker")
+
+        def ended() -> tuple[str, int] | None:
+            with running.engine.connect() as conn:
+                row = conn.execute(
+                    select(projects.c.status, projects.c.credits_charged).where(
+                        projects.c.id == awaited.id
+                    )
+                ).one()
+            return (row.status, row.credits_charged) if row.status != "queued" else None
+
+        assert wait_for(ended, LEASE * 5, "the abandoned project to end") == ("canceled", 0)
+
+        retry = openai.OpenAI(api_key=key, base_url=f"{api2_url}/v1", max_retries=0)
+        image = retry.images.generate(prompt="a lighthouse", size="256x256")
+        assert image.data and image.data[0].url
+        with running.engine.connect() as conn:
+            balance = conn.execute(select(accounts.c.balance)).scalar_one()
+            refunds = conn.execute(
+                select(func.count()).where(
+                    ledger.c.project_id == awaited.id, ledger.c.kind == "refund"
+                )
+            ).scalar_one()
+        assert refunds == 1
+        assert balance == 1_000 - 5  # the retry, once
