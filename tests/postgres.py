@@ -65,8 +65,9 @@ class PostgresServer:
         self._run(str(initdb), "-D", str(self.data), "-U", OS_USER, "--auth=trust", "--no-sync")
         options = f"-p {self.port} -h 127.0.0.1 -k {self.root} {SERVER_OPTIONS}"
         log = self.root / "server.log"
-        self._run(str(BIN / "pg_ctl"), "-D", str(self.data), "-l", str(log), "-o", options, "-w",
-                  "start")
+        self._run(
+            str(BIN / "pg_ctl"), "-D", str(self.data), "-l", str(log), "-o", options, "-w", "start"
+        )
         self._running = True
         self._execute(f"CREATE DATABASE {TEMPLATE}")
         template = Database(self.url(TEMPLATE))
