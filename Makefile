@@ -1,4 +1,5 @@
-# darkroom: `make serve` starts the service on the embedded default; `make test` runs every test.
+# darkroom: `make serve` starts the service on the embedded default; `make test` runs every test,
+# on SQLite and then on PostgreSQL 15 (installed with apt when missing and we are root).
 # Both create the virtual environment (.venv) first; they need only python3 and make.
 
 PYTHON ?= python3
@@ -18,8 +19,15 @@ $(STAMP): pyproject.toml
 serve: $(STAMP)
 	$(BIN)/darkroom serve $(ARGS)
 
+# Both runs happen whatever the first gave; the target fails if either failed.
 test: $(STAMP)
-	$(BIN)/python -m pytest $(ARGS)
+	scripts/ensure-postgres
+	@status=0; \
+	echo "== the test suite on SQLite"; \
+	DARKROOM_TEST_DATABASE=sqlite $(BIN)/python -m pytest $(ARGS) || status=1; \
+	echo "== the test suite on PostgreSQL"; \
+	DARKROOM_TEST_DATABASE=postgres $(BIN)/python -m pytest $(ARGS) || status=1; \
+	exit $$status
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks

@@ -1,8 +1,14 @@
 """Shared fixtures: a real darkroom server (uvicorn on loopback) over a temporary data directory,
-and accounts with API keys."""
+and accounts with API keys.
+
+``DARKROOM_TEST_DATABASE`` (``sqlite``, the default, or ``postgres``) picks the database of the
+run. On PostgreSQL a server is started for the session (tests/postgres.py) and each data directory
+a test uses gets its own fresh database; :class:`Databases` says which.
+"""
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -20,6 +26,98 @@ from darkroom.core import accounts
 from darkroom.engine.registry import Backends
 from darkroom.services import Services, build_services
 from darkroom.settings import Settings
+from tests.postgres import PostgresServer
+
+DATABASE = os.environ.get("DARKROOM_TEST_DATABASE", "sqlite")
+if DATABASE not in ("sqlite", "postgres"):
+    raise pytest.UsageError(f"DARKROOM_TEST_DATABASE must be sqlite or postgres, not {DATABASE!r}")
+ON_POSTGRES = DATABASE == "postgres"
+sqlite_only = pytest.mark.skipif(ON_POSTGRES, reason="about SQLite itself")
+
+
+class Databases:
+    """The databases of one test: one per data directory, the same each time it is asked for
+    (a server restarted on a data directory finds its database again)."""
+
+    def __init__(self, postgres: Callable[[], PostgresServer] | None) -> None:
+        self._postgres = postgres
+        self._urls: dict[Path, str] = {}
+
+    def url(self, data_dir: Path) -> str:
+        """The SQLAlchemy URL of ``data_dir``'s database: SQLite's file in it, or on PostgreSQL a
+        database of its own (with the newest schema)."""
+        key = data_dir.resolve()
+        if key not in self._urls:
+            if self._postgres is None:
+                self._urls[key] = f"sqlite:///{key / 'darkroom.sqlite3'}"
+            else:
+                self._urls[key] = self._postgres().create_database()
+        return self._urls[key]
+
+    def empty(self, data_dir: Path) -> str:
+        """The URL of a new database with nothing in it (no schema), for ``data_dir``."""
+        if self._postgres is None:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            return self.url(data_dir)
+        url = self._urls[data_dir.resolve()] = self._postgres().create_database(migrated=False)
+        return url
+
+    def unreachable(self) -> str:
+        """The URL of a database that cannot be opened, in the run's dialect."""
+        if self._postgres is None:
+            return "sqlite:////nonexistent/darkroom/darkroom.sqlite3"
+        return self._postgres().url("no_such_database")
+
+    def env(self, data_dir: Path) -> dict[str, str]:
+        """Environment for a ``darkroom`` subprocess on ``data_dir`` (SQLite: its default)."""
+        return {"DARKROOM_DATABASE_URL": self.url(data_dir)} if ON_POSTGRES else {}
+
+    def drop(self) -> None:
+        if self._postgres is not None:
+            for url in self._urls.values():
+                self._postgres().drop_database(url)
+        self._urls.clear()
+
+
+_current: Databases | None = None
+
+
+def current_databases() -> Databases:
+    """The running test's :class:`Databases` (for helpers that are not fixtures)."""
+    assert _current is not None, "outside a test"
+    return _current
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Callable[[], PostgresServer] | None]:
+    """On PostgreSQL runs, the session's server, started when a test first needs a database."""
+    if not ON_POSTGRES:
+        yield None
+        return
+    started: list[PostgresServer] = []
+
+    def get() -> PostgresServer:
+        if not started:
+            server = PostgresServer()
+            started.append(server)
+            server.start()
+        return started[0]
+
+    yield get
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def databases(postgres_server: Callable[[], PostgresServer] | None) -> Iterator[Databases]:
+    """This test's databases, dropped at its end."""
+    global _current
+    _current = Databases(postgres_server)
+    try:
+        yield _current
+    finally:
+        _current.drop()
+        _current = None
 
 
 @dataclass
@@ -59,6 +157,7 @@ class LiveServer:
         self.server.should_exit = True
         self.thread.join(timeout=30)
         self.sock.close()
+        self.services.db.dispose()  # its connections, were the lifespan not to end
 
     def account(self, tier: str = "business", credits: int = 10_000, name: str = "t") -> Account:
         account_id, key = accounts.create_account(
@@ -96,6 +195,8 @@ class LiveServer:
 
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
+    """Test settings on ``data_dir`` and its database (unless ``database_url`` is given: a test
+    that wants two data directories on one database passes ``databases.url(first)``)."""
     values: dict[str, Any] = {
         "data_dir": data_dir,
         "port": 0,
@@ -103,6 +204,8 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
         "rate_limit_per_minute": 0,
         "workers": 2,
     }
+    if ON_POSTGRES and "database_url" not in overrides:
+        values["database_url"] = current_databases().url(data_dir)
     values.update(overrides)
     return Settings(**values)
 
@@ -111,7 +214,7 @@ ServerFactory = Callable[..., LiveServer]
 
 
 @pytest.fixture
-def server_factory(tmp_path: Path) -> Iterator[ServerFactory]:
+def server_factory(tmp_path: Path, databases: Databases) -> Iterator[ServerFactory]:
     """Start servers on ``tmp_path/data`` (or a given data dir); all are stopped at the end."""
     started: list[LiveServer] = []
 

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import socket
-import sqlite3
 import stat
 import subprocess
 import sys
@@ -17,16 +16,22 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, select
+
+from darkroom.store.tables import metadata, projects
+from tests.conftest import current_databases
 
 DARKROOM = [sys.executable, "-m", "darkroom.cli.main"]
 
 
 def darkroom(data_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """``darkroom ARGS --data-dir DATA_DIR`` on the test's database for that data directory."""
     result = subprocess.run(
         [*DARKROOM, *args, "--data-dir", str(data_dir)],
         capture_output=True,
         text=True,
         timeout=60,
+        env={**os.environ, **current_databases().env(data_dir)},
     )
     if check:
         assert result.returncode == 0, result.stderr
@@ -56,9 +61,20 @@ def test_operator_commands(tmp_path: Path) -> None:
     human = darkroom(tmp_path, "accounts", "show", account).stdout
     assert "balance  1250 credits" in human
     assert created["api_key"] not in human
-    # the key is stored only as a hash
-    raw = (tmp_path / "darkroom.sqlite3").read_bytes()
-    assert created["api_key"].encode() not in raw
+    # the key is stored only as a hash: in no column of any row
+    engine = create_engine(current_databases().url(tmp_path))
+    try:
+        with engine.connect() as conn:
+            stored = [
+                str(value)
+                for table in metadata.sorted_tables
+                for row in conn.execute(select(table))
+                for value in row
+            ]
+    finally:
+        engine.dispose()
+    assert any(created["account_id"] in value for value in stored)
+    assert not any(created["api_key"] in value for value in stored)
 
 
 def test_operator_errors_exit_non_zero_with_a_reason(tmp_path: Path) -> None:
@@ -98,7 +114,7 @@ class Serve:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            env={**os.environ, **(env or {})},
+            env={**os.environ, **current_databases().env(data_dir), **(env or {})},
         )
         deadline = time.monotonic() + 30
         while True:
@@ -115,6 +131,18 @@ class Serve:
     def stop(self, sig: int = signal.SIGTERM) -> str:
         self.proc.send_signal(sig)
         return self.proc.communicate(timeout=30)[0]
+
+
+def wait_until_ended(url: str, headers: dict[str, str], timeout: float = 90) -> dict[str, Any]:
+    """Long-poll a project until it has ended (or fail after ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        project: dict[str, Any] = httpx.get(
+            url, headers=headers, params={"wait": 10}, timeout=30
+        ).json()
+        if project["status"] in ("complete", "error", "canceled"):
+            return project
+        assert time.monotonic() < deadline, f"project still {project['status']}"
 
 
 @pytest.fixture
@@ -162,11 +190,7 @@ def test_settings_from_environment(tmp_path: Path, serves: list[Serve]) -> None:
         json={"image_count": 1, "resolution": "640px", "style": {"prompt": "env"}},
         headers=headers,
     ).json()["id"]
-    for _ in range(200):
-        project = httpx.get(f"{serve.url}/v1/image-projects/{project_id}", headers=headers).json()
-        if project["status"] == "complete":
-            break
-        time.sleep(0.02)
+    project = wait_until_ended(f"{serve.url}/v1/image-projects/{project_id}", headers)
     assert project["downloads"][0]["url"].startswith("https://cdn.example.org/downloads/")
 
 
@@ -186,27 +210,24 @@ def test_kill_9_mid_render_then_restart_finishes_the_job(
     }
     created = httpx.post(f"{serve.url}/v1/ai-image-generator", json=body, headers=headers).json()
     url = f"{serve.url}/v1/image-projects/{created['id']}"
-    for _ in range(2000):
-        if httpx.get(url, headers=headers).json()["status"] == "rendering":
-            break
-        time.sleep(0.005)
+    started = httpx.get(url, headers=headers, params={"wait": 30, "since": "queued"}, timeout=60)
+    assert started.json()["status"] == "rendering"
     serve.stop(signal.SIGKILL)
     before = as_json(data, "accounts", "list")["accounts"][0]["balance"]
 
     again = Serve(data, "--workers", "1")
     serves.append(again)
     url = f"{again.url}/v1/image-projects/{created['id']}"
-    for _ in range(600):
-        project = httpx.get(url, headers=headers, timeout=30).json()
-        if project["status"] in ("complete", "error"):
-            break
-        time.sleep(0.05)
+    project = wait_until_ended(url, headers)
     assert project["status"] == "complete"
     assert len(project["downloads"]) == 4
-    with sqlite3.connect(data / "darkroom.sqlite3") as conn:
-        [(attempts,)] = conn.execute(
-            "SELECT attempts FROM projects WHERE id = ?", (created["id"],)
-        ).fetchall()
+    engine = create_engine(current_databases().url(data))
+    try:
+        with engine.connect() as conn:
+            query = select(projects.c.attempts).where(projects.c.id == created["id"])
+            attempts = conn.execute(query).scalar_one()
+    finally:
+        engine.dispose()
     assert attempts == 2  # cut off once by the kill, finished by the restart
     assert as_json(data, "accounts", "list")["accounts"][0]["balance"] == before
     assert before == 1_000_000 - created["credits_charged"]

@@ -14,16 +14,16 @@ import pytest
 from sqlalchemy import create_engine
 
 from darkroom.observe.logs import RequestIdFilter
-from tests.conftest import Account, LiveServer, ServerFactory
+from tests.conftest import Account, Databases, LiveServer, ServerFactory
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing here may reach the hub
 
 
 @contextlib.contextmanager
-def database_unreachable(server: LiveServer, tmp_path: Path) -> Iterator[None]:
-    """Point the server's engine at a database file in a directory that does not exist."""
+def database_unreachable(server: LiveServer, databases: Databases) -> Iterator[None]:
+    """Point the server's engine at a database that cannot be opened."""
     db = server.services.db
-    working, broken = db.engine, create_engine(f"sqlite:///{tmp_path}/gone/darkroom.sqlite3")
+    working, broken = db.engine, create_engine(databases.unreachable())
     db.engine = broken
     try:
         yield
@@ -55,10 +55,13 @@ def test_readyz_reports_database_workers_webhooks_and_backends(server: LiveServe
 
 
 def test_not_ready_while_the_database_is_unreachable(
-    server: LiveServer, account: Account, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    server: LiveServer,
+    account: Account,
+    databases: Databases,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.handler.addFilter(RequestIdFilter())  # as the handler of logs.configure does
-    with database_unreachable(server, tmp_path), server.client(account) as http:
+    with database_unreachable(server, databases), server.client(account) as http:
         ready = http.get("/readyz")
         crashed = http.get("/v1/account")
         scrape = http.get("/metrics")

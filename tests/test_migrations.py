@@ -1,31 +1,69 @@
-"""The migrations build exactly the schema the code declares, and are safe to re-run."""
+"""The migrations build exactly the schema the code declares, are safe to re-run, and undo
+themselves down to an empty database."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-from darkroom.store.database import Database
+from darkroom.store.database import Database, alembic_config
 from darkroom.store.tables import metadata
+from tests.conftest import Databases, sqlite_only
+
+TABLES = {"accounts", "api_keys", "ledger", "projects", "alembic_version"}
 
 
-def test_upgrade_matches_metadata_and_is_idempotent(tmp_path: Path) -> None:
-    db = Database(f"sqlite:///{tmp_path / 'm.sqlite3'}")
-    db.migrate()
-    db.migrate()
+def schema_diff(db: Database) -> list[object]:
     with db.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), metadata)
-        assert diff == []
-        assert set(inspect(conn).get_table_names()) >= {
-            "accounts",
-            "api_keys",
-            "ledger",
-            "projects",
-            "alembic_version",
-        }
-        mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
-    assert mode == "wal"
-    db.dispose()
+        return list(compare_metadata(MigrationContext.configure(conn), metadata))
+
+
+def table_names(db: Database) -> set[str]:
+    with db.engine.connect() as conn:
+        return set(inspect(conn).get_table_names())
+
+
+def test_upgrade_matches_metadata_and_is_idempotent(tmp_path: Path, databases: Databases) -> None:
+    db = Database(databases.empty(tmp_path))
+    try:
+        assert table_names(db) == set()
+        db.migrate()
+        db.migrate()
+        assert schema_diff(db) == []
+        assert table_names(db) >= TABLES
+    finally:
+        db.dispose()
+
+
+def test_downgrade_to_base_then_upgrade_again(tmp_path: Path, databases: Databases) -> None:
+    db = Database(databases.empty(tmp_path))
+    try:
+        db.migrate()
+        with db.engine.begin() as conn:
+            config = alembic_config(db.url)
+            config.attributes["connection"] = conn
+            command.downgrade(config, "0005")  # the cluster tables go, the rest stays
+            assert "nodes" not in inspect(conn).get_table_names()
+            assert inspect(conn).get_table_names() != []
+            command.downgrade(config, "base")
+        assert table_names(db) <= {"alembic_version"}
+        db.migrate()
+        assert schema_diff(db) == []
+    finally:
+        db.dispose()
+
+
+@sqlite_only
+def test_sqlite_runs_in_wal_mode(tmp_path: Path, databases: Databases) -> None:
+    db = Database(databases.empty(tmp_path))
+    try:
+        db.migrate()
+        with db.engine.connect() as conn:
+            mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
+        assert mode == "wal"
+    finally:
+        db.dispose()

@@ -10,9 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
 
 import darkroom
 from darkroom.store import ledger
+from darkroom.store.tables import projects
 from tests.conftest import Account, LiveServer, ServerFactory
 from tests.faults import DROP_AFTER, DROP_BEFORE, STRIP_QUERY, FaultProxy, Rule, creates
 
@@ -42,11 +44,8 @@ def charges(server: LiveServer, account: Account) -> list[str | None]:
 
 def project_count(server: LiveServer, account: Account) -> int:
     with server.services.db.read() as conn:
-        return int(
-            conn.exec_driver_sql(
-                "SELECT count(*) FROM projects WHERE account_id = ?", (account.id,)
-            ).scalar_one()
-        )
+        query = select(func.count()).where(projects.c.account_id == account.id)
+        return int(conn.execute(query).scalar_one())
 
 
 def test_a_create_whose_answers_are_lost_charges_once(
