@@ -169,7 +169,10 @@ def test_a_sync_answer_whose_node_died_is_not_charged(tmp_path: Path, databases:
         image = retry.images.generate(prompt="a lighthouse", size="256x256")
         assert image.data and image.data[0].url
         with running.engine.connect() as conn:
-            balance = conn.execute(select(accounts.c.balance)).scalar_one()
+            owner = select(projects.c.account_id).where(projects.c.id == awaited.id)
+            balance = conn.execute(
+                select(accounts.c.balance).where(accounts.c.id == owner.scalar_subquery())
+            ).scalar_one()
             refunds = conn.execute(
                 select(func.count()).where(
                     ledger.c.project_id == awaited.id, ledger.c.kind == "refund"
