@@ -17,6 +17,7 @@ from sqlalchemy import Connection
 from darkroom.core import credits
 from darkroom.core.errors import InvalidRequest, NotFound, Unauthorized
 from darkroom.core.ids import new_id
+from darkroom.queue.notify import AUTH
 from darkroom.store import accounts as sql
 from darkroom.store.database import Database, utcnow
 
@@ -120,9 +121,12 @@ def create_key(db: Database, account_id: str) -> NewKey:
 
 
 def revoke_key(db: Database, key_id: str) -> None:
+    """Revoke a key; every node forgets the keys it remembers once this commits (at once on
+    PostgreSQL, else within ``auth_cache_seconds``)."""
     with db.write() as conn:
         if not sql.revoke_key(conn, key_id, utcnow()):
             raise NotFound(f"no active key {key_id!r}")
+        db.notify_in(conn, AUTH, key_id)
 
 
 def set_tier(db: Database, account_id: str, tier: str, known_tiers: list[str]) -> None:
@@ -131,6 +135,7 @@ def set_tier(db: Database, account_id: str, tier: str, known_tiers: list[str]) -
     with db.write() as conn:
         if not sql.set_tier(conn, account_id, tier):
             raise NotFound(f"account {account_id!r} not found")
+        db.notify_in(conn, AUTH, account_id)
 
 
 def _insert_key(conn: Connection, account_id: str) -> NewKey:
