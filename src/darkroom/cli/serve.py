@@ -102,6 +102,10 @@ def banner(settings: Settings, key: str | None) -> str:
     engines = "on their catalog backends (see darkroom catalog)"
     if settings.preview_only:
         engines = "all on the offline preview backend (--no-preview-only: real models)"
+    database = "SQLite" if settings.is_sqlite else "PostgreSQL, shared"
+    files = settings.files_dir.resolve() if settings.files_dir else "local"
+    role = "API only: darkroom worker renders" if not settings.workers else "API and workers"
+    store = f"{database}; images {files}; {role}"
     token = "from DARKROOM_ADMIN_TOKEN"
     if not settings.admin_token:
         token = f"in {settings.admin_token_file.resolve()}"
@@ -109,7 +113,7 @@ def banner(settings: Settings, key: str | None) -> str:
 darkroom is serving the Magic Hour v1 image API and the OpenAI images API
   base URL  {url}
   API key   {shown_key} {where}
-  data      {settings.data_dir.resolve()} (SQLite, local images)
+  data      {settings.data_dir.resolve()} ({store})
   models    {engines}
   admin     {url}/admin/v1 (operator token {token})
 
