@@ -180,3 +180,36 @@ def test_a_sync_answer_whose_node_died_is_not_charged(tmp_path: Path, databases:
             ).scalar_one()
         assert refunds == 1
         assert balance == 1_000 - 5  # the retry, once
+
+
+def test_sigterm_hands_the_jobs_in_hand_back(tmp_path: Path, databases: Databases) -> None:
+    """A worker told to stop with no grace left gives its jobs back at once; another worker
+    renders them, and the stopped one exits cleanly."""
+    url = databases.url(tmp_path / "cluster")
+    with cluster(tmp_path, url, lease_seconds=30) as running:
+        _api, api_url = running.api()
+        draining = running.worker("worker-a", "--concurrency", "1", "--grace", "0")
+        node_a = running.node_of(draining)
+        assert node_a is not None
+        key = running.account(api_url, credits=10_000)
+        with httpx.Client(
+            base_url=api_url, headers={"Authorization": f"Bearer {key}"}, timeout=30
+        ) as http:
+            made = http.post(
+                "/v1/ai-image-generator", json={**BIG, "image_count": 4, "style": {"prompt": "x"}}
+            )
+            project_id = made.json()["id"]
+            wait_for(lambda: rendering_by(running, node_a) == [project_id], 30, "the render")
+            assert draining.terminate() == 0
+            with running.engine.connect() as conn:
+                row = conn.execute(
+                    select(projects.c.status, projects.c.attempts, projects.c.lease_owner).where(
+                        projects.c.id == project_id
+                    )
+                ).one()
+            assert (row.status, row.attempts, row.lease_owner) == ("queued", 1, None)
+            running.worker("worker-b")  # long before the 30 s lease could have passed
+            final = http.get(f"/v1/image-projects/{project_id}?wait=60").json()
+        assert final["status"] == "complete"
+        assert len(final["downloads"]) == 4
+        assert "handed back" in running.logs("worker-a")
