@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -128,14 +129,12 @@ async def get_project(
             who.account_id, project_id, wait, since=since, abandoned=request.is_disconnected
         )
     else:
-        project = services.jobs.get(who.account_id, project_id)
+        project = await run_in_threadpool(services.jobs.get, who.account_id, project_id)
     return project_body(project, services)
 
 
 @router.post("/v1/image-projects/{project_id}/cancel")
-async def cancel_project(
-    project_id: str, who: PrincipalDep, services: ServicesDep
-) -> dict[str, Any]:
+def cancel_project(project_id: str, who: PrincipalDep, services: ServicesDep) -> dict[str, Any]:
     """darkroom: stop a queued or rendering project and refund it in full; the worker stops at
     its next step. Canceling a canceled project answers it again; a project that already
     completed or failed is a 409."""
@@ -149,7 +148,7 @@ async def cancel_project(
 
 
 @router.delete("/v1/image-projects/{project_id}", status_code=204)
-async def delete_project(project_id: str, who: PrincipalDep, services: ServicesDep) -> Response:
+def delete_project(project_id: str, who: PrincipalDep, services: ServicesDep) -> Response:
     services.jobs.delete(who.account_id, project_id)
     return Response(status_code=204)
 

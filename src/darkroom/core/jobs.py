@@ -374,10 +374,15 @@ class Jobs:
 
     def claim(self, project_id: str) -> Project | None:
         """queued → rendering; None if the project is no longer queued (deleted, taken)."""
-        with self.db.write(durable=False) as conn:
+
+        def claim(conn: Connection) -> Transition | None:
             if not sql.claim(conn, project_id, utcnow()):
                 return None
-            change = self._record(conn, project_id, Status.QUEUED)
+            return self._record(conn, project_id, Status.QUEUED)
+
+        change = self.db.transact(claim, durable=False)
+        if change is None:
+            return None
         self._changed(change)
         return change.project
 
@@ -391,7 +396,8 @@ class Jobs:
     ) -> bool:
         """rendering → complete, recording the stored files' digests; False if the project was
         canceled meanwhile."""
-        with self.db.write(durable=False) as conn:
+
+        def complete(conn: Connection) -> Transition | None:
             moved = sql.move(
                 conn,
                 project_id,
@@ -403,28 +409,33 @@ class Jobs:
                 outputs=json.dumps([vars(item) for item in stored or []]),
                 status_note=None,
             )
-            change = self._record(conn, project_id, Status.RENDERING) if moved else None
+            return self._record(conn, project_id, Status.RENDERING) if moved else None
+
+        change = self.db.transact(complete, durable=False)
         if change is not None:
             self._changed(change)
-        return moved
+        return change is not None
 
     def note(self, project_id: str, text: str | None) -> None:
         """Set (or with None clear) a rendering project's status note."""
-        with self.db.write(durable=False) as conn:
-            sql.move(
-                conn,
-                project_id,
-                from_=(Status.RENDERING.value,),
-                status_note=None if text is None else text[:200],
-            )
+        note = None if text is None else text[:200]
+        self.db.transact(
+            lambda conn: sql.move(
+                conn, project_id, from_=(Status.RENDERING.value,), status_note=note
+            ),
+            durable=False,
+        )
 
     def fail(self, project_id: str, code: str, message: str) -> bool:
         """queued/rendering → error with a refund; False if it had already ended."""
-        with self.db.write() as conn:
+
+        def fail(conn: Connection) -> Transition | None:
             row = sql.get_project(conn, project_id)
             if row is None:
-                return False
-            ended = self._end(conn, row, Status.ERROR, code, message, note=f"refund: {code}")
+                return None
+            return self._end(conn, row, Status.ERROR, code, message, note=f"refund: {code}")
+
+        ended = self.db.transact(fail)
         if ended is None:
             return False
         self._changed(ended)

@@ -3,7 +3,8 @@ waits here instead of polling.
 
 :class:`Jobs` reports every committed status change; a waiter is woken at once when its project
 changes in this process, and re-reads the database at least every ``poll_seconds`` for projects
-that another process (a rendering node sharing the database) finishes.
+that another process (a rendering node sharing the database) finishes. Each read runs on a worker
+thread, never on the event loop.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+
+import anyio
 
 from darkroom.core.jobs import Jobs, Project
 from darkroom.core.loops import call_soon_in
@@ -59,7 +62,7 @@ class Watch:
         try:
             while True:
                 event.clear()
-                project = self.jobs.get(account_id, project_id)
+                project = await anyio.to_thread.run_sync(self.jobs.get, account_id, project_id)
                 remaining = deadline - loop.time()
                 moved = since is not None and project.status is not since
                 if project.status.terminal or moved or remaining <= 0:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import hashlib
 import logging
 import threading
@@ -68,7 +69,7 @@ class Runner:
             return  # an API-only node: processes with workers render what it queues
         # Renders run on threads of their own: a stop does not wait for one that hangs.
         self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="darkroom-render")
-        for project_id in self.jobs.recover():
+        for project_id in await asyncio.to_thread(self.jobs.recover):
             self.queue.put(project_id)
         self._tasks = [
             asyncio.create_task(self._work(), name=f"darkroom-worker-{i}")
@@ -108,7 +109,7 @@ class Runner:
             await asyncio.sleep(self.poll_seconds)
             if self.queue.depth() == 0 and self._busy < self.workers:
                 try:
-                    found = self.jobs.queued(limit=self.workers * 4)
+                    found = await asyncio.to_thread(self.jobs.queued, self.workers * 4)
                 except Exception:
                     log.exception("looking for queued projects failed")
                     continue
@@ -116,7 +117,7 @@ class Runner:
                     self.queue.put(project_id)
 
     async def run(self, project_id: str) -> None:
-        project = self.jobs.claim(project_id)
+        project = await asyncio.to_thread(self.jobs.claim, project_id)
         if project is None:
             return
         with request_context(project.request_id):
@@ -138,17 +139,24 @@ class Runner:
             return
         except BackendError as exc:
             log.warning("project %s failed: %s (%s)", project.id, exc.message, exc.code)
-            self._give_up(project, exc.code, exc.message)
+            await asyncio.to_thread(self._give_up, project, exc.code, exc.message)
             return
         except Exception as exc:
             log.exception("project %s: backend crashed", project.id)
-            self._give_up(project, "backend_error", f"rendering failed ({type(exc).__name__})")
+            message = f"rendering failed ({type(exc).__name__})"
+            await asyncio.to_thread(self._give_up, project, "backend_error", message)
             return
         finally:
             self._changes.pop(project.id, None)
         render_ms = round((time.perf_counter() - started) * 1000)
-        completed = self.jobs.complete(
-            project.id, rendered_at=utcnow(), render_ms=render_ms, stored=stored
+        completed = await asyncio.to_thread(
+            functools.partial(
+                self.jobs.complete,
+                project.id,
+                rendered_at=utcnow(),
+                render_ms=render_ms,
+                stored=stored,
+            )
         )
         if not completed:
             self.files.delete_project(project)  # canceled while rendering
