@@ -12,8 +12,12 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
+from darkroom.api import errors
 from darkroom.engine.registry import Backends
 from darkroom.store.tables import ledger
 from tests.backends import Slow
@@ -98,3 +102,30 @@ def test_a_35_second_write_lock_neither_freezes_the_server_nor_loses_a_project(
     assert server.services.sender.running
     charged = 2 * created["response"].json()["credits_charged"]
     assert server.balance(account) == before - charged == ledger_sum(server, account)
+
+
+def test_a_database_still_busy_after_the_retries_is_a_503_with_retry_after() -> None:
+    """What a request answers when the lock outlasts every retry: try again, not a crash."""
+    app = FastAPI()
+    errors.install(app, [("/v1/images/", errors.openai_error)])
+
+    @app.get("/v1/image-projects/{project_id}")
+    @app.get("/v1/images/{project_id}")
+    def locked(project_id: str) -> None:
+        raise OperationalError(
+            "BEGIN IMMEDIATE", {}, sqlite3.OperationalError("database is locked")
+        )
+
+    @app.get("/v1/broken/{project_id}")
+    def broken(project_id: str) -> None:
+        raise OperationalError("SELECT", {}, sqlite3.OperationalError("no such table: projects"))
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        magichour = client.get("/v1/image-projects/img_1")
+        openai = client.get("/v1/images/img_1")
+        other = client.get("/v1/broken/img_1")
+    assert magichour.status_code == openai.status_code == 503
+    assert magichour.headers["retry-after"] == openai.headers["retry-after"] == "1"
+    assert "busy" in magichour.json()["message"]
+    assert openai.json()["error"]["code"] == "database_busy"
+    assert other.status_code == 500  # not transient: a crash, logged as one

@@ -12,6 +12,7 @@ The core raises these; each HTTP dialect maps them to a status and a body shape 
     ├── IdempotencyConflict   an Idempotency-Key was reused with a different request
     ├── AlreadyEnded          the project already ended, so it cannot be canceled
     ├── RateLimited           too many requests; ``retry_after`` seconds
+    ├── DatabaseBusy          the database stayed locked or unreachable through every retry
     └── JobNotDone            a caller waited for a job that did not give images (sync APIs)
         ├── JobFailed         the job ended in error (``code`` is the job's); refunded
         ├── JobCanceled       the job was canceled meanwhile; refunded
@@ -83,6 +84,14 @@ class RateLimited(DarkroomError):
     def __init__(self, retry_after: float) -> None:
         super().__init__("Too many requests, slow down and retry later.")
         self.retry_after = retry_after
+
+
+class DatabaseBusy(DarkroomError):
+    code = "database_busy"
+    retry_after = 1.0
+
+    def __init__(self) -> None:
+        super().__init__("The database is busy; nothing was changed. Try again shortly.")
 
 
 class LinkRefused(DarkroomError):
