@@ -121,9 +121,10 @@ def default_backends(catalog: Catalog, settings: Settings) -> Backends:
 
 
 def build_webhooks(
-    settings: Settings, db: Database, signer: URLSigner
+    settings: Settings, db: Database, signer: URLSigner, owner: str
 ) -> tuple[Webhooks, WebhookSender]:
-    """Webhook endpoints and deliveries, and the sender that posts them."""
+    """Webhook endpoints and deliveries, and the sender that posts them (holding its leases in
+    the name of ``owner``, this node)."""
     ttl = settings.download_ttl_seconds
     allow_private = settings.allow_private_webhooks
     webhooks = Webhooks(
@@ -138,7 +139,7 @@ def build_webhooks(
         poll=settings.poll_seconds,
         allow_private=allow_private,
     )
-    sender = WebhookSender(db, policy)
+    sender = WebhookSender(db, policy, owner)
     webhooks.wake = sender.wake
     return webhooks, sender
 
@@ -194,7 +195,7 @@ def build_services(
     auth = Authenticator(db, settings.auth_cache_seconds)
     notifier.subscribe(AUTH, lambda _account_id: auth.forget())
     signer = URLSigner(secret, settings.base_url)
-    webhooks, sender = build_webhooks(settings, db, signer)
+    webhooks, sender = build_webhooks(settings, db, signer, node.id)
     events.recorders.append(webhooks.record)
     events.observers.append(webhooks.committed)
     metrics = Metrics(db, jobs.queue_depth, catalog.models)

@@ -19,9 +19,8 @@ router = APIRouter(tags=["Account"])
 
 
 @router.get("/v1/account")
-async def get_account(who: PrincipalDep, services: ServicesDep) -> dict[str, Any]:
-    with services.db.read() as conn:
-        account = account_sql.get_account(conn, who.account_id)
+def get_account(who: PrincipalDep, services: ServicesDep) -> dict[str, Any]:
+    account = services.db.query(lambda conn: account_sql.get_account(conn, who.account_id))
     if account is None:  # deleted between the key check and this read
         raise NotFound()
     return {
@@ -66,5 +65,5 @@ UsageQuery = Annotated[dict[str, Any], Depends(usage_query)]
 
 
 @router.get("/v1/account/usage")
-async def get_usage(who: PrincipalDep, services: ServicesDep, query: UsageQuery) -> dict[str, Any]:
+def get_usage(who: PrincipalDep, services: ServicesDep, query: UsageQuery) -> dict[str, Any]:
     return usage.report(services.db, who.account_id, **query)

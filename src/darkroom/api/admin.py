@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict
 
 from darkroom.api.account import UsageQuery
@@ -42,18 +43,18 @@ class Grant(_Body):
 
 
 @router.get("/accounts")
-async def list_accounts(services: ServicesDep) -> dict[str, Any]:
+def list_accounts(services: ServicesDep) -> dict[str, Any]:
     return services.admin.list_accounts()
 
 
 @router.post("/accounts", status_code=201, openapi_extra=body_schema(NewAccount))
 async def create_account(request: Request, services: ServicesDep) -> dict[str, Any]:
     body = await json_body(request, NewAccount)
-    return services.admin.create_account(**body.model_dump())
+    return await run_in_threadpool(services.admin.create_account, **body.model_dump())
 
 
 @router.get("/accounts/{account_id}")
-async def show_account(
+def show_account(
     account_id: str,
     services: ServicesDep,
     entries: Annotated[int, Query(description="How many recent ledger entries.")] = 10,
@@ -66,34 +67,32 @@ async def change_account(
     account_id: str, request: Request, services: ServicesDep
 ) -> dict[str, Any]:
     body = await json_body(request, AccountChange)
-    return services.admin.set_tier(account_id, body.tier)
+    return await run_in_threadpool(services.admin.set_tier, account_id, body.tier)
 
 
 @router.post("/accounts/{account_id}/credits", openapi_extra=body_schema(Grant))
 async def grant_credits(account_id: str, request: Request, services: ServicesDep) -> dict[str, Any]:
     body = await json_body(request, Grant)
-    return services.admin.grant(account_id, body.amount, body.note)
+    return await run_in_threadpool(services.admin.grant, account_id, body.amount, body.note)
 
 
 @router.post("/accounts/{account_id}/keys", status_code=201)
-async def create_key(account_id: str, services: ServicesDep) -> dict[str, Any]:
+def create_key(account_id: str, services: ServicesDep) -> dict[str, Any]:
     return services.admin.create_key(account_id)
 
 
 @router.delete("/keys/{key_id}")
-async def revoke_key(key_id: str, services: ServicesDep) -> dict[str, Any]:
+def revoke_key(key_id: str, services: ServicesDep) -> dict[str, Any]:
     return services.admin.revoke_key(key_id)
 
 
 @router.get("/accounts/{account_id}/usage")
-async def account_usage(
-    account_id: str, services: ServicesDep, query: UsageQuery
-) -> dict[str, Any]:
+def account_usage(account_id: str, services: ServicesDep, query: UsageQuery) -> dict[str, Any]:
     return services.admin.usage(account_id, **query)
 
 
 @router.get("/projects/{project_id}")
-async def get_project(project_id: str, services: ServicesDep) -> dict[str, Any]:
+def get_project(project_id: str, services: ServicesDep) -> dict[str, Any]:
     """Any account's project, as its owner's GET shows it, with its ``account_id``; a deleted
     one too (``enabled`` false, no downloads: its files are gone)."""
     project = services.admin.project(project_id)

@@ -7,6 +7,7 @@ import json
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ValidationError
 
 from darkroom.api.errors import validation_message
@@ -32,13 +33,21 @@ def bearer_token(request: Request) -> str | None:
 
 
 async def get_principal(request: Request, services: ServicesDep) -> Principal:
-    # SQLite runs in this process and a key lookup takes microseconds: inline beats a thread hop.
-    return services.auth(bearer_token(request))
+    return await authenticate(services, bearer_token(request))
 
 
 async def get_optional_principal(request: Request, services: ServicesDep) -> Principal | None:
     token = bearer_token(request)
-    return None if token is None else services.auth(token)
+    return None if token is None else await authenticate(services, token)
+
+
+async def authenticate(services: Services, token: str | None) -> Principal:
+    """The key's principal: from memory on the event loop when the key was seen lately (most
+    requests: no thread hop), otherwise looked up in the database on a thread."""
+    known = services.auth.cached(token)
+    if known is not None:
+        return known
+    return await run_in_threadpool(services.auth, token)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -15,12 +15,14 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from darkroom.core.errors import (
     AlreadyEnded,
     DarkroomError,
+    DatabaseBusy,
     IdempotencyConflict,
     InsufficientCredits,
     InvalidRequest,
@@ -33,6 +35,7 @@ from darkroom.core.errors import (
     TierForbidden,
     Unauthorized,
 )
+from darkroom.store.database import is_transient
 
 log = logging.getLogger("darkroom.api")
 
@@ -49,6 +52,7 @@ STATUS: dict[type[DarkroomError], int] = {
     JobFailed: 500,
     JobCanceled: 409,
     JobTimedOut: 504,
+    DatabaseBusy: 503,
 }
 
 # Failures that the same request would meet again: the OpenAI client is told not to retry them
@@ -66,10 +70,14 @@ def status_of(error: DarkroomError) -> int:
     return 400
 
 
+def _retry_after(error: DarkroomError) -> dict[str, str]:
+    if isinstance(error, RateLimited | DatabaseBusy):
+        return {"Retry-After": str(max(1, math.ceil(error.retry_after)))}
+    return {}
+
+
 def magichour_error(status: int, error: DarkroomError) -> JSONResponse:
-    headers = {}
-    if isinstance(error, RateLimited):
-        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
+    headers = _retry_after(error)
     return JSONResponse({"message": error.message}, status_code=status, headers=headers)
 
 
@@ -90,9 +98,7 @@ def openai_error(status: int, error: DarkroomError) -> JSONResponse:
         code = "invalid_api_key"
     elif status == 429:
         code = "rate_limit_exceeded"
-    headers = {}
-    if isinstance(error, RateLimited):
-        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
+    headers = _retry_after(error)
     if isinstance(error, _NO_RETRY):
         headers["x-should-retry"] = "false"
     body = {
@@ -155,6 +161,14 @@ def install(app: FastAPI, dialects: Sequence[tuple[str, Renderer]] = ()) -> None
         log.debug("client disconnected during %s %s", request.method, request.url.path)
         return JSONResponse({"message": "Client disconnected"}, status_code=400)
 
+    async def on_database(request: Request, exc: Exception) -> JSONResponse:
+        # A lock held, or a connection lost, for longer than the retries: the caller may retry.
+        assert isinstance(exc, DBAPIError)
+        if not is_transient(exc):
+            return await on_crash(request, exc)
+        log.warning("database busy on %s %s: %s", request.method, request.url.path, exc.orig)
+        return render(request, DatabaseBusy())
+
     async def on_crash(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return renderer_for(request)(500, DarkroomError("Internal server error"))
@@ -163,4 +177,5 @@ def install(app: FastAPI, dialects: Sequence[tuple[str, Renderer]] = ()) -> None
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(HTTPException, on_http)
     app.add_exception_handler(ClientDisconnect, on_disconnect)
+    app.add_exception_handler(DBAPIError, on_database)
     app.add_exception_handler(Exception, on_crash)

@@ -3,10 +3,10 @@ exactly as the published ``magic_hour`` SDK sends and expects them."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -129,18 +129,16 @@ async def get_project(
             who.account_id, project_id, wait, since=since, abandoned=request.is_disconnected
         )
     else:
-        project = services.jobs.get(who.account_id, project_id)
+        project = await run_in_threadpool(services.jobs.get, who.account_id, project_id)
     body = project_body(project, services)
-    place = await asyncio.to_thread(services.jobs.queue_place, project)
+    place = await run_in_threadpool(services.jobs.queue_place, project)
     if place is not None:  # darkroom's additions, while queued
         body["queue_position"], body["eta_seconds"] = place
     return body
 
 
 @router.post("/v1/image-projects/{project_id}/cancel")
-async def cancel_project(
-    project_id: str, who: PrincipalDep, services: ServicesDep
-) -> dict[str, Any]:
+def cancel_project(project_id: str, who: PrincipalDep, services: ServicesDep) -> dict[str, Any]:
     """darkroom: stop a queued or rendering project and refund it in full; the worker stops at
     its next step. Canceling a canceled project answers it again; a project that already
     completed or failed is a 409."""
@@ -154,7 +152,7 @@ async def cancel_project(
 
 
 @router.delete("/v1/image-projects/{project_id}", status_code=204)
-async def delete_project(project_id: str, who: PrincipalDep, services: ServicesDep) -> Response:
+def delete_project(project_id: str, who: PrincipalDep, services: ServicesDep) -> Response:
     services.jobs.delete(who.account_id, project_id)
     return Response(status_code=204)
 

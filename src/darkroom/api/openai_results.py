@@ -15,6 +15,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import anyio
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from darkroom.api.errors import openai_error, status_of
@@ -45,7 +47,9 @@ async def finished(
     )
     if not project.status.terminal:
         charged = project.credits_charged
-        project = services.jobs.cancel(who.account_id, project.id, "refund: sync wait ended")
+        project = await run_in_threadpool(
+            services.jobs.cancel, who.account_id, project.id, "refund: sync wait ended"
+        )
         if project.status is not Status.COMPLETE:  # it may have finished just now
             raise JobTimedOut(
                 f"the images were not ready within {wait:g} seconds; the job was canceled and "
@@ -108,7 +112,11 @@ def event_stream(
         finally:
             if not done:  # the caller went away: the wait stops, and the job with it
                 waiting.cancel()
-                services.jobs.cancel(who.account_id, project.id, "refund: stream closed")
+                # Shielded: this task is being cancelled, and the refund must still happen.
+                with anyio.CancelScope(shield=True):
+                    await run_in_threadpool(
+                        services.jobs.cancel, who.account_id, project.id, "refund: stream closed"
+                    )
 
     return StreamingResponse(events(), media_type="text/event-stream", headers=_headers(project))
 

@@ -74,18 +74,18 @@ async def create_webhook(
 
 
 @router.get("/v1/webhooks")
-async def list_webhooks(who: PrincipalDep, services: ServicesDep) -> dict[str, Any]:
+def list_webhooks(who: PrincipalDep, services: ServicesDep) -> dict[str, Any]:
     return {"data": [endpoint_view(row) for row in services.webhooks.endpoints(who.account_id)]}
 
 
 @router.delete("/v1/webhooks/{webhook_id}", status_code=204)
-async def delete_webhook(webhook_id: str, who: PrincipalDep, services: ServicesDep) -> Response:
+def delete_webhook(webhook_id: str, who: PrincipalDep, services: ServicesDep) -> Response:
     services.webhooks.delete(who.account_id, webhook_id)
     return Response(status_code=204)
 
 
 @router.get("/v1/webhooks/{webhook_id}/deliveries")
-async def list_deliveries(
+def list_deliveries(
     webhook_id: str,
     who: PrincipalDep,
     services: ServicesDep,
@@ -98,7 +98,7 @@ async def list_deliveries(
 
 
 @router.post("/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/resend", status_code=202)
-async def resend_delivery(
+def resend_delivery(
     webhook_id: str, delivery_id: str, who: PrincipalDep, services: ServicesDep
 ) -> JSONResponse:
     """Send a delivery again now, with the same ``webhook-id`` and body."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 
@@ -48,8 +49,7 @@ def authenticate(db: Database, key: str | None) -> Principal:
     if not key or not key.startswith(KEY_PREFIX) or len(key) > 200:
         raise Unauthorized()
     digest = hash_key(key)
-    with db.read() as conn:
-        row = sql.find_active_key(conn, digest)
+    row = db.query(lambda conn: sql.find_active_key(conn, digest))
     if row is None or not hmac.compare_digest(row.key_hash, digest):
         raise Unauthorized()
     return Principal(key_id=row.id, account_id=row.account_id, tier=row.tier)
@@ -59,35 +59,48 @@ class Authenticator:
     """:func:`authenticate` with a short memory: a key that was valid is trusted again for
     ``ttl`` seconds without a database read. So a key revoked, or a tier changed, by another
     process (the operator CLI) takes effect within ``ttl``; ``forget`` makes it immediate here.
-    Unknown keys are never remembered."""
+    Unknown keys are never remembered.
+
+    Calling it may read the database (a blocking call: from the event loop, run it on a thread);
+    :meth:`cached` never does, so a request whose key is remembered needs no thread at all."""
 
     def __init__(self, db: Database, ttl: float, max_entries: int = 10_000) -> None:
         self.db = db
         self.ttl = ttl
         self.max_entries = max_entries
         self._known: dict[str, tuple[Principal, float]] = {}
+        self._lock = threading.Lock()  # called from the event loop and from threads
+
+    def cached(self, key: str | None) -> Principal | None:
+        """The principal remembered for ``key``, if it is still trusted; never reads the
+        database (None: ask :meth:`__call__`)."""
+        if self.ttl <= 0 or not key:
+            return None
+        hit = self._known.get(hash_key(key))
+        if hit is not None and hit[1] > time.monotonic():
+            return hit[0]
+        return None
 
     def __call__(self, key: str | None) -> Principal:
-        if self.ttl <= 0 or not key:
-            return authenticate(self.db, key)
-        digest = hash_key(key)
-        now = time.monotonic()
-        hit = self._known.get(digest)
-        if hit is not None and hit[1] > now:
-            return hit[0]
+        known = self.cached(key)
+        if known is not None:
+            return known
         principal = authenticate(self.db, key)
-        if len(self._known) >= self.max_entries:
-            self._known.clear()
-        self._known[digest] = (principal, now + self.ttl)
+        if self.ttl > 0 and key:
+            with self._lock:
+                if len(self._known) >= self.max_entries:
+                    self._known.clear()
+                self._known[hash_key(key)] = (principal, time.monotonic() + self.ttl)
         return principal
 
     def forget(self, key_id: str | None = None) -> None:
         """Drop one key (by id) or, with no id, everything remembered."""
-        if key_id is None:
-            self._known.clear()
-            return
-        for digest in [d for d, (p, _) in self._known.items() if p.key_id == key_id]:
-            del self._known[digest]
+        with self._lock:
+            if key_id is None:
+                self._known.clear()
+                return
+            for digest in [d for d, (p, _) in self._known.items() if p.key_id == key_id]:
+                del self._known[digest]
 
 
 def create_account(

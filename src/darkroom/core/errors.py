@@ -13,6 +13,7 @@ The core raises these; each HTTP dialect maps them to a status and a body shape 
     ├── AlreadyEnded          the project already ended, so it cannot be canceled
     ├── RateLimited           too many requests; ``retry_after`` seconds
     │   └── QueueFull         too many projects waiting to render (account or everyone)
+    ├── DatabaseBusy          the database stayed locked or unreachable through every retry
     └── JobNotDone            a caller waited for a job that did not give images (sync APIs)
         ├── JobFailed         the job ended in error (``code`` is the job's); refunded
         ├── JobCanceled       the job was canceled meanwhile; refunded
@@ -95,6 +96,14 @@ class QueueFull(RateLimited):
         super().__init__(retry_after)
         self.message = message
         self.args = (message,)
+
+
+class DatabaseBusy(DarkroomError):
+    code = "database_busy"
+    retry_after = 1.0
+
+    def __init__(self) -> None:
+        super().__init__("The database is busy; nothing was changed. Try again shortly.")
 
 
 class LinkRefused(DarkroomError):

@@ -1,10 +1,12 @@
 """Group commit of creates: concurrent create requests share one database transaction.
 
 Each request prepares its project (pricing and validation are its own), then waits here. The
-requests waiting are charged and stored in one transaction on the event loop, and made durable by
-one commit (one fsync) that waits for the disk on a thread of its own; meanwhile the loop goes on
-taking requests, which form the next batch. Every request still gets its own outcome, and none is
-answered before its project is committed.
+requests waiting are charged and stored in one transaction, made durable by one commit (one
+fsync), on a thread of its own (the committer): the event loop never waits for the database, and
+goes on taking requests meanwhile, which form the next batch. A transaction that meets a transient
+error (a lock held too long, a serialization failure, a dropped connection) is run again from the
+start (:meth:`Database.transact`). Every request still gets its own outcome, and none is answered
+before its project is committed.
 """
 
 from __future__ import annotations
@@ -65,12 +67,17 @@ class Intake:
                     future.set_result(outcome)
 
     async def _commit(self, items: list[Submission]) -> list[Outcome]:
-        assert self._committer is not None
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._committer, self._commit_now, items)
+
+    def _commit_now(self, items: list[Submission]) -> list[Outcome]:
+        """Charge, store and queue one batch (on the committer thread)."""
         try:
-            async with self.jobs.db.write_then_commit_on(self._committer) as conn:
-                outcomes = self.jobs.stage(conn, items)
+            # stage() writes only through conn: a transaction run again starts from scratch.
+            outcomes = self.jobs.db.transact(lambda conn: self.jobs.stage(conn, items))
         except IntegrityError:
-            # A race on an Idempotency-Key with another process: settle the items one by one.
+            # A race on an Idempotency-Key with another process: settle the items one by one
+            # (submit_many queues what it creates).
             return self.jobs.submit_many(items)
         self.jobs.publish(items, outcomes)
         return outcomes

@@ -2,20 +2,43 @@
 waits here instead of polling.
 
 :class:`Jobs` reports every committed status change; a waiter is woken at once when its project
-changes in this process, and re-reads the database at least every ``poll_seconds`` for projects
-that another process (a rendering node sharing the database) finishes.
+changes in this process (:meth:`Watch.changed`). For projects that another process (a rendering
+node sharing the database) moves, one read every ``poll_seconds`` fetches the status of every
+project waited on, and wakes the waiters whose project moved since they last read it: a thousand
+long polls cost one query a period, not a thousand. Every read runs on a worker thread, never on
+the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
+
+import anyio
+from sqlalchemy import Connection
 
 from darkroom.core.jobs import Jobs
 from darkroom.core.loops import call_soon_in
 from darkroom.core.projects import Project
 from darkroom.core.status import Status
+from darkroom.store import projects as sql
+
+log = logging.getLogger("darkroom.watch")
+
+CHUNK = 500  # project ids per status query (SQLite's bound-parameter limit is 999 on old builds)
+
+
+class _Waiter:
+    """One waiting request: its wake-up, and the status it last read (None before the first)."""
+
+    __slots__ = ("event", "status")
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.status: Status | None = None
+
 
 # While other processes' changes are signalled, a waiter still re-reads this often (a missed
 # signal costs at most this long).
@@ -31,12 +54,13 @@ class Watch:
         signalled: Callable[[], bool] = lambda: False,
     ) -> None:
         self.jobs = jobs
-        # How often a waiter re-reads its project while other processes' changes cannot be
-        # signalled to this one (``signalled()`` False); while they can, it only waits.
+        # How often the waited-on projects are re-read while other processes' changes cannot be
+        # signalled to this one (``signalled()`` False); while they can, waiters only wait.
         self.poll_seconds = poll_seconds
         self.signalled = signalled
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._waiters: dict[str, set[_Waiter]] = {}
+        self._poller: asyncio.Task[None] | None = None
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -49,8 +73,8 @@ class Watch:
         call_soon_in(loop, self._wake, project_id)
 
     def _wake(self, project_id: str) -> None:
-        for event in self._waiters.get(project_id, ()):
-            event.set()
+        for waiter in self._waiters.get(project_id, ()):
+            waiter.event.set()
 
     async def until_terminal(
         self,
@@ -67,25 +91,59 @@ class Watch:
         :attr:`Project.status`). NotFound if it was deleted meanwhile."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        event = asyncio.Event()
-        self._waiters.setdefault(project_id, set()).add(event)
+        waiter = _Waiter()
+        self._waiters.setdefault(project_id, set()).add(waiter)
+        if self._poller is None or self._poller.done():
+            self._poller = loop.create_task(self._poll(), name="darkroom-watch")
         try:
             while True:
-                event.clear()
-                project = self.jobs.get(account_id, project_id)
+                waiter.event.clear()
+                project = await anyio.to_thread.run_sync(self.jobs.get, account_id, project_id)
+                waiter.status = project.status
                 remaining = deadline - loop.time()
                 moved = since is not None and project.status is not since
                 if project.status.terminal or moved or remaining <= 0:
                     return project
-                if abandoned is not None and await abandoned():
-                    return project
-                with contextlib.suppress(TimeoutError):  # not wait_for: see webhook_sender
-                    period = SIGNALLED_POLL_SECONDS if self.signalled() else self.poll_seconds
-                    async with asyncio.timeout(min(remaining, period)):
-                        await event.wait()
+                # Until woken: at least every poll_seconds, ask whether anyone still waits.
+                while not waiter.event.is_set() and remaining > 0:
+                    if abandoned is not None and await abandoned():
+                        return project
+                    with contextlib.suppress(TimeoutError):  # not wait_for: see webhook_sender
+                        async with asyncio.timeout(min(remaining, self.poll_seconds)):
+                            await waiter.event.wait()
+                    remaining = deadline - loop.time()
         finally:
             waiters = self._waiters.get(project_id)
             if waiters is not None:
-                waiters.discard(event)
+                waiters.discard(waiter)
                 if not waiters:
                     del self._waiters[project_id]
+            if not self._waiters and self._poller is not None:
+                self._poller.cancel()  # nobody waits: it starts again with the next waiter
+                self._poller = None
+
+    async def _poll(self) -> None:
+        """Every ``poll_seconds`` while anyone waits: wake the waiters whose project's status
+        is no longer the one they read (or that was deleted)."""
+        while self._waiters:
+            await asyncio.sleep(SIGNALLED_POLL_SECONDS if self.signalled() else self.poll_seconds)
+            watched = list(self._waiters)
+            try:
+                found = await anyio.to_thread.run_sync(self._statuses, watched)
+            except Exception:  # the database is unreachable: the waiters' own reads will say so
+                log.exception("reading the status of %d awaited projects failed", len(watched))
+                continue
+            for project_id in watched:
+                status = found.get(project_id)
+                for waiter in self._waiters.get(project_id, ()):
+                    if waiter.status is not None and status != waiter.status.value:
+                        waiter.event.set()
+
+    def _statuses(self, project_ids: list[str]) -> dict[str, str]:
+        def read(conn: Connection) -> dict[str, str]:
+            found: dict[str, str] = {}
+            for start in range(0, len(project_ids), CHUNK):
+                found.update(sql.statuses(conn, project_ids[start : start + CHUNK]))
+            return found
+
+        return self.jobs.db.query(read)

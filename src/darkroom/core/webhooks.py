@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 from sqlalchemy import Connection
 
 from darkroom.core.errors import InvalidRequest, NotFound, listing
@@ -69,20 +70,23 @@ class Webhooks:
         """Register an endpoint; its row carries the secret, which the API shows this once."""
         chosen = _events(events)
         await self.check_url(url)
-        with self.db.write() as conn:
-            if len(sql.active_endpoints(conn, account_id)) >= MAX_ENDPOINTS:
+        row = {
+            "id": new_id("wh"),
+            "account_id": account_id,
+            "url": url,
+            "events": json.dumps(chosen),
+            "secret": SECRET_PREFIX + secrets.token_urlsafe(32),
+        }
+        return await anyio.to_thread.run_sync(self._insert_endpoint, row)
+
+    def _insert_endpoint(self, row: dict[str, Any]) -> Row:
+        def insert(conn: Connection) -> Row:
+            if len(sql.active_endpoints(conn, row["account_id"])) >= MAX_ENDPOINTS:
                 raise InvalidRequest(f"an account can have at most {MAX_ENDPOINTS} webhooks")
-            endpoint_id = new_id("wh")
-            row = {
-                "id": endpoint_id,
-                "account_id": account_id,
-                "url": url,
-                "events": json.dumps(chosen),
-                "secret": SECRET_PREFIX + secrets.token_urlsafe(32),
-                "created_at": utcnow(),
-            }
-            sql.insert_endpoint(conn, **row)
-            return sql.get_endpoint(conn, endpoint_id)
+            sql.insert_endpoint(conn, **row, created_at=utcnow())
+            return sql.get_endpoint(conn, row["id"])
+
+        return self.db.transact(insert)
 
     async def check_url(self, url: str) -> None:
         """Refuse a URL that is not http(s), or whose host is (or resolves to) a loopback,

@@ -7,13 +7,11 @@ the lock instead of failing; other databases use their own defaults.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from concurrent.futures import Executor
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -124,27 +122,6 @@ class Database:
         pending: list[Notification] | None = conn.info.pop(_PENDING, None)
         if pending and self.on_commit is not None:
             self.on_commit(pending)
-
-    @asynccontextmanager
-    async def write_then_commit_on(self, executor: Executor) -> AsyncIterator[Connection]:
-        """:meth:`write` for the event loop: the statements run here, and only the commit (the
-        wait for the disk, with the GIL released) runs on ``executor``, so the loop serves other
-        requests meanwhile."""
-        with self.engine.connect() as conn:
-            conn = conn.execution_options(darkroom_write=True)
-            transaction = conn.begin()
-            try:
-                yield conn
-            except BaseException:
-                conn.info.pop(_PENDING, None)
-                transaction.rollback()
-                raise
-            try:
-                await asyncio.get_running_loop().run_in_executor(executor, transaction.commit)
-            except BaseException:
-                conn.info.pop(_PENDING, None)
-                raise
-            self._committed(conn)
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

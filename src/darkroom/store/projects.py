@@ -68,3 +68,11 @@ def count_by_status_and_model(conn: Connection, statuses: tuple[str, ...]) -> li
         .group_by(projects.c.status, projects.c.model)
     )
     return list(conn.execute(query))
+
+
+def statuses(conn: Connection, project_ids: list[str]) -> dict[str, str]:
+    """The status of each of these projects that exists and is not deleted, by id."""
+    query = select(projects.c.id, projects.c.status).where(
+        projects.c.id.in_(project_ids), projects.c.enabled.is_(True)
+    )
+    return {row.id: row.status for row in conn.execute(query)}

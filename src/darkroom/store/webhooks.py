@@ -115,8 +115,9 @@ def next_due(conn: Connection, now: datetime) -> datetime | None:
     return value
 
 
-def lease(conn: Connection, delivery_id: str, now: datetime, until: datetime) -> bool:
-    """Take a due delivery for one send; False if another sender has it."""
+def lease(conn: Connection, delivery_id: str, owner: str, now: datetime, until: datetime) -> bool:
+    """Take a due delivery for one send by ``owner``; False if another sender holds it (a lease
+    that has not yet passed) or it is no longer pending."""
     result = conn.execute(
         update(webhook_deliveries)
         .where(
@@ -124,31 +125,47 @@ def lease(conn: Connection, delivery_id: str, now: datetime, until: datetime) ->
             webhook_deliveries.c.status == PENDING,
             _free(now),
         )
-        .values(lease_until=until)
+        .values(lease_until=until, lease_owner=owner)
     )
     return result.rowcount == 1
 
 
-def release_all(conn: Connection) -> None:
-    """Free every lease (at start-up: no sender from before the restart is still sending)."""
+def release(conn: Connection, owner: str) -> None:
+    """Free the leases ``owner`` holds (a sender stopping: what it was sending is sent again
+    soon, by whichever sender takes it, instead of when the leases pass)."""
     conn.execute(
         update(webhook_deliveries)
-        .where(webhook_deliveries.c.lease_until.is_not(None))
-        .values(lease_until=None)
+        .where(webhook_deliveries.c.lease_owner == owner)
+        .values(lease_until=None, lease_owner=None)
     )
 
 
 def record_attempt(
-    conn: Connection, delivery_id: str, attempt: dict[str, Any], outcome: dict[str, Any]
-) -> None:
-    """Log one attempt and move its delivery on (delivered, failed or pending again), unless it
-    was canceled or resent meanwhile."""
+    conn: Connection,
+    delivery_id: str,
+    owner: str,
+    attempt: dict[str, Any],
+    outcome: dict[str, Any],
+) -> bool:
+    """Log one attempt, and move its delivery on (delivered, failed or pending again) if
+    ``owner`` still holds it: not when it was canceled, or when the lease passed and another
+    sender took it (that sender records its own attempt). False when it was not moved."""
     conn.execute(insert(webhook_attempts).values(delivery_id=delivery_id, **attempt))
-    conn.execute(
+    result = conn.execute(
         update(webhook_deliveries)
-        .where(webhook_deliveries.c.id == delivery_id, webhook_deliveries.c.status == PENDING)
-        .values(attempts=webhook_deliveries.c.attempts + 1, lease_until=None, **outcome)
+        .where(
+            webhook_deliveries.c.id == delivery_id,
+            webhook_deliveries.c.status == PENDING,
+            webhook_deliveries.c.lease_owner == owner,
+        )
+        .values(
+            attempts=webhook_deliveries.c.attempts + 1,
+            lease_until=None,
+            lease_owner=None,
+            **outcome,
+        )
     )
+    return result.rowcount == 1
 
 
 def resend(conn: Connection, delivery_id: str, now: datetime) -> None:

@@ -1,12 +1,18 @@
 """The webhook sender: posts due deliveries, signed, and schedules retries.
 
-A delivery is taken with a lease (so no two sends of it overlap), posted to the address the URL
-resolves to once the address policy allowed it (``net/fetch.py``: no redirects followed, no
-proxy from the environment), and answered within ``timeout`` seconds with a 2xx, or tried again
-after ``retry`` seconds, doubling (with ±20 % jitter) up to ``retry_max``, until it is
-``max_age`` seconds old; then it has failed. Every attempt is logged in the database. A restart
-frees the leases and sends what was pending: receivers may see a delivery twice (the same
+A delivery is taken under a lease in this sender's name (``owner``; so no two sends of it
+overlap, whichever process runs them), posted to the address the URL resolves to once the
+address policy allowed it (``net/fetch.py``: no redirects followed, no proxy from the
+environment), and answered within ``timeout`` seconds with a 2xx, or tried again after ``retry``
+seconds, doubling (with ±20 % jitter) up to ``retry_max``, until it is ``max_age`` seconds old;
+then it has failed. Every attempt is logged in the database; its outcome moves the delivery only
+while the lease is still this sender's (fencing: a sender that stalled past its lease cannot
+overwrite what the sender that took over recorded). A sender that stops frees its leases; one
+that died lets them go when they pass. Receivers may see a delivery twice (the same
 ``webhook-id``), never not at all.
+
+Every database call runs on a thread, retried on transient errors (``Database.transact``); one
+that still fails is logged and the loop carries on at its next turn.
 """
 
 from __future__ import annotations
@@ -22,8 +28,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
+from sqlalchemy import Connection
 
 from darkroom import __version__
+from darkroom.core.ids import new_id
 from darkroom.core.loops import call_soon_in
 from darkroom.net import guard
 from darkroom.net.fetch import FetchError, guarded_client, parse_url, vetted_request
@@ -54,9 +62,12 @@ class Policy:
 
 
 class WebhookSender:
-    def __init__(self, db: Database, policy: Policy) -> None:
+    def __init__(self, db: Database, policy: Policy, owner: str | None = None) -> None:
+        """``owner`` names this sender on the leases it takes (at most 40 characters); by
+        default a fresh random id, so no two senders share one."""
         self.db = db
         self.policy = policy
+        self.owner = owner or new_id("node")
         self.hooks: list[AttemptHook] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup: asyncio.Event | None = None
@@ -70,11 +81,11 @@ class WebhookSender:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._wakeup = asyncio.Event()
-        await asyncio.to_thread(self._release_all)
         self._task = asyncio.create_task(self._run(), name="darkroom-webhooks")
 
     async def stop(self) -> None:
-        """Stop sending; an attempt cut off is made again after the next start."""
+        """Stop sending, and free this sender's leases: an attempt cut off is made again soon,
+        by whichever sender takes it."""
         tasks = [t for t in (self._task, *self._sending) if t is not None]
         for task in tasks:
             task.cancel()
@@ -82,6 +93,11 @@ class WebhookSender:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._task = None
+        if tasks:
+            try:
+                await asyncio.to_thread(self._release)
+            except Exception:
+                log.exception("freeing the webhook leases of %s failed", self.owner)
 
     def wake(self) -> None:
         """New or resent deliveries are committed (callable from any thread)."""
@@ -121,24 +137,27 @@ class WebhookSender:
         if self._wakeup is not None:
             self._wakeup.set()
 
-    def _release_all(self) -> None:
-        with self.db.write(durable=False) as conn:
-            sql.release_all(conn)
+    def _release(self) -> None:
+        self.db.transact(lambda conn: sql.release(conn, self.owner), durable=False)
 
     def _take(self, limit: int) -> list[Any]:
-        now = utcnow()
-        until = now + timedelta(seconds=self.policy.timeout + 30)
-        taken = []
-        with self.db.write(durable=False) as conn:
-            for delivery_id in sql.due_ids(conn, now, limit):
-                if sql.lease(conn, delivery_id, now, until):
-                    taken.append(sql.to_send(conn, delivery_id))
-        return [row for row in taken if row is not None]
+        """Lease up to ``limit`` due deliveries to this sender; each with its URL and secret."""
+
+        def take(conn: Connection) -> list[Any]:
+            now = utcnow()
+            until = now + timedelta(seconds=self.policy.timeout + 30)
+            taken = [
+                sql.to_send(conn, delivery_id)
+                for delivery_id in sql.due_ids(conn, now, limit)
+                if sql.lease(conn, delivery_id, self.owner, now, until)
+            ]
+            return [row for row in taken if row is not None]
+
+        return self.db.transact(take, durable=False)
 
     def _pause(self) -> float:
         """Seconds until the next delivery is due, at most the poll interval."""
-        with self.db.read() as conn:
-            due = sql.next_due(conn, utcnow())
+        due = self.db.query(lambda conn: sql.next_due(conn, utcnow()))
         if due is None:
             return self.policy.poll
         wait = (as_utc(due) - utcnow()).total_seconds()
@@ -155,9 +174,18 @@ class WebhookSender:
         }
         outcome, values = self._outcome(delivery, status_code, error)
         try:
-            await asyncio.to_thread(self._record, delivery.id, attempt, values)
-        except Exception:
+            held = await asyncio.to_thread(self._record, delivery.id, attempt, values)
+        except Exception:  # the lease passes, and the delivery is sent again
             log.exception("recording webhook delivery %s failed", delivery.id)
+            return
+        if not held:
+            log.warning(
+                "webhook %s %s: %s, but no longer ours to record (canceled, or its lease "
+                "passed and another sender took it)",
+                delivery.id,
+                delivery.event,
+                outcome,
+            )
             return
         log.info(
             "webhook %s %s: %s",
@@ -168,9 +196,10 @@ class WebhookSender:
         for hook in self.hooks:
             hook(delivery.event, outcome)
 
-    def _record(self, delivery_id: str, attempt: dict[str, Any], values: dict[str, Any]) -> None:
-        with self.db.write() as conn:
-            sql.record_attempt(conn, delivery_id, attempt, values)
+    def _record(self, delivery_id: str, attempt: dict[str, Any], values: dict[str, Any]) -> bool:
+        return self.db.transact(
+            lambda conn: sql.record_attempt(conn, delivery_id, self.owner, attempt, values)
+        )
 
     def _outcome(
         self, delivery: Any, status_code: int | None, error: str | None

@@ -1,0 +1,131 @@
+"""A database that stays busy for longer than SQLite's busy timeout (30 s) does not freeze the HTTP
+server and loses nothing: another connection holds the write lock for 35 s while ``/healthz`` keeps
+answering at once, and the project that was rendering, and the one created meanwhile, complete
+once the lock is gone (their writes are retried), charged exactly as the ledger says."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+
+from darkroom.api import errors
+from darkroom.engine.registry import Backends
+from darkroom.store.tables import ledger
+from tests.backends import Slow
+from tests.conftest import Account, LiveServer, ServerFactory
+
+BODY = {"image_count": 1, "model": "flux-schnell", "resolution": "640px", "style": {"prompt": "x"}}
+HOLD_SECONDS = 35.0  # longer than busy_timeout (30 s): a write that only waits would fail
+
+
+def ledger_sum(server: LiveServer, account: Account) -> int:
+    with server.services.db.read() as conn:
+        query = select(func.sum(ledger.c.amount)).where(ledger.c.account_id == account.id)
+        total: int = conn.execute(query).scalar_one()
+    return total
+
+
+@pytest.mark.slow
+def test_a_35_second_write_lock_neither_freezes_the_server_nor_loses_a_project(
+    server_factory: ServerFactory,
+) -> None:
+    slow = Slow()
+    server = server_factory(Backends([slow]))
+    account = server.account()
+    before = server.balance(account)
+    with server.client(account) as http:
+        rendering = http.post("/v1/ai-image-generator", json=BODY).json()["id"]
+    assert slow.entered.wait(10)
+
+    # Another process's connection takes the write lock and keeps it.
+    locker = sqlite3.connect(
+        server.settings.data_dir / "darkroom.sqlite3", isolation_level=None, check_same_thread=False
+    )
+    locker.execute("BEGIN IMMEDIATE")
+    locked_at = time.monotonic()
+    unlocked = threading.Event()
+
+    def unlock() -> None:
+        locker.execute("ROLLBACK")
+        locker.close()
+        unlocked.set()
+
+    timer = threading.Timer(HOLD_SECONDS, unlock)
+    timer.start()
+    created: dict[str, Any] = {}
+
+    def create_while_locked() -> None:
+        headers = {"Authorization": f"Bearer {account.key}"}
+        with httpx.Client(base_url=server.url, headers=headers, timeout=120) as http:
+            response = http.post("/v1/ai-image-generator", json=BODY)
+        created["at"] = time.monotonic()
+        created["response"] = response
+
+    creator = threading.Thread(target=create_while_locked)
+    try:
+        slow.release.set()  # the render ends now: its completion must wait for the lock
+        creator.start()
+        answers = []
+        with httpx.Client(base_url=server.url, timeout=10) as http:
+            while not unlocked.is_set():
+                started = time.perf_counter()
+                response = http.get("/healthz")
+                answers.append(time.perf_counter() - started)
+                assert response.status_code == 200
+                time.sleep(0.05)
+        assert len(answers) > 100
+        assert max(answers) < 0.1, f"slowest /healthz {max(answers) * 1000:.0f} ms"
+        creator.join(60)
+        assert not creator.is_alive()
+    finally:
+        timer.cancel()
+        if not unlocked.is_set():
+            unlock()
+        slow.release.set()
+    # The create was held by the lock, not refused: it answered once the lock was gone.
+    assert created["response"].status_code == 200, created["response"].text
+    assert created["at"] - locked_at >= HOLD_SECONDS - 1
+    waited = created["response"].json()["id"]
+
+    for project_id in (rendering, waited):
+        assert server.wait(account, project_id, timeout=60)["status"] == "complete"
+    assert server.services.runner.running
+    assert server.services.sender.running
+    charged = 2 * created["response"].json()["credits_charged"]
+    assert server.balance(account) == before - charged == ledger_sum(server, account)
+
+
+def test_a_database_still_busy_after_the_retries_is_a_503_with_retry_after() -> None:
+    """What a request answers when the lock outlasts every retry: try again, not a crash."""
+    app = FastAPI()
+    errors.install(app, [("/v1/images/", errors.openai_error)])
+
+    @app.get("/v1/image-projects/{project_id}")
+    @app.get("/v1/images/{project_id}")
+    def locked(project_id: str) -> None:
+        raise OperationalError(
+            "BEGIN IMMEDIATE", {}, sqlite3.OperationalError("database is locked")
+        )
+
+    @app.get("/v1/broken/{project_id}")
+    def broken(project_id: str) -> None:
+        raise OperationalError("SELECT", {}, sqlite3.OperationalError("no such table: projects"))
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        magichour = client.get("/v1/image-projects/img_1")
+        openai = client.get("/v1/images/img_1")
+        other = client.get("/v1/broken/img_1")
+    assert magichour.status_code == openai.status_code == 503
+    assert magichour.headers["retry-after"] == openai.headers["retry-after"] == "1"
+    assert "busy" in magichour.json()["message"]
+    assert openai.json()["error"]["code"] == "database_busy"
+    assert other.status_code == 500  # not transient: a crash, logged as one

@@ -1,0 +1,152 @@
+"""Senders sharing one database: a delivery is leased to one sender (by its ``owner`` id) at a
+time, and the outcome of an attempt moves the delivery only while its sender still holds the
+lease (fencing), so a sender that stalled past its lease cannot overwrite the one that took over."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from darkroom.core import accounts
+from darkroom.core.ids import new_id
+from darkroom.store import webhooks as sql
+from darkroom.store.database import Database, utcnow
+from darkroom.worker.webhook_sender import Policy, WebhookSender
+from tests.webhook_receiver import Receiver
+
+SECRET = "whsec_test"
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    database = Database(f"sqlite:///{tmp_path / 'darkroom.sqlite3'}")
+    database.migrate()
+    yield database
+    database.dispose()
+
+
+def pending(db: Database, url: str, count: int) -> list[str]:
+    """``count`` deliveries due now to one endpoint at ``url``; their ids."""
+    account_id, _ = accounts.create_account(
+        db, name="t", tier="free", credits_amount=0, known_tiers=["free"]
+    )
+    endpoint_id = new_id("wh")
+    now = utcnow()
+    rows = [
+        {
+            "id": new_id("msg"),
+            "endpoint_id": endpoint_id,
+            "account_id": account_id,
+            "event": "image.completed",
+            "project_id": f"img_{n}",
+            "body": f'{{"type":"image.completed","payload":{{"id":"img_{n}"}}}}',
+            "status": sql.PENDING,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+        }
+        for n in range(count)
+    ]
+
+    def write(conn: Any) -> None:
+        sql.insert_endpoint(
+            conn,
+            id=endpoint_id,
+            account_id=account_id,
+            url=url,
+            events='["image.completed"]',
+            secret=SECRET,
+            created_at=now,
+        )
+        sql.insert_deliveries(conn, rows)
+
+    db.transact(write)
+    return [row["id"] for row in rows]
+
+
+def lease(db: Database, delivery_id: str, owner: str, now: datetime, seconds: float) -> bool:
+    until = now + timedelta(seconds=seconds)
+    return db.transact(lambda conn: sql.lease(conn, delivery_id, owner, now, until))
+
+
+def record(db: Database, delivery_id: str, owner: str, code: int) -> bool:
+    attempt = {"attempted_at": utcnow(), "status_code": code, "error": None, "duration_ms": 5}
+    outcome = {"status": sql.DELIVERED, "delivered_at": utcnow(), "last_status_code": code}
+    return db.transact(lambda conn: sql.record_attempt(conn, delivery_id, owner, attempt, outcome))
+
+
+def row(db: Database, delivery_id: str) -> Any:
+    return db.query(lambda conn: sql.get_delivery(conn, delivery_id))
+
+
+def test_a_held_lease_is_not_taken_and_a_lost_one_cannot_record(db: Database) -> None:
+    (delivery_id,) = pending(db, "http://127.0.0.1:9/hooks", 1)
+    now = utcnow()
+    assert lease(db, delivery_id, "node_a", now, 40)
+    assert not lease(db, delivery_id, "node_b", now + timedelta(seconds=39), 40)  # a holds it
+    assert row(db, delivery_id).lease_owner == "node_a"
+
+    # a stalls past its lease; b takes the delivery over, and sends it.
+    assert lease(db, delivery_id, "node_b", now + timedelta(seconds=41), 40)
+    assert row(db, delivery_id).lease_owner == "node_b"
+    assert not record(db, delivery_id, "node_a", 500)  # fenced: no longer a's to record
+    taken_over = row(db, delivery_id)
+    assert (taken_over.status, taken_over.attempts) == (sql.PENDING, 0)
+    assert taken_over.lease_owner == "node_b"
+
+    assert record(db, delivery_id, "node_b", 204)
+    done = row(db, delivery_id)
+    assert (done.status, done.attempts, done.last_status_code) == (sql.DELIVERED, 1, 204)
+    assert done.lease_owner is None and done.lease_until is None
+    history = db.query(lambda conn: sql.attempts_of(conn, [delivery_id]))
+    assert [a.status_code for a in history] == [500, 204]  # both attempts happened
+
+
+def test_release_frees_only_the_senders_own_leases(db: Database) -> None:
+    mine, theirs = pending(db, "http://127.0.0.1:9/hooks", 2)
+    now = utcnow()
+    assert lease(db, mine, "node_a", now, 40)
+    assert lease(db, theirs, "node_b", now, 40)
+    db.transact(lambda conn: sql.release(conn, "node_a"))
+    assert row(db, mine).lease_owner is None and row(db, mine).lease_until is None
+    assert row(db, theirs).lease_owner == "node_b"
+    due = db.query(lambda conn: sql.due_ids(conn, utcnow(), 10))
+    assert due == [mine]
+
+
+def test_two_senders_on_one_database_send_each_delivery_once(db: Database) -> None:
+    receiver = Receiver(secret=SECRET)
+    try:
+        ids = pending(db, receiver.url, 30)
+        policy = Policy(poll=0.05, allow_private=True, concurrency=4)
+        senders = [WebhookSender(db, policy), WebhookSender(db, policy)]
+        assert senders[0].owner != senders[1].owner
+        assert len(senders[0].owner) <= 40
+
+        async def run() -> None:
+            for sender in senders:
+                await sender.start()
+            deadline = time.monotonic() + 30
+            try:
+                while not all(row(db, i).status == sql.DELIVERED for i in ids):
+                    assert time.monotonic() < deadline, "deliveries still pending"
+                    await asyncio.sleep(0.05)
+            finally:
+                for sender in senders:
+                    await sender.stop()
+
+        asyncio.run(run())
+    finally:
+        receiver.close()
+    sent = Counter(r.webhook_id for r in receiver.received)
+    assert sorted(sent) == sorted(ids)
+    assert set(sent.values()) == {1}  # no delivery was sent by both senders
+    assert all(r.signature_ok for r in receiver.received)
+    assert {row(db, i).attempts for i in ids} == {1}
