@@ -9,6 +9,7 @@ a test uses gets its own fresh database; :class:`Databases` says which.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import threading
 import time
@@ -90,22 +91,41 @@ def current_databases() -> Databases:
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[Callable[[], PostgresServer] | None]:
-    """On PostgreSQL runs, the session's server, started when a test first needs a database."""
+    """On PostgreSQL runs, the session's server, started when a test first needs a database, and
+    stopped at the end (also when the run is interrupted or sent SIGTERM, e.g. by ``timeout``)."""
     if not ON_POSTGRES:
         yield None
         return
     started: list[PostgresServer] = []
+    failed: list[BaseException] = []
 
     def get() -> PostgresServer:
+        if failed:
+            raise RuntimeError("the PostgreSQL test server did not start") from failed[0]
         if not started:
             server = PostgresServer()
+            try:
+                server.start()
+            except BaseException as exc:
+                failed.append(exc)
+                server.stop()
+                raise
             started.append(server)
-            server.start()
         return started[0]
 
-    yield get
-    for server in started:
-        server.stop()
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous == signal.SIG_DFL:  # pytest then tears down, and the server stops
+        signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield get
+    finally:
+        for server in started:
+            server.stop()
+        if previous == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, previous)
 
 
 @pytest.fixture(autouse=True)
