@@ -85,6 +85,7 @@ class Runner:
         self._executor: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._idle: set[asyncio.Event] = set()
+        self._signals = 0  # job signals seen (on the loop): one during a claim is not lost
         self._jobs: dict[str, _Job] = {}  # in hand, by project id (read by the heartbeat)
         self._lock = threading.Lock()
         self._stopping = False
@@ -148,13 +149,14 @@ class Runner:
 
     def _job_ready(self, model: str) -> None:
         if self._loop is not None and (self.models is None or model in self.models):
-            call_soon_in(self._loop, self._wake_one)
+            call_soon_in(self._loop, self._wake_all)
 
-    def _wake_one(self) -> None:
+    def _wake_all(self) -> None:
+        """Every idle worker tries to claim: one signal may stand for a batch of jobs, and a
+        worker that finds none goes back to sleep."""
+        self._signals += 1
         for event in self._idle:
-            if not event.is_set():
-                event.set()
-                return
+            event.set()
 
     def _changed(self, project_id: str) -> None:
         job = self._jobs.get(project_id)
@@ -181,6 +183,7 @@ class Runner:
         backoff = 0.05
         while not self._stopping:
             wake.clear()
+            signals = self._signals
             try:
                 project = await asyncio.to_thread(self.work.claim_next, self.owner, self.models)
                 backoff = 0.05
@@ -190,7 +193,8 @@ class Runner:
                 backoff = min(backoff * 2, 5.0)
                 continue
             if project is None:
-                await self._idle_until(wake)
+                if signals == self._signals:  # else a job came while this one looked
+                    await self._idle_until(wake)
                 continue
             job = _Job(project)
             with self._lock:
