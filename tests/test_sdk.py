@@ -339,7 +339,8 @@ def test_generate_returns_within_50_ms_of_completion(server_factory: ServerFacto
     assert outcome["project"].status == "complete"
     assert slow.finished_at is not None
     assert outcome["at"] - slow.finished_at < 0.05
-    assert [stage for stage, _ in stages] == ["rendering", "complete"]
+    # The worker claims the project on a thread: the first look may still find it queued.
+    assert [stage for stage, _ in stages if stage != "queued"] == ["rendering", "complete"]
 
 
 def test_models_and_account(server: LiveServer) -> None:
