@@ -45,10 +45,15 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def authenticate(db: Database, key: str | None) -> Principal:
+def _well_formed(key: str | None) -> str:
+    """The key, or Unauthorized if it cannot be one of ours (no database needed to tell)."""
     if not key or not key.startswith(KEY_PREFIX) or len(key) > 200:
         raise Unauthorized()
-    digest = hash_key(key)
+    return key
+
+
+def authenticate(db: Database, key: str | None) -> Principal:
+    digest = hash_key(_well_formed(key))
     row = db.query(lambda conn: sql.find_active_key(conn, digest))
     if row is None or not hmac.compare_digest(row.key_hash, digest):
         raise Unauthorized()
@@ -72,9 +77,10 @@ class Authenticator:
         self._lock = threading.Lock()  # called from the event loop and from threads
 
     def cached(self, key: str | None) -> Principal | None:
-        """The principal remembered for ``key``, if it is still trusted; never reads the
-        database (None: ask :meth:`__call__`)."""
-        if self.ttl <= 0 or not key:
+        """The principal remembered for ``key``, if it is still trusted, or Unauthorized for
+        what cannot be a key; never reads the database (None: ask :meth:`__call__`)."""
+        key = _well_formed(key)
+        if self.ttl <= 0:
             return None
         hit = self._known.get(hash_key(key))
         if hit is not None and hit[1] > time.monotonic():
@@ -86,7 +92,7 @@ class Authenticator:
         if known is not None:
             return known
         principal = authenticate(self.db, key)
-        if self.ttl > 0 and key:
+        if self.ttl > 0 and key is not None:
             with self._lock:
                 if len(self._known) >= self.max_entries:
                     self._known.clear()
