@@ -73,14 +73,20 @@ class Database:
         # :meth:`notify_in`; darkroom.queue.notify fans them out).
         self.on_commit: Callable[[list[Notification]], None] | None = None
         if self.is_sqlite:
+            # As many connections as the threads that may query at once (the HTTP thread pool
+            # has 40): a reader must not wait for a connection behind writers held by a lock.
             self.engine: Engine = create_engine(
                 url,
                 connect_args={"check_same_thread": False, "timeout": 30},
                 hide_parameters=True,  # no prompt text in logged errors
+                pool_size=20,
+                max_overflow=30,
             )
             _configure_sqlite(self.engine, sqlite_synchronous)
         else:
-            self.engine = create_engine(url, pool_pre_ping=True, hide_parameters=True)
+            self.engine = create_engine(
+                url, pool_pre_ping=True, hide_parameters=True, pool_size=10, max_overflow=20
+            )
 
     @contextmanager
     def write(self, *, durable: bool = True) -> Iterator[Connection]:
