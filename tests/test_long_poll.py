@@ -14,9 +14,11 @@ from tests.conftest import ServerFactory
 BODY = {"image_count": 1, "model": "flux-schnell", "resolution": "640px", "style": {"prompt": "x"}}
 
 
-def test_long_poll_answers_within_50_ms_of_completion(server_factory: ServerFactory) -> None:
+def test_long_poll_is_woken_by_the_completion(server_factory: ServerFactory) -> None:
+    """The answer comes from the completion's signal, not from a look at the database (which
+    would come only after poll_seconds, 30 s here). How fast: benchmarks/wait_overhead.py."""
     slow = Slow()
-    server = server_factory(Backends([slow]))
+    server = server_factory(Backends([slow]), poll_seconds=30)
     account = server.account()
     with server.client(account) as http:
         project_id = http.post("/v1/ai-image-generator", json=BODY).json()["id"]
@@ -38,7 +40,7 @@ def test_long_poll_answers_within_50_ms_of_completion(server_factory: ServerFact
     assert answer["body"]["status"] == "complete"
     assert len(answer["body"]["downloads"]) == 1
     assert slow.finished_at is not None
-    assert answer["at"] - slow.finished_at < 0.05
+    assert answer["at"] - slow.finished_at < 2.0
 
 
 def test_long_poll_gives_up_after_wait_seconds_with_the_current_status(

@@ -310,11 +310,12 @@ def test_a_failed_job_is_returned_then_raises_on_request(
     assert server.balance(account) == 10_000
 
 
-def test_generate_returns_within_50_ms_of_completion(server_factory: ServerFactory) -> None:
+def test_generate_returns_on_completion(server_factory: ServerFactory) -> None:
     """The published SDK sleeps up to a whole polling interval (0.5 s) after the render ends;
-    the long poll tells darkroom's SDK at once."""
+    the long poll tells darkroom's SDK at once (woken by the completion: the server would look
+    at the database only every 30 s here). How fast: benchmarks/wait_overhead.py."""
     slow = Slow()
-    server = server_factory(Backends([slow]))
+    server = server_factory(Backends([slow]), poll_seconds=30)
     account = server.account()
     stages: list[tuple[str, float]] = []
     outcome: dict[str, Any] = {}
@@ -338,7 +339,7 @@ def test_generate_returns_within_50_ms_of_completion(server_factory: ServerFacto
     worker.join(10)
     assert outcome["project"].status == "complete"
     assert slow.finished_at is not None
-    assert outcome["at"] - slow.finished_at < 0.05
+    assert outcome["at"] - slow.finished_at < 0.3
     # (queued only if the first look came before a worker claimed it)
     assert [stage for stage, _ in stages if stage != "queued"] == ["rendering", "complete"]
 
