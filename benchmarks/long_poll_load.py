@@ -18,50 +18,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import platform
-import signal
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
-from collections.abc import Sequence
-from pathlib import Path
 
 import httpx
 
+from wait_overhead import percentile, served
+
 BODY = {"image_count": 1, "model": "flux-schnell", "resolution": "640px", "style": {"prompt": "x"}}
 WAIT = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_server(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "DARKROOM_RATE_LIMIT_PER_MINUTE": "0", "DARKROOM_LOG_LEVEL": "warning"}
-    command = [sys.executable, "-m", "darkroom.cli.main", "serve", "--workers", "0"]
-    command += ["--port", str(port), "--data-dir", str(data_dir)]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
-                return process
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    raise SystemExit("darkroom serve did not start")
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def healthz_latencies(url: str, count: int) -> list[float]:
@@ -124,16 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--polls", type=int, default=500, help="long polls held open (500)")
     parser.add_argument("--samples", type=int, default=400, help="/healthz requests timed (400)")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="darkroom-bench-") as tmp:
-        data_dir = Path(tmp)
-        port = free_port()
-        server = start_server(data_dir, port)
-        try:
-            key = (data_dir / "dev-api-key").read_text().strip()
-            asyncio.run(run(f"http://127.0.0.1:{port}", key, args.polls, args.samples))
-        finally:
-            server.send_signal(signal.SIGINT)
-            server.wait(timeout=30)
+    with served("--workers", "0") as (url, key):
+        asyncio.run(run(url, key, args.polls, args.samples))
     return 0
 
 

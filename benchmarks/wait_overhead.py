@@ -52,7 +52,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+def start_server(data_dir: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "DARKROOM_RATE_LIMIT_PER_MINUTE": "0", "DARKROOM_LOG_LEVEL": "warning"}
     command = [
         sys.executable,
@@ -63,6 +63,7 @@ def start_server(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
         str(port),
         "--data-dir",
         str(data_dir),
+        *extra,
     ]
     process = subprocess.Popen(
         command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -79,12 +80,13 @@ def start_server(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
 
 
 @contextlib.contextmanager
-def served() -> Iterator[tuple[str, str]]:
-    """``darkroom serve`` on a temporary data directory for the block: its URL and API key."""
+def served(*extra: str) -> Iterator[tuple[str, str]]:
+    """``darkroom serve`` (with ``extra`` arguments) on a temporary data directory for the
+    block: its URL and API key."""
     with tempfile.TemporaryDirectory(prefix="darkroom-bench-") as tmp:
         data_dir = Path(tmp)
         port = free_port()
-        server = start_server(data_dir, port)
+        server = start_server(data_dir, port, *extra)
         try:
             yield f"http://127.0.0.1:{port}", (data_dir / "dev-api-key").read_text().strip()
         finally:

@@ -27,6 +27,7 @@ from darkroom.core import accounts
 from darkroom.engine.registry import Backends
 from darkroom.services import Services, build_services
 from darkroom.settings import Settings
+from darkroom.store.database import Database
 from tests.postgres import PostgresServer
 
 DATABASE = os.environ.get("DARKROOM_TEST_DATABASE", "sqlite")
@@ -258,3 +259,13 @@ def server(server_factory: ServerFactory) -> LiveServer:
 @pytest.fixture
 def account(server: LiveServer) -> Account:
     return server.account()
+
+
+@pytest.fixture
+def db(tmp_path: Path, databases: Databases) -> Iterator[Database]:
+    """A migrated database of the run's dialect, without a server: for store-level tests."""
+    (tmp_path / "store").mkdir()
+    database = Database(databases.url(tmp_path / "store"))
+    database.migrate()
+    yield database
+    database.dispose()

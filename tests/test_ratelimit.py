@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,14 +20,6 @@ from darkroom.store.tables import rate_buckets
 
 PER_MINUTE = 3
 PER_SECOND = PER_MINUTE / 60  # one token every 20 s
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'darkroom.sqlite3'}")
-    database.migrate()
-    yield database
-    database.dispose()
 
 
 def take(db: Database, key: str, now: float) -> float:

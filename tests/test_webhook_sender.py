@@ -7,12 +7,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from darkroom.core import accounts
 from darkroom.core.ids import new_id
@@ -22,14 +18,6 @@ from darkroom.worker.webhook_sender import Policy, WebhookSender
 from tests.webhook_receiver import Receiver
 
 SECRET = "whsec_test"
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'darkroom.sqlite3'}")
-    database.migrate()
-    yield database
-    database.dispose()
 
 
 def pending(db: Database, url: str, count: int) -> list[str]:

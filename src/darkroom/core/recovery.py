@@ -24,7 +24,7 @@ from sqlalchemy import Connection
 from darkroom.core.events import JobEvents
 from darkroom.core.jobs import Outputs
 from darkroom.core.projects import Transition
-from darkroom.core.settle import end_in
+from darkroom.core.settle import end_in, out_of_attempts_in
 from darkroom.core.status import Status
 from darkroom.store import leases
 from darkroom.store import nodes as node_sql
@@ -98,16 +98,7 @@ class Recovery:
         if row is None:
             return None
         if row.attempts >= self.max_attempts:
-            return end_in(
-                conn,
-                self.events,
-                row,
-                Status.ERROR,
-                "worker_lost",
-                f"rendering was interrupted {row.attempts} times (its worker stopped or died)",
-                note="refund: worker_lost",
-                only_if=leases.expired_now(now),
-            )
+            return out_of_attempts_in(conn, self.events, row, only_if=leases.expired_now(now))
         if not leases.expire(conn, project_id, now):
             return None
         return self.events.record(conn, project_id, Status.RENDERING)

@@ -47,3 +47,24 @@ def end_in(
         return None
     refunded = credits.refund_in(conn, row.account_id, row.id, note)
     return events.record(conn, row.id, Status(row.status), refunded)
+
+
+def out_of_attempts_in(
+    conn: Connection,
+    events: JobEvents,
+    row: Row,  # type: ignore[type-arg]
+    *,
+    only_if: Any,
+) -> Transition | None:
+    """End a job whose render was cut off once too often (its worker stopped or died) in
+    ``error`` with a refund."""
+    return end_in(
+        conn,
+        events,
+        row,
+        Status.ERROR,
+        "worker_lost",
+        f"rendering was interrupted {row.attempts} times (its worker stopped or died)",
+        note="refund: worker_lost",
+        only_if=only_if,
+    )

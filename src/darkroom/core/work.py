@@ -16,7 +16,7 @@ from sqlalchemy import Connection
 
 from darkroom.core.events import JobEvents
 from darkroom.core.projects import Project, StoredImage, Transition
-from darkroom.core.settle import end_in
+from darkroom.core.settle import end_in, out_of_attempts_in
 from darkroom.core.status import Status
 from darkroom.store import leases
 from darkroom.store import projects as sql
@@ -149,15 +149,8 @@ class Work:
             if row is None:
                 return None
             if row.attempts >= self.max_attempts:
-                return end_in(
-                    conn,
-                    self.events,
-                    row,
-                    Status.ERROR,
-                    "worker_lost",
-                    f"rendering was interrupted {row.attempts} times (a worker stopped or died)",
-                    note="refund: worker_lost",
-                    only_if=leases.held(project_id, owner),
+                return out_of_attempts_in(
+                    conn, self.events, row, only_if=leases.held(project_id, owner)
                 )
             if not leases.hand_back(conn, project_id, owner):
                 return None
