@@ -225,8 +225,11 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
         "rate_limit_per_minute": 0,
         "workers": 2,
     }
-    if ON_POSTGRES and "database_url" not in overrides:
-        values["database_url"] = current_databases().url(data_dir)
+    if ON_POSTGRES:
+        # A shared database: the nodes' secrets come from settings (SQLite makes them up).
+        values["admin_token"] = "test-admin-token"
+        if "database_url" not in overrides:
+            values["database_url"] = current_databases().url(data_dir)
     values.update(overrides)
     return Settings(**values)
 

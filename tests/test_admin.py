@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from darkroom.cli.serve import banner
-from tests.conftest import Account, LiveServer, ServerFactory, make_settings
+from tests.conftest import Account, LiveServer, ServerFactory, make_settings, sqlite_only
 from tests.test_cli import as_json, darkroom
 
 BODY = {"image_count": 1, "resolution": "1k", "style": {"prompt": "a lighthouse"}}
@@ -36,6 +36,7 @@ def as_account(server: LiveServer, created: dict[str, Any]) -> Account:
     )
 
 
+@sqlite_only  # a shared database takes the token from settings only
 def test_token_file_is_created_owner_only_and_reused(
     server_factory: ServerFactory, tmp_path: Path
 ) -> None:
@@ -66,7 +67,7 @@ def test_configured_token_wins_and_no_file_is_written(
 
 
 def test_banner_says_where_the_token_is_without_showing_it(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path)
+    settings = make_settings(tmp_path, admin_token="")  # made up in the data directory
     text = banner(settings, None)
     assert f"{settings.base_url}/admin/v1" in text
     assert str(settings.admin_token_file.resolve()) in text

@@ -104,7 +104,6 @@ MAX_WAIT_SECONDS = 60.0
 @router.get("/v1/image-projects/{project_id}")
 async def get_project(
     project_id: str,
-    request: Request,
     who: PrincipalDep,
     services: ServicesDep,
     wait: Annotated[
@@ -125,9 +124,8 @@ async def get_project(
     ] = None,
 ) -> dict[str, Any]:
     if wait:
-        project = await services.watch.until_terminal(
-            who.account_id, project_id, wait, since=since, abandoned=request.is_disconnected
-        )
+        # No check for a caller that left: the wait is bounded (60 s) and costs nothing.
+        project = await services.watch.until_terminal(who.account_id, project_id, wait, since=since)
     else:
         project = await run_in_threadpool(services.jobs.get, who.account_id, project_id)
     body = project_body(project, services)

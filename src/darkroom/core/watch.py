@@ -104,12 +104,15 @@ class Watch:
                 moved = since is not None and project.status is not since
                 if project.status.terminal or moved or remaining <= 0:
                     return project
-                # Until woken: at least every poll_seconds, ask whether anyone still waits.
+                # Until woken (by a change here, a signal from another node, or the shared
+                # poller). A waiter that must know whether its caller left asks every
+                # poll_seconds; the others sleep (thousands of open long polls cost no timer).
                 while not waiter.event.is_set() and remaining > 0:
                     if abandoned is not None and await abandoned():
                         return project
+                    step = remaining if abandoned is None else min(remaining, self.poll_seconds)
                     with contextlib.suppress(TimeoutError):  # not wait_for: see webhook_sender
-                        async with asyncio.timeout(min(remaining, self.poll_seconds)):
+                        async with asyncio.timeout(step):
                             await waiter.event.wait()
                     remaining = deadline - loop.time()
         finally:
