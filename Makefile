@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/api_overhead.py
 	$(BIN)/python benchmarks/wait_overhead.py
 	$(BIN)/python benchmarks/gpu_pipeline.py --device cpu
+	$(BIN)/python benchmarks/cluster.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -22,11 +22,9 @@ from darkroom.store.database import Database
 BIN = Path(os.environ.get("DARKROOM_TEST_POSTGRES_BIN", "/usr/lib/postgresql/15/bin"))
 OS_USER = "postgres"
 TEMPLATE = "darkroom_template"
-# Durability is worth nothing to a test database.
-SERVER_OPTIONS = (
-    "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-    "-c max_connections=300 -c shared_buffers=32MB"
-)
+SERVER_OPTIONS = "-c max_connections=300 -c shared_buffers=32MB"
+# Durability is worth nothing to a test database; a benchmark comparing commit rates keeps it.
+NOT_DURABLE = "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
 
 
 def _free_port() -> int:
@@ -37,9 +35,14 @@ def _free_port() -> int:
 
 class PostgresServer:
     """One server for the pytest session: :meth:`start`, then :meth:`create_database` per test,
-    :meth:`drop_database` after it, and :meth:`stop` at the end."""
+    :meth:`drop_database` after it, and :meth:`stop` at the end.
 
-    def __init__(self) -> None:
+    ``durable`` keeps PostgreSQL's defaults (``fsync``, ``synchronous_commit`` and
+    ``full_page_writes`` on: a commit is flushed to disk), for benchmarks that compare it with
+    SQLite's ``synchronous=FULL``; the tests turn them off."""
+
+    def __init__(self, *, durable: bool = False) -> None:
+        self.durable = durable
         self.root = Path(tempfile.mkdtemp(prefix="darkroom-postgres-"))
         self.data = self.root / "data"
         self.port = _free_port()
@@ -64,6 +67,8 @@ class PostgresServer:
             shutil.chown(self.root, OS_USER, OS_USER)
         self._run(str(initdb), "-D", str(self.data), "-U", OS_USER, "--auth=trust", "--no-sync")
         options = f"-p {self.port} -h 127.0.0.1 -k {self.root} {SERVER_OPTIONS}"
+        if not self.durable:
+            options += f" {NOT_DURABLE}"
         log = self.root / "server.log"
         self._run(
             str(BIN / "pg_ctl"), "-D", str(self.data), "-l", str(log), "-o", options, "-w", "start"
