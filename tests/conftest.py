@@ -72,7 +72,13 @@ class Databases:
 
     def env(self, data_dir: Path) -> dict[str, str]:
         """Environment for a ``darkroom`` subprocess on ``data_dir`` (SQLite: its default)."""
-        return {"DARKROOM_DATABASE_URL": self.url(data_dir)} if ON_POSTGRES else {}
+        if not ON_POSTGRES:
+            return {}
+        return {
+            "DARKROOM_DATABASE_URL": self.url(data_dir),
+            "DARKROOM_SECRET_KEY": "test-secret",
+            "DARKROOM_ADMIN_TOKEN": "test-admin-token",
+        }
 
     def drop(self) -> None:
         if self._postgres is not None:
