@@ -1,5 +1,6 @@
 """A database that stays busy for longer than SQLite's busy timeout (30 s) does not freeze the HTTP
-server and loses nothing: another connection holds the write lock for 35 s while ``/healthz`` keeps
+server and loses nothing: another connection holds the write lock (on PostgreSQL, an exclusive
+lock on the tables) for 35 s while ``/healthz`` keeps
 answering at once, and the project that was rendering, and the one created meanwhile, complete
 once the lock is gone (their writes are retried), charged exactly as the ledger says."""
 
@@ -8,13 +9,14 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.exc import OperationalError
 
 from darkroom.api import errors
@@ -25,6 +27,36 @@ from tests.conftest import Account, LiveServer, ServerFactory
 
 BODY = {"image_count": 1, "model": "flux-schnell", "resolution": "640px", "style": {"prompt": "x"}}
 HOLD_SECONDS = 35.0  # longer than busy_timeout (30 s): a write that only waits would fail
+
+
+def hold_write_lock(server: LiveServer) -> Callable[[], None]:
+    """Take what a long write transaction of another process holds: SQLite's write lock, or on
+    PostgreSQL an EXCLUSIVE lock on the tables every job and charge writes (readers go on,
+    writers wait). The function that lets it go."""
+    if server.services.db.is_sqlite:
+        locker = sqlite3.connect(
+            server.settings.data_dir / "darkroom.sqlite3",
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        locker.execute("BEGIN IMMEDIATE")
+
+        def release_sqlite() -> None:
+            locker.execute("ROLLBACK")
+            locker.close()
+
+        return release_sqlite
+    engine = create_engine(server.settings.sqlalchemy_url)
+    conn = engine.connect()
+    conn.begin()
+    conn.execute(text("LOCK TABLE accounts, projects, ledger IN EXCLUSIVE MODE"))
+
+    def release_postgres() -> None:
+        conn.rollback()
+        conn.close()
+        engine.dispose()
+
+    return release_postgres
 
 
 def ledger_sum(server: LiveServer, account: Account) -> int:
@@ -47,16 +79,12 @@ def test_a_35_second_write_lock_neither_freezes_the_server_nor_loses_a_project(
     assert slow.entered.wait(10)
 
     # Another process's connection takes the write lock and keeps it.
-    locker = sqlite3.connect(
-        server.settings.data_dir / "darkroom.sqlite3", isolation_level=None, check_same_thread=False
-    )
-    locker.execute("BEGIN IMMEDIATE")
+    release = hold_write_lock(server)
     locked_at = time.monotonic()
     unlocked = threading.Event()
 
     def unlock() -> None:
-        locker.execute("ROLLBACK")
-        locker.close()
+        release()
         unlocked.set()
 
     timer = threading.Timer(HOLD_SECONDS, unlock)

@@ -47,7 +47,8 @@ def test_readyz_reports_database_workers_webhooks_and_backends(server: LiveServe
         "workers": True,
         "webhooks": True,
         "heartbeat": True,
-        "notifications": "poll",  # SQLite: other processes' changes are polled for
+        # SQLite: other processes' changes are polled for; PostgreSQL signals them.
+        "notifications": "poll" if server.services.db.is_sqlite else "listen",
         "node": {"id": server.services.node.id, "kind": "embedded"},
         "backends": {"preview": {"loaded": True}},
         "queue_depth": 0,

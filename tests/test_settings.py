@@ -49,7 +49,9 @@ def test_with_both_secrets_it_goes_on_to_the_database(tmp_path: Path) -> None:
 
 
 def test_sqlite_makes_up_its_own_secrets(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path / "data", secret_key="", admin_token="")
+    data = tmp_path / "data"
+    sqlite = f"sqlite:///{data.resolve() / 'darkroom.sqlite3'}"
+    settings = make_settings(data, secret_key="", admin_token="", database_url=sqlite)
     services = build_services(settings)
     try:
         services.admin.authorize(settings.admin_token_file.read_text().strip())

@@ -235,7 +235,7 @@ async def start_node(services: Services) -> None:
     the heartbeat (which also takes over what dead nodes left), the render workers and, in a
     process that renders, the webhook sender."""
     services.watch.bind(asyncio.get_running_loop())
-    services.notifier.start()
+    await asyncio.to_thread(services.notifier.start)
     await asyncio.to_thread(services.heartbeat.start)
     await services.runner.start()
     if services.settings.workers:  # the process that renders also sends the webhooks

@@ -69,12 +69,15 @@ class Notifier:
 
     # -- PostgreSQL: one listening connection per process --------------------------------------
 
-    def start(self) -> None:
+    def start(self, wait: float = 5.0) -> None:
+        """Start listening (PostgreSQL), and wait up to ``wait`` seconds for the connection, so
+        that a node starts with its signals on (it polls meanwhile if the wait runs out)."""
         if self.db.is_sqlite or self._thread is not None:
             return
         self._stop.clear()
         self._thread = threading.Thread(target=self._listen, name="darkroom-listen", daemon=True)
         self._thread.start()
+        self._listening.wait(wait)
 
     def stop(self) -> None:
         self._stop.set()
