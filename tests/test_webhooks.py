@@ -15,7 +15,7 @@ import pytest
 from darkroom import Client, WebhookVerificationError, verify_webhook
 from darkroom.engine.registry import Backends
 from tests.backends import Failing, Slow, Stuck
-from tests.conftest import Account, LiveServer, ServerFactory
+from tests.conftest import ON_POSTGRES, Account, LiveServer, ServerFactory
 from tests.webhook_receiver import Receiver
 
 FAST = {"webhook_retry_seconds": 0.1, "webhook_retry_max_seconds": 0.4}
@@ -400,3 +400,30 @@ def test_a_render_restarted_after_a_crash_reports_each_event_once(
     time.sleep(0.5)
     events = Counter(r.event["type"] for r in receiver.accepted())
     assert events == {"image.started": 1, "image.completed": 1}
+
+
+def test_a_delivery_written_on_an_api_node_is_sent_by_the_worker_node(
+    server_factory: ServerFactory, receiver: Receiver, tmp_path: Path
+) -> None:
+    """A project canceled on an API-only node writes its image.canceled delivery there; the
+    sender runs on the node with workers, woken by the signal (PostgreSQL: NOTIFY; here the
+    worker would otherwise look only every 30 s) or, on SQLite, at its next look."""
+    poll = 30.0 if ON_POSTGRES else 0.2
+    stuck = Stuck()
+    data = tmp_path / "data"
+    worker = server_factory(Backends([stuck]), data_dir=data, poll_seconds=poll)
+    api = server_factory(
+        data_dir=tmp_path / "api",
+        database_url=worker.settings.sqlalchemy_url,
+        workers=0,
+        poll_seconds=poll,
+    )
+    account = worker.account()
+    register(api, account, receiver, events=["image.canceled"])
+    project_id = create(api, account)
+    assert stuck.entered.wait(10)
+    with api.client(account) as client:
+        assert client.post(f"/v1/image-projects/{project_id}/cancel").status_code == 200
+    stuck.release.set()
+    receiver.wait_for(1, "image.canceled", timeout=10)
+    assert receiver.accepted()[0].event["payload"]["id"] == project_id

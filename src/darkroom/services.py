@@ -26,7 +26,7 @@ from darkroom.engine.registry import Backends
 from darkroom.observe.logs import log_transition
 from darkroom.observe.metrics import Metrics
 from darkroom.queue.heartbeat import Heartbeat, Node
-from darkroom.queue.notify import AUTH, CHANGES, Notifier
+from darkroom.queue.notify import AUTH, CHANGES, WEBHOOKS, Notifier
 from darkroom.settings import Settings
 from darkroom.storage.files import LocalFiles
 from darkroom.storage.signing import URLSigner, load_or_create_secret
@@ -140,7 +140,6 @@ def build_webhooks(
         allow_private=allow_private,
     )
     sender = WebhookSender(db, policy, owner)
-    webhooks.wake = sender.wake
     return webhooks, sender
 
 
@@ -197,7 +196,7 @@ def build_services(
     signer = URLSigner(secret, settings.base_url)
     webhooks, sender = build_webhooks(settings, db, signer, node.id)
     events.recorders.append(webhooks.record)
-    events.observers.append(webhooks.committed)
+    notifier.subscribe(WEBHOOKS, lambda _payload: sender.wake())
     metrics = Metrics(db, jobs.queue_depth, catalog.models)
     events.observers += [metrics.observe, log_transition]
     sender.hooks.append(metrics.webhook_attempt)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +24,7 @@ from darkroom.core.projects import Project, Transition
 from darkroom.core.status import Status
 from darkroom.net import guard
 from darkroom.net.fetch import DEFAULT_PORTS, FetchError, parse_url
+from darkroom.queue.notify import WEBHOOKS
 from darkroom.store import webhooks as sql
 from darkroom.store.database import Database, utcnow
 
@@ -57,12 +57,6 @@ class Webhooks:
         self.db = db
         self.render = render
         self.allow_private = allow_private
-        # Called once new deliveries are committed or resent; the sender sets it.
-        self.wake: Callable[[], None] = lambda: None
-        # Projects whose change wrote deliveries, until that change has committed: only those
-        # wake the sender (most changes, of accounts without webhooks, write none).
-        self._written: set[str] = set()
-        self._lock = threading.Lock()
 
     # -- endpoints -----------------------------------------------------------------------------
 
@@ -136,7 +130,7 @@ class Webhooks:
             sql.resend(conn, delivery_id, utcnow())
             row = sql.get_delivery(conn, delivery_id)
             attempts = sql.attempts_of(conn, [delivery_id])
-        self.wake()
+            self.db.notify_in(conn, WEBHOOKS, delivery_id)  # wakes the senders, on any node
         return Delivery(row, attempts)
 
     def _endpoint(self, conn: Connection, account_id: str, endpoint_id: str) -> Any:
@@ -186,16 +180,9 @@ class Webhooks:
                 for row in fresh
             ],
         )
-        with self._lock:
-            self._written.add(project.id)
-
-    def committed(self, change: Transition) -> None:
-        """A :class:`Jobs` observer: wake the sender if this change wrote deliveries."""
-        with self._lock:
-            if change.project.id not in self._written:
-                return
-            self._written.discard(change.project.id)
-        self.wake()
+        # Only changes that wrote deliveries wake the senders (most, of accounts without
+        # webhooks, write none), on whichever node they run, once this commits.
+        self.db.notify_in(conn, WEBHOOKS, project.id)
 
 
 def _events(events: list[str] | None) -> list[str]:

@@ -1,4 +1,5 @@
-"""Signals between processes: "a job is ready", "this project changed", "this key changed".
+"""Signals between processes: "a job is ready", "this project changed", "this key changed",
+"deliveries are due".
 
 Writers call :meth:`Database.notify_in` inside their transaction; once it commits, the signal
 reaches this process's subscribers at once (SQLite and PostgreSQL alike) and, on PostgreSQL,
@@ -24,7 +25,8 @@ log = logging.getLogger("darkroom.notify")
 JOBS = "darkroom_jobs"  # payload: the model of a job that became claimable
 CHANGES = "darkroom_changes"  # payload: the id of a project whose status changed
 AUTH = "darkroom_auth"  # payload: an account id whose keys or tier changed
-CHANNELS = (JOBS, CHANGES, AUTH)
+WEBHOOKS = "darkroom_webhooks"  # payload: what wrote or resent deliveries (a project, a delivery)
+CHANNELS = (JOBS, CHANGES, AUTH, WEBHOOKS)
 
 Subscriber = Callable[[str], None]
 
