@@ -74,7 +74,7 @@ class Jobs:
         self.outputs = outputs
         self.node_id = node_id  # this process, recorded on projects its requests wait for
         self.limits = limits
-        self.lease_seconds = lease_seconds
+        self.lease = timedelta(seconds=lease_seconds)
 
     # -- the caller's side ---------------------------------------------------------------------
 
@@ -220,6 +220,15 @@ class Jobs:
             return fresh
         accounts = sorted({items[i].account_id for i in fresh})
         total, per_account = leases.queued_counts(conn, accounts)
+        waits: dict[str, float] = {}  # Retry-After by model, read once a batch
+
+        def retry_after(item: Submission) -> float:
+            model = item.row["model"]
+            if model not in waits:
+                mean_ms = leases.mean_render_ms(conn, model)
+                waits[model] = max(1.0, math.ceil((mean_ms or 10_000.0) / 1000.0))
+            return waits[model]
+
         admitted = []
         for i in fresh:
             account = items[i].account_id
@@ -227,23 +236,19 @@ class Jobs:
             if limits.total > 0 and total >= limits.total:
                 outcomes[i] = QueueFull(
                     f"the render queue is full ({limits.total} projects waiting); retry later",
-                    retry_after=self._retry_after(conn, items[i]),
+                    retry_after=retry_after(items[i]),
                 )
             elif limits.per_account > 0 and mine >= limits.per_account:
                 outcomes[i] = QueueFull(
                     f"this account already has {mine} projects waiting (the limit is "
                     f"{limits.per_account}); retry once some have rendered",
-                    retry_after=self._retry_after(conn, items[i]),
+                    retry_after=retry_after(items[i]),
                 )
             else:
                 admitted.append(i)
                 total += 1
                 per_account[account] = mine + 1
         return admitted
-
-    def _retry_after(self, conn: Connection, item: Submission) -> float:
-        mean_ms = leases.mean_render_ms(conn, item.row["model"])
-        return max(1.0, math.ceil((mean_ms or 10_000.0) / 1000.0))
 
     def queue_depth(self) -> int:
         """Projects waiting to be rendered, on every node."""
@@ -257,7 +262,7 @@ class Jobs:
 
         def read(conn: Connection) -> tuple[int, float | None]:
             ahead = leases.queue_ahead(conn, project.id, project.account_id, project.created_at)
-            alive_since = utcnow() - _seconds(self.lease_seconds)
+            alive_since = utcnow() - self.lease
             slots = sum(
                 node.concurrency
                 for node in node_sql.live(conn, alive_since)
@@ -324,7 +329,3 @@ class Jobs:
         self.outputs.delete_sources(project_id, ended.project.source_count)
         self.events.committed(ended)
         return ended.project
-
-
-def _seconds(value: float) -> timedelta:
-    return timedelta(seconds=value)

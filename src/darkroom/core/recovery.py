@@ -27,14 +27,10 @@ from darkroom.core.projects import Transition
 from darkroom.core.settle import end_in, out_of_attempts_in
 from darkroom.core.status import Status
 from darkroom.store import leases
-from darkroom.store import nodes as node_sql
 from darkroom.store import projects as sql
 from darkroom.store.database import Database
 
 log = logging.getLogger("darkroom.recovery")
-
-# A gone node's row is kept this long (operators can see what ran), then deleted.
-NODE_ROWS_KEPT = timedelta(days=1)
 
 
 @dataclass
@@ -88,9 +84,6 @@ class Recovery:
                     "project %s: the request waiting for it is gone; canceled and refunded",
                     project_id,
                 )
-        self.db.transact(
-            lambda conn: node_sql.forget_before(conn, now - NODE_ROWS_KEPT), durable=False
-        )
         return swept
 
     def _expire(self, conn: Connection, project_id: str, now: datetime) -> Transition | None:

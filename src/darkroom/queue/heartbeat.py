@@ -13,12 +13,15 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from darkroom.store import nodes as node_sql
 from darkroom.store.database import Database, utcnow
 
 log = logging.getLogger("darkroom.heartbeat")
+
+# A gone node's row is kept this long (operators can see what ran), then deleted.
+NODE_ROWS_KEPT = timedelta(days=1)
 
 Task = Callable[[datetime], object]  # what it returns is ignored
 
@@ -43,7 +46,7 @@ class Heartbeat:
         self.tasks: list[Task] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.beats = 0  # completed beats, for /readyz and tests
+        self.beats = 0  # completed beats
 
     @property
     def running(self) -> bool:
@@ -62,7 +65,8 @@ class Heartbeat:
             "heartbeat_at": now,
             "stopped_at": None,
         }
-        self.db.transact(lambda conn: node_sql.register(conn, row))
+        forget_before = now - NODE_ROWS_KEPT
+        self.db.transact(lambda conn: node_sql.register(conn, row, forget_before))
         self._stop.clear()
         self.beat()  # a first sweep at once: a restart takes over what the dead left
         self._thread = threading.Thread(target=self._run, name="darkroom-heartbeat", daemon=True)

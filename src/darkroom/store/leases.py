@@ -68,34 +68,26 @@ def claim(
     return True
 
 
+def _held_by(owner: str) -> Any:
+    return and_(projects.c.status == "rendering", projects.c.lease_owner == owner)
+
+
 def held(project_id: str, owner: str) -> Any:
     """The condition every write of a lease holder adds to its statement (fencing)."""
-    return and_(
-        projects.c.id == project_id,
-        projects.c.status == "rendering",
-        projects.c.lease_owner == owner,
-    )
+    return and_(projects.c.id == project_id, _held_by(owner))
 
 
 def renew(conn: Connection, owner: str, project_ids: list[str], until: datetime) -> set[str]:
     """Extend ``owner``'s leases; the ids it still holds (a missing one was lost)."""
     if not project_ids:
         return set()
-    conn.execute(
+    renewed = conn.execute(
         update(projects)
-        .where(
-            projects.c.id.in_(project_ids),
-            projects.c.status == "rendering",
-            projects.c.lease_owner == owner,
-        )
+        .where(projects.c.id.in_(project_ids), _held_by(owner))
         .values(lease_until=until)
+        .returning(projects.c.id)
     )
-    query = select(projects.c.id).where(
-        projects.c.id.in_(project_ids),
-        projects.c.status == "rendering",
-        projects.c.lease_owner == owner,
-    )
-    return {row.id for row in conn.execute(query)}
+    return {row.id for row in renewed}
 
 
 def hand_back(conn: Connection, project_id: str, owner: str) -> bool:

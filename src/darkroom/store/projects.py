@@ -50,16 +50,6 @@ def disable(conn: Connection, project_id: str) -> None:
     conn.execute(update(projects).where(projects.c.id == project_id).values(enabled=False))
 
 
-def with_status(conn: Connection, status: str, limit: int | None = None) -> list[Row]:  # type: ignore[type-arg]
-    query = (
-        select(projects.c.id, projects.c.attempts)
-        .where(projects.c.status == status)
-        .order_by(projects.c.created_at, projects.c.id)
-        .limit(limit)
-    )
-    return list(conn.execute(query))
-
-
 def count_by_status_and_model(conn: Connection, statuses: tuple[str, ...]) -> list[Row]:  # type: ignore[type-arg]
     """(status, model, count) of the projects in ``statuses`` (the status index serves it)."""
     query = (

@@ -97,10 +97,6 @@ class Runner:
         """Whether the workers are up (an API-only node, with none, always is)."""
         return self.workers == 0 or any(not t.done() for t in self._tasks)
 
-    @property
-    def busy(self) -> int:
-        return len(self._jobs)
-
     async def start(self) -> None:
         if self.workers == 0:
             return  # an API-only node: worker processes render what it queues
