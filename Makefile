@@ -1,5 +1,6 @@
 # darkroom: `make serve` starts the service on the embedded default; `make test` runs every test,
-# on SQLite and then on PostgreSQL 15 (installed with apt when missing and we are root).
+# on SQLite with local files, then on PostgreSQL 15 with images in S3 (Ceph's radosgw): both
+# installed with apt when missing and we are root.
 # Both create the virtual environment (.venv) first; they need only python3 and make.
 
 PYTHON ?= python3
@@ -22,11 +23,14 @@ serve: $(STAMP)
 # Both runs happen whatever the first gave; the target fails if either failed.
 test: $(STAMP)
 	scripts/ensure-postgres
+	scripts/ensure-ceph
 	@status=0; \
-	echo "== the test suite on SQLite"; \
-	DARKROOM_TEST_DATABASE=sqlite $(BIN)/python -m pytest $(ARGS) || status=1; \
-	echo "== the test suite on PostgreSQL"; \
-	DARKROOM_TEST_DATABASE=postgres $(BIN)/python -m pytest $(ARGS) || status=1; \
+	echo "== the test suite on SQLite, images in the data directory (the embedded default)"; \
+	DARKROOM_TEST_DATABASE=sqlite DARKROOM_TEST_STORAGE=local \
+		$(BIN)/python -m pytest $(ARGS) || status=1; \
+	echo "== the test suite on PostgreSQL, images in S3 (radosgw): a cluster's set-up"; \
+	DARKROOM_TEST_DATABASE=postgres DARKROOM_TEST_STORAGE=s3 \
+		$(BIN)/python -m pytest $(ARGS) || status=1; \
 	exit $$status
 
 lint: $(STAMP)
@@ -47,6 +51,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/wait_overhead.py
 	$(BIN)/python benchmarks/gpu_pipeline.py --device cpu
 	$(BIN)/python benchmarks/cluster.py
+	$(BIN)/python benchmarks/storage.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

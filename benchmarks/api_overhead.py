@@ -280,6 +280,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """Ctrl-C (darkroom drains and exits), then a kill after 20 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def darkroom_command() -> list[str]:
     script = Path(sys.executable).with_name("darkroom")
     if script.exists():
@@ -383,13 +394,7 @@ class Server:
         return [ProjectTimes.from_row(row) for row in rows]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.log.close()
         if hasattr(self, "db"):
             self.db.close()

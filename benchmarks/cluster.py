@@ -3,7 +3,7 @@ side by side in one run.
 
 Starts darkroom nodes as subprocesses on this machine (``darkroom serve --workers 0`` API nodes
 and ``darkroom worker`` render workers, each with a data directory of its own, on one database
-and one shared files directory: ``tests/cluster.py``), once on a PostgreSQL 15 server started for
+and one shared storage directory: ``tests/cluster.py``), once on a PostgreSQL 15 server started for
 the run with its durable defaults (``fsync``, ``synchronous_commit`` and ``full_page_writes`` on)
 and once on one SQLite file (WAL, ``synchronous=FULL``, darkroom's default) that the same
 processes share. Every node runs with darkroom's defaults (``poll_seconds`` 1,

@@ -1,6 +1,7 @@
 """darkroom as an operator runs it on several machines, in subprocesses on this one: API nodes
 (``darkroom serve --workers 0``) and render workers (``darkroom worker``), each with a data
-directory of its own, on one database and one shared files directory."""
+directory of its own, on one database and one storage: a bucket on S3 runs (the
+``storage_url`` setting), otherwise a directory they share."""
 
 from __future__ import annotations
 
@@ -78,11 +79,10 @@ class Cluster:
     def __init__(self, root: Path, database_url: str, **settings: object) -> None:
         self.root = root
         self.database_url = database_url
-        self.files = root / "shared-files"
         self.env = {
             **os.environ,
             "DARKROOM_DATABASE_URL": database_url,
-            "DARKROOM_FILES_DIR": str(self.files),
+            "DARKROOM_STORAGE_URL": str(root / "shared-files"),
             "DARKROOM_SECRET_KEY": SECRET,
             "DARKROOM_ADMIN_TOKEN": ADMIN_TOKEN,
             "DARKROOM_RATE_LIMIT_PER_MINUTE": "0",
@@ -90,6 +90,7 @@ class Cluster:
         }
         for name, value in settings.items():
             self.env[f"DARKROOM_{name.upper()}"] = str(value)
+        self.storage_url = self.env["DARKROOM_STORAGE_URL"]
         self.processes: list[Process] = []
         self.engine = create_engine(database_url)
 

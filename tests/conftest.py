@@ -4,10 +4,17 @@ and accounts with API keys.
 ``DARKROOM_TEST_DATABASE`` (``sqlite``, the default, or ``postgres``) picks the database of the
 run. On PostgreSQL a server is started for the session (tests/postgres.py) and each data directory
 a test uses gets its own fresh database; :class:`Databases` says which.
+
+``DARKROOM_TEST_STORAGE`` (``local``, the default, or ``s3``) picks where the images are kept: the
+data directory, or a real S3 server (Ceph's radosgw, tests/radosgw.py) started for the session,
+with a prefix of one bucket for each database (nodes sharing a database share their storage).
+``make test`` runs SQLite with local files, then PostgreSQL with S3: the embedded default, then
+a cluster's set-up.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import socket
@@ -24,26 +31,39 @@ import uvicorn
 
 from darkroom.api.app import app_for
 from darkroom.core import accounts
+from darkroom.core.projects import Project
 from darkroom.engine.registry import Backends
 from darkroom.services import Services, build_services
 from darkroom.settings import Settings
 from darkroom.store.database import Database
 from tests.postgres import PostgresServer
+from tests.radosgw import RadosGateway
 
 DATABASE = os.environ.get("DARKROOM_TEST_DATABASE", "sqlite")
 if DATABASE not in ("sqlite", "postgres"):
     raise pytest.UsageError(f"DARKROOM_TEST_DATABASE must be sqlite or postgres, not {DATABASE!r}")
 ON_POSTGRES = DATABASE == "postgres"
 sqlite_only = pytest.mark.skipif(ON_POSTGRES, reason="about SQLite itself")
+STORAGE = os.environ.get("DARKROOM_TEST_STORAGE", "local")
+if STORAGE not in ("local", "s3"):
+    raise pytest.UsageError(f"DARKROOM_TEST_STORAGE must be local or s3, not {STORAGE!r}")
+ON_S3 = STORAGE == "s3"
+TEST_BUCKET = "darkroom-tests"
 
 
 class Databases:
     """The databases of one test: one per data directory, the same each time it is asked for
     (a server restarted on a data directory finds its database again)."""
 
-    def __init__(self, postgres: Callable[[], PostgresServer] | None) -> None:
+    def __init__(
+        self,
+        postgres: Callable[[], PostgresServer] | None,
+        gateway: Callable[[], RadosGateway] | None = None,
+    ) -> None:
         self._postgres = postgres
+        self._gateway = gateway
         self._urls: dict[Path, str] = {}
+        self._prefixes: set[str] = set()
 
     def url(self, data_dir: Path) -> str:
         """The SQLAlchemy URL of ``data_dir``'s database: SQLite's file in it, or on PostgreSQL a
@@ -70,21 +90,44 @@ class Databases:
             return "sqlite:////nonexistent/darkroom/darkroom.sqlite3"
         return self._postgres().url("no_such_database")
 
+    def storage_url(self, database_url: str) -> str:
+        """Where the nodes on ``database_url`` keep their images on S3 runs: a prefix of the
+        session's bucket; empty (the data directory) otherwise."""
+        if self._gateway is None:
+            return ""
+        self._gateway()
+        prefix = "t-" + hashlib.sha256(database_url.encode()).hexdigest()[:16]
+        self._prefixes.add(prefix)
+        return f"s3://{TEST_BUCKET}/{prefix}"
+
     def env(self, data_dir: Path) -> dict[str, str]:
-        """Environment for a ``darkroom`` subprocess on ``data_dir`` (SQLite: its default)."""
-        if not ON_POSTGRES:
-            return {}
-        return {
-            "DARKROOM_DATABASE_URL": self.url(data_dir),
-            "DARKROOM_SECRET_KEY": "test-secret",
-            "DARKROOM_ADMIN_TOKEN": "test-admin-token",
-        }
+        """Environment for a ``darkroom`` subprocess on ``data_dir`` (SQLite and local files:
+        its defaults)."""
+        env: dict[str, str] = {}
+        if ON_POSTGRES:
+            env |= {
+                "DARKROOM_DATABASE_URL": self.url(data_dir),
+                "DARKROOM_SECRET_KEY": "test-secret",
+                "DARKROOM_ADMIN_TOKEN": "test-admin-token",
+            }
+        if self._gateway is not None:
+            env |= self._gateway().env()
+            env["DARKROOM_STORAGE_URL"] = self.storage_url(self.url(data_dir))
+        return env
 
     def drop(self) -> None:
         if self._postgres is not None:
             for url in self._urls.values():
                 self._postgres().drop_database(url)
         self._urls.clear()
+        if self._gateway is not None and self._prefixes:  # the memory of the S3 server
+            client = self._gateway().client()
+            for prefix in self._prefixes:
+                listed = client.list_objects_v2(Bucket=TEST_BUCKET, Prefix=prefix + "/")
+                keys = [{"Key": item["Key"]} for item in listed.get("Contents", [])]
+                if keys:
+                    client.delete_objects(Bucket=TEST_BUCKET, Delete={"Objects": keys})
+            self._prefixes.clear()
 
 
 _current: Databases | None = None
@@ -135,11 +178,49 @@ def postgres_server() -> Iterator[Callable[[], PostgresServer] | None]:
             signal.signal(signal.SIGTERM, previous)
 
 
+@pytest.fixture(scope="session")
+def s3_gateway() -> Iterator[Callable[[], RadosGateway]]:
+    """The session's S3 server (radosgw), started when a test first needs it, with the bucket
+    of the tests; the AWS variables of this process point at it from then on."""
+    started: list[RadosGateway] = []
+    failed: list[BaseException] = []
+    saved = {name: os.environ.get(name) for name in RadosGateway.ENV_NAMES}
+
+    def get() -> RadosGateway:
+        if failed:
+            raise RuntimeError("the S3 test server did not start") from failed[0]
+        if not started:
+            gateway = RadosGateway()
+            try:
+                gateway.start()
+                gateway.create_bucket(TEST_BUCKET)
+            except BaseException as exc:
+                failed.append(exc)
+                raise
+            started.append(gateway)
+            os.environ.update(gateway.env())
+        return started[0]
+
+    try:
+        yield get
+    finally:
+        for gateway in started:
+            gateway.stop()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 @pytest.fixture(autouse=True)
-def databases(postgres_server: Callable[[], PostgresServer] | None) -> Iterator[Databases]:
-    """This test's databases, dropped at its end."""
+def databases(
+    postgres_server: Callable[[], PostgresServer] | None,
+    s3_gateway: Callable[[], RadosGateway],
+) -> Iterator[Databases]:
+    """This test's databases (and, on S3 runs, storage prefixes), dropped at its end."""
     global _current
-    _current = Databases(postgres_server)
+    _current = Databases(postgres_server, s3_gateway if ON_S3 else None)
     try:
         yield _current
     finally:
@@ -204,6 +285,26 @@ class LiveServer:
         assert value is not None
         return value
 
+    def stored(self, project_id: str) -> list[str]:
+        """The storage keys of everything kept for a project (images of any attempt, sources)."""
+        return self.services.files.keys(project_id)
+
+    def stored_image(self, project_id: str, n: int = 1) -> bytes:
+        """Image ``n`` of a complete project, as its storage holds it."""
+        return self.services.files.read_output(self._project(project_id), n)
+
+    def overwrite_image(self, project_id: str, n: int, data: bytes) -> None:
+        """Replace image ``n`` in storage (a corruption that the database does not know of)."""
+        key = self.services.files.output_key(self._project(project_id), n)
+        self.services.files.store.put(key, data, content_type="image/png")
+
+    def _project(self, project_id: str) -> Project:
+        from darkroom.store import projects
+
+        row = self.services.db.query(lambda conn: projects.get_project(conn, project_id))
+        assert row is not None
+        return Project.from_row(row)
+
     def client(self, account: Account | None = None, **kwargs: Any) -> httpx.Client:
         headers = {"Authorization": f"Bearer {account.key}"} if account else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=30, **kwargs)
@@ -236,6 +337,9 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
         values["admin_token"] = "test-admin-token"
         if "database_url" not in overrides:
             values["database_url"] = current_databases().url(data_dir)
+    if ON_S3 and "storage_url" not in overrides:
+        database_url = overrides.get("database_url") or current_databases().url(data_dir)
+        values["storage_url"] = current_databases().storage_url(database_url)
     values.update(overrides)
     return Settings(**values)
 

@@ -68,11 +68,11 @@ def test_configured_token_wins_and_no_file_is_written(
 
 def test_banner_says_where_the_token_is_without_showing_it(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, admin_token="")  # made up in the data directory
-    text = banner(settings, None)
+    text = banner(settings, None, str(settings.data_dir))
     assert f"{settings.base_url}/admin/v1" in text
     assert str(settings.admin_token_file.resolve()) in text
     configured = make_settings(tmp_path, admin_token="operator-secret-123")
-    text = banner(configured, None)
+    text = banner(configured, None, str(configured.data_dir))
     assert "from DARKROOM_ADMIN_TOKEN" in text
     assert "operator-secret-123" not in text
 

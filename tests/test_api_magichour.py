@@ -192,14 +192,13 @@ def test_delete_removes_files_and_project(server: LiveServer, account: Account) 
             "id"
         ]
         project = server.wait(account, project_id)
-        files = sorted(server.settings.images_dir.glob(f"{project_id}-*.png"))
-        assert [f.name for f in files] == [f"{project_id}-{n}.png" for n in (1, 2, 3)]
+        assert len(server.stored(project_id)) == 3
         deleted = client.delete(f"/v1/image-projects/{project_id}")
         assert deleted.status_code == 204
         assert deleted.content == b""
         assert client.get(f"/v1/image-projects/{project_id}").status_code == 404
         assert client.delete(f"/v1/image-projects/{project_id}").status_code == 404
-    assert not any(f.exists() for f in files)
+    assert server.stored(project_id) == []
     assert httpx.get(project["downloads"][0]["url"]).status_code == 404
 
 

@@ -51,7 +51,7 @@ def test_cancel_rendering_stops_at_the_next_step_and_refunds(
         time.sleep(0.01)
     assert backend.stopped_at is not None and backend.stopped_at < 100
     assert time.monotonic() - started < 2
-    assert not list((server.settings.images_dir).glob(f"{project_id}*"))
+    assert server.stored(project_id) == []
     # It stays canceled, and the worker is free for the next project.
     assert server.wait(account, project_id)["status"] == "canceled"
     backend.steps = 1

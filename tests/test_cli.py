@@ -181,7 +181,9 @@ def test_serve_bootstraps_a_dev_account_once(tmp_path: Path, serves: list[Serve]
 
 def test_settings_from_environment(tmp_path: Path, serves: list[Serve]) -> None:
     data = tmp_path / "data"
-    serve = Serve(data, env={"DARKROOM_PUBLIC_URL": "https://cdn.example.org"})
+    # darkroom's own links (a bucket's would be presigned URLs of the bucket)
+    env = {"DARKROOM_PUBLIC_URL": "https://cdn.example.org", "DARKROOM_STORAGE_LINKS": "proxy"}
+    serve = Serve(data, env=env)
     serves.append(serve)
     key = (data / "dev-api-key").read_text().strip()
     headers = {"Authorization": f"Bearer {key}"}

@@ -1,7 +1,7 @@
 """One API node and two render workers, each a process with its own data directory, on one
-PostgreSQL database: workers killed with ``kill -9`` mid-render and restarted lose nothing: no
-job, no credit, no image. And a synchronous OpenAI-dialect request whose node dies is not
-charged.
+PostgreSQL database (and, on S3 runs, one bucket: no disk shared): workers killed with
+``kill -9`` mid-render and restarted lose nothing: no job, no credit, no image, and leave no
+orphan object. And a synchronous OpenAI-dialect request whose node dies is not charged.
 
 These run on the PostgreSQL run of the suite (``DARKROOM_TEST_DATABASE=postgres``), the database
 a cluster runs on."""
@@ -19,6 +19,8 @@ import openai
 import pytest
 from sqlalchemy import func, select
 
+from darkroom.storage.files import ProjectFiles
+from darkroom.storage.location import open_store
 from darkroom.store.tables import accounts, ledger, projects
 from tests.cluster import Cluster, cluster, wait_for
 from tests.conftest import ON_POSTGRES, Databases
@@ -41,6 +43,13 @@ def rendering_by(running: Cluster, node_id: str) -> list[str]:
         return list(conn.execute(query).scalars())
 
 
+def storage(databases: Databases, url: str) -> dict[str, str]:
+    """On S3 runs the nodes share only the database and a bucket (a prefix of the session's);
+    otherwise they share a directory (tests/cluster.py's default)."""
+    bucket = databases.storage_url(url)
+    return {"storage_url": bucket} if bucket else {}
+
+
 def statuses(running: Cluster, ids: list[str]) -> Counter[str]:
     with running.engine.connect() as conn:
         query = select(projects.c.status).where(projects.c.id.in_(ids))
@@ -50,7 +59,7 @@ def statuses(running: Cluster, ids: list[str]) -> Counter[str]:
 def test_killed_workers_lose_no_job_credit_or_image(tmp_path: Path, databases: Databases) -> None:
     url = databases.url(tmp_path / "cluster")
     settings = {"lease_seconds": LEASE, "max_attempts": 5, "queue_max_per_account": 0}
-    with cluster(tmp_path, url, **settings) as running:
+    with cluster(tmp_path, url, **settings, **storage(databases, url)) as running:
         _api, api_url = running.api()
         first = running.worker("worker-a", "--concurrency", "2")
         running.worker("worker-b", "--concurrency", "2")
@@ -100,6 +109,14 @@ def test_killed_workers_lose_no_job_credit_or_image(tmp_path: Path, databases: D
                     assert hashlib.sha256(data).hexdigest() == item["sha256"]
                     assert len(data) == item["bytes"]
 
+            # What killed workers had stored of their attempts is gone: no orphan is left.
+            files = ProjectFiles(open_store(running.storage_url, tmp_path / "unused"))
+            wait_for(
+                lambda: all(len(files.keys(pid)) == counts[pid] for pid in ids),
+                30,
+                "the cut-off attempts' objects to be removed",
+            )
+
         # Charged once each, never refunded; the balance is its ledger.
         with running.engine.connect() as conn:
             kinds = Counter(
@@ -122,7 +139,7 @@ def test_a_sync_answer_whose_node_died_is_not_charged(tmp_path: Path, databases:
     """kill -9 of the API node while an OpenAI-dialect request waits: the project is canceled
     and refunded (its waiter is gone); the client's retry is charged once."""
     url = databases.url(tmp_path / "cluster")
-    with cluster(tmp_path, url, lease_seconds=LEASE) as running:
+    with cluster(tmp_path, url, lease_seconds=LEASE, **storage(databases, url)) as running:
         api, api_url = running.api("api-1")
         key = running.account(api_url, credits=1_000)
         client = openai.OpenAI(api_key=key, base_url=f"{api_url}/v1", max_retries=0)
@@ -186,7 +203,7 @@ def test_sigterm_hands_the_jobs_in_hand_back(tmp_path: Path, databases: Database
     """A worker told to stop with no grace left gives its jobs back at once; another worker
     renders them, and the stopped one exits cleanly."""
     url = databases.url(tmp_path / "cluster")
-    with cluster(tmp_path, url, lease_seconds=30) as running:
+    with cluster(tmp_path, url, lease_seconds=30, **storage(databases, url)) as running:
         _api, api_url = running.api()
         draining = running.worker("worker-a", "--concurrency", "1", "--grace", "0")
         node_a = running.node_of(draining)

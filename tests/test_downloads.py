@@ -6,11 +6,19 @@ import time
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import pytest
 
 from darkroom.storage.signing import URLSigner
-from tests.conftest import Account, LiveServer
+from tests.conftest import Account, LiveServer, ServerFactory
 
 BODY = {"image_count": 2, "style": {"prompt": "a cat"}}
+
+
+@pytest.fixture
+def server(server_factory: ServerFactory) -> LiveServer:
+    """darkroom's own links (on S3 runs: relayed by darkroom, ``storage_links=proxy``; the
+    presigned links of a bucket are tests/test_storage_s3.py's)."""
+    return server_factory(storage_links="proxy")
 
 
 def complete_project(server: LiveServer, account: Account) -> dict:  # type: ignore[type-arg]
@@ -33,8 +41,8 @@ def test_links_are_absolute_unique_and_work_without_a_key(
         response = httpx.get(download["url"], follow_redirects=False)
         assert response.status_code == 200
         assert response.content.startswith(b"\x89PNG\r\n\x1a\n")
-    on_disk = (server.settings.images_dir / names[0]).read_bytes()
-    assert httpx.get(urls[0]).content == on_disk
+    stored = server.stored_image(project["id"], 1)
+    assert httpx.get(urls[0], follow_redirects=True).content == stored
 
 
 def test_expiry_is_about_a_day_by_default(server: LiveServer, account: Account) -> None:
@@ -74,7 +82,9 @@ def test_expired_link_is_refused(server: LiveServer, account: Account) -> None:
 
 
 def test_configured_ttl_and_public_url(server_factory) -> None:  # type: ignore[no-untyped-def]
-    server = server_factory(download_ttl_seconds=120, public_url="https://images.example.com/")
+    server = server_factory(
+        download_ttl_seconds=120, public_url="https://images.example.com/", storage_links="proxy"
+    )
     account = server.account()
     with server.client(account) as client:
         project_id = client.post("/v1/ai-image-generator", json=BODY).json()["id"]

@@ -43,6 +43,8 @@ def test_readyz_reports_database_workers_webhooks_and_backends(server: LiveServe
     assert answer.status_code == 200
     assert answer.json() == {
         "ready": True,
+        "storage": True,
+        "storage_location": server.services.files.store.location,
         "database": True,
         "workers": True,
         "webhooks": True,

@@ -15,7 +15,7 @@ import pytest
 
 from darkroom.observe import logs
 from darkroom.settings import Settings
-from tests.conftest import Account, LiveServer
+from tests.conftest import Account, LiveServer, ServerFactory
 
 PROMPT = "a zebra named Quillon-7731 reading tea leaves"
 CREATE = "/v1/ai-image-generator"
@@ -191,8 +191,10 @@ def test_text_lines_name_the_request_id(
 
 
 def test_query_strings_are_never_logged(
-    server: LiveServer, account: Account, configure: Configure
+    server_factory: ServerFactory, configure: Configure
 ) -> None:
+    server = server_factory(storage_links="proxy")  # darkroom's own signed links
+    account = server.account()
     captured = configure(log_format="json")
     project_id, _ = create(server, account)
     with server.client(account) as http:

@@ -423,7 +423,7 @@ def test_unknown_and_foreign_projects_are_404(server: LiveServer, sdk: SdkFactor
     assert api_error(excinfo, 404) == "Not Found"
     # still there, untouched, for its owner
     assert client.v1.image_projects.get(id=created.id).status == "complete"
-    assert len(list(server.settings.images_dir.glob(f"{created.id}-*.png"))) == 1
+    assert len(server.stored(created.id)) == 1
 
 
 @pytest.mark.parametrize(
@@ -487,13 +487,12 @@ def test_delete_after_generate(server: LiveServer, out_dir: Path, sdk: SdkFactor
         model="flux-schnell",
         resolution="640px",
     )
-    files = sorted(server.settings.images_dir.glob(f"{result.id}-*.png"))
-    assert [f.name for f in files] == [f"{result.id}-{n}.png" for n in (1, 2, 3)]
+    assert len(server.stored(result.id)) == 3
     balance = server.balance(account)
 
     assert client.v1.image_projects.delete(id=result.id) is None
 
-    assert not any(f.exists() for f in files)
+    assert server.stored(result.id) == []
     with pytest.raises(ApiError) as excinfo:
         client.v1.image_projects.get(id=result.id)
     assert api_error(excinfo, 404) == "Not Found"
@@ -525,7 +524,7 @@ def test_async_delete(server: LiveServer) -> None:
             return str(result.id)
 
     project_id = asyncio.run(main())
-    assert list(server.settings.images_dir.glob(f"{project_id}-*.png")) == []
+    assert server.stored(project_id) == []
 
 
 # -- a failing backend ----------------------------------------------------------------------------
@@ -555,7 +554,7 @@ def test_failed_job_returns_error_and_refunds(
     assert list(out_dir.iterdir()) == []
     assert client.v1.image_projects.get(id=result.id).credits_charged == 0
     assert server.balance(account) == 1_000
-    assert list(server.settings.images_dir.glob(f"{result.id}-*.png")) == []
+    assert server.stored(result.id) == []
 
 
 def test_failed_job_async(server_factory: ServerFactory, out_dir: Path) -> None:

@@ -30,8 +30,9 @@ def proxy() -> Iterator[FaultProxy]:
 
 @pytest.fixture
 def server(server_factory: ServerFactory, proxy: FaultProxy) -> LiveServer:
-    """darkroom behind the proxy: its download links point at the proxy too."""
-    server = server_factory(public_url=proxy.url)
+    """darkroom behind the proxy: its download links (darkroom's own, also on S3 runs) point at
+    the proxy too."""
+    server = server_factory(public_url=proxy.url, storage_links="proxy")
     proxy.upstream = server.url
     return server
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from darkroom.core.accounts import Authenticator
 from darkroom.core.admin import Admin, load_admin_token
 from darkroom.core.catalog import Catalog
+from darkroom.core.downloads import Downloads
 from darkroom.core.events import JobEvents
 from darkroom.core.ids import new_id
 from darkroom.core.intake import Intake
@@ -16,6 +17,7 @@ from darkroom.core.jobs import Jobs, QueueLimits
 from darkroom.core.project_view import project_body
 from darkroom.core.ratelimit import RateLimiter
 from darkroom.core.recovery import Recovery
+from darkroom.core.retention import Retention
 from darkroom.core.watch import Watch
 from darkroom.core.webhooks import Webhooks
 from darkroom.core.work import Work
@@ -28,7 +30,8 @@ from darkroom.observe.metrics import Metrics
 from darkroom.queue.heartbeat import Heartbeat, Node
 from darkroom.queue.notify import AUTH, CHANGES, WEBHOOKS, Notifier
 from darkroom.settings import Settings
-from darkroom.storage.files import LocalFiles
+from darkroom.storage.files import ProjectFiles
+from darkroom.storage.location import open_store
 from darkroom.storage.signing import URLSigner, load_or_create_secret
 from darkroom.store.database import Database
 from darkroom.worker.runner import Runner
@@ -40,8 +43,10 @@ class Services:
     settings: Settings
     db: Database
     catalog: Catalog
-    files: LocalFiles
+    files: ProjectFiles
     signer: URLSigner
+    downloads: Downloads
+    retention: Retention
     node: Node
     notifier: Notifier
     heartbeat: Heartbeat
@@ -121,14 +126,14 @@ def default_backends(catalog: Catalog, settings: Settings) -> Backends:
 
 
 def build_webhooks(
-    settings: Settings, db: Database, signer: URLSigner, owner: str
+    settings: Settings, db: Database, links: Downloads, owner: str
 ) -> tuple[Webhooks, WebhookSender]:
     """Webhook endpoints and deliveries, and the sender that posts them (holding its leases in
     the name of ``owner``, this node)."""
     ttl = settings.download_ttl_seconds
     allow_private = settings.allow_private_webhooks
     webhooks = Webhooks(
-        db, lambda project: project_body(project, signer, ttl), allow_private=allow_private
+        db, lambda project: project_body(project, links, ttl), allow_private=allow_private
     )
     policy = Policy(
         timeout=settings.webhook_timeout_seconds,
@@ -152,10 +157,12 @@ def node_kind(settings: Settings, *, serves_api: bool) -> str:
 def build_services(
     settings: Settings, backends: Backends | None = None, *, serves_api: bool = True
 ) -> Services:
-    settings.require_shared_secrets()  # before the database: a misconfigured node fails at once
+    # Before the database: a misconfigured node fails at once, with one line.
+    settings.require_shared_secrets()
+    store = open_store(settings.storage_url, settings.data_dir, links=settings.storage_links)
+    files = ProjectFiles(store)
     db = open_database(settings)
     catalog = load_catalog(settings)
-    files = LocalFiles(settings.images_dir, settings.sources_dir)
     secret = load_or_create_secret(settings.secret_key, settings.data_dir / "secret.key")
     node = Node(
         id=new_id("node"),
@@ -190,11 +197,13 @@ def build_services(
         poll_seconds=settings.poll_seconds,
     )
     heartbeat = Heartbeat(db, node, lease)
-    heartbeat.tasks += [runner.renew, recovery.sweep]
+    retention = Retention(db, files, settings.retention_days)
+    heartbeat.tasks += [runner.renew, recovery.sweep, retention.tick]
     auth = Authenticator(db, settings.auth_cache_seconds)
     notifier.subscribe(AUTH, lambda _account_id: auth.forget())
     signer = URLSigner(secret, settings.base_url)
-    webhooks, sender = build_webhooks(settings, db, signer, node.id)
+    downloads = Downloads(db, files, signer)
+    webhooks, sender = build_webhooks(settings, db, downloads, node.id)
     events.recorders.append(webhooks.record)
     notifier.subscribe(WEBHOOKS, lambda _payload: sender.wake())
     metrics = Metrics(db, jobs.queue_depth, catalog.models)
@@ -208,6 +217,8 @@ def build_services(
         catalog=catalog,
         files=files,
         signer=signer,
+        downloads=downloads,
+        retention=retention,
         node=node,
         notifier=notifier,
         heartbeat=heartbeat,

@@ -26,14 +26,24 @@ class Settings(BaseSettings):
     # 0.5 ms here) or NORMAL (WAL: still atomic and survives a process crash, but the last commits
     # may roll back on power loss).
     sqlite_synchronous: str = Field(default="FULL", pattern="^(NORMAL|FULL)$")
-    # Where rendered images and edit sources are kept; empty means the data directory. The nodes
-    # of a cluster point it at one directory they share (NFS, or one machine's disk).
-    files_dir: Path | None = None
+    # Where rendered images and edit sources are kept: a directory (empty: the data directory),
+    # or an S3-compatible bucket, ``s3://bucket/prefix``, reached with the usual AWS settings
+    # (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, or a role). The
+    # nodes of a cluster share one bucket (or one mounted directory).
+    storage_url: str = ""
+    # Download links of a bucket: "presigned" URLs of the bucket (the bytes go from the bucket to
+    # the client), or "proxy": darkroom's own links, and darkroom streams the bytes (for a bucket
+    # that clients cannot reach).
+    storage_links: str = Field(default="presigned", pattern="^(presigned|proxy)$")
+    # Rendered images older than this many days are deleted (the project stays, and says so);
+    # 0 keeps them for ever.
+    retention_days: float = Field(default=0, ge=0)
     # Operator catalog merged over the shipped one.
     catalog: Path | None = None
     # HMAC key for download links; empty means a key generated once and kept in the data dir.
     secret_key: str = ""
-    download_ttl_seconds: int = Field(default=24 * 3600, ge=1)
+    # How long download links work (at most a week: the limit of S3's presigned URLs).
+    download_ttl_seconds: int = Field(default=24 * 3600, ge=1, le=7 * 24 * 3600)
     # Render workers in this process; 0 makes an API-only node that leaves rendering to the
     # worker processes (``darkroom worker``) that share its database.
     workers: int = Field(default=2, ge=0, le=64)
@@ -68,7 +78,7 @@ class Settings(BaseSettings):
     # seconds is canceled and refunded, and the request ends with a 504.
     sync_timeout_seconds: float = Field(default=300.0, gt=0)
     # How long the OpenAI dialect's image URLs work (OpenAI's are valid for an hour).
-    sync_url_ttl_seconds: int = Field(default=3600, ge=1)
+    sync_url_ttl_seconds: int = Field(default=3600, ge=1, le=7 * 24 * 3600)
     # Source images of an edit (uploaded, base64 or fetched by URL): largest file and pixel count.
     source_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     source_max_pixels: int = Field(default=4096 * 4096, ge=64 * 64)
@@ -165,14 +175,6 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'darkroom.sqlite3').resolve()}"
-
-    @property
-    def images_dir(self) -> Path:
-        return (self.files_dir or self.data_dir) / "images"
-
-    @property
-    def sources_dir(self) -> Path:
-        return (self.files_dir or self.data_dir) / "sources"
 
     @property
     def dev_key_file(self) -> Path:

@@ -1,14 +1,18 @@
-"""Signed download links: served without an API key while the signature holds."""
+"""Signed download links: served without an API key while the signature holds and the project
+still has the image. From a local store darkroom sends the file; from a bucket it redirects to
+a presigned URL (or, with ``DARKROOM_STORAGE_LINKS=proxy``, relays the bytes)."""
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
+from starlette.concurrency import iterate_in_threadpool
 
 from darkroom.api.deps import ServicesDep
-from darkroom.core.errors import LinkRefused, NotFound
+from darkroom.core.downloads import LocalFile, Redirect
 from darkroom.engine.encode import media_type
-from darkroom.storage.files import parse_output_name
 from darkroom.storage.signing import DOWNLOAD_PATH
 
 router = APIRouter(tags=["Downloads"])
@@ -17,11 +21,20 @@ router = APIRouter(tags=["Downloads"])
 @router.get(DOWNLOAD_PATH + "/{name}")
 async def download(
     name: str, services: ServicesDep, expires: str = "", signature: str = ""
-) -> FileResponse:
-    if not services.signer.verify(name, expires, signature):
-        raise LinkRefused("This download link is invalid or has expired")
-    path = services.files.path(name)
-    parsed = parse_output_name(name)
-    if parsed is None or not path.is_file():
-        raise NotFound()
-    return FileResponse(path, media_type=media_type(parsed[2]), filename=name)
+) -> Response:
+    served = await asyncio.to_thread(services.downloads.open, name, expires, signature)
+    if isinstance(served, LocalFile):
+        return FileResponse(
+            served.path, media_type=media_type(name.rsplit(".", 1)[1]), filename=name
+        )
+    if isinstance(served, Redirect):
+        # Not cached: a link of a project deleted meanwhile must stop working at once.
+        return RedirectResponse(served.url, status_code=307, headers={"Cache-Control": "no-store"})
+    return StreamingResponse(
+        iterate_in_threadpool(served.chunks),
+        media_type=media_type(name.rsplit(".", 1)[1]),
+        headers={
+            "Content-Length": str(served.length),
+            "Content-Disposition": f'attachment; filename="{name}"',
+        },
+    )

@@ -23,6 +23,7 @@ from darkroom.core.errors import (
     AlreadyEnded,
     DarkroomError,
     DatabaseBusy,
+    Gone,
     IdempotencyConflict,
     InsufficientCredits,
     InvalidRequest,
@@ -32,6 +33,7 @@ from darkroom.core.errors import (
     LinkRefused,
     NotFound,
     RateLimited,
+    StorageUnavailable,
     TierForbidden,
     Unauthorized,
 )
@@ -46,6 +48,7 @@ STATUS: dict[type[DarkroomError], int] = {
     TierForbidden: 403,
     NotFound: 404,
     LinkRefused: 403,
+    Gone: 410,
     IdempotencyConflict: 422,
     AlreadyEnded: 409,
     RateLimited: 429,
@@ -53,6 +56,7 @@ STATUS: dict[type[DarkroomError], int] = {
     JobCanceled: 409,
     JobTimedOut: 504,
     DatabaseBusy: 503,
+    StorageUnavailable: 503,
 }
 
 # Failures that the same request would meet again: the OpenAI client is told not to retry them
@@ -71,7 +75,7 @@ def status_of(error: DarkroomError) -> int:
 
 
 def _retry_after(error: DarkroomError) -> dict[str, str]:
-    if isinstance(error, RateLimited | DatabaseBusy):
+    if isinstance(error, RateLimited | DatabaseBusy | StorageUnavailable):
         return {"Retry-After": str(max(1, math.ceil(error.retry_after)))}
     return {}
 

@@ -1,5 +1,6 @@
-"""Liveness (``/healthz``: the process answers) and readiness (``/readyz``: the database answers,
-the render workers and the webhook sender run; with the backends and what each has loaded)."""
+"""Liveness (``/healthz``: the process answers) and readiness (``/readyz``: the database and the
+image storage answer, the render workers and the webhook sender run; with the backends and what
+each has loaded)."""
 
 from __future__ import annotations
 
@@ -33,13 +34,20 @@ def readyz(services: ServicesDep) -> JSONResponse:
         checks["database_error"] = type(exc).__name__
     # Like the workers: a process without workers leaves the sending to the one with them.
     checks["webhooks"] = services.sender.running or services.settings.workers == 0
+    problem = services.downloads.storage_problem()
+    checks["storage"] = problem is None
+    checks["storage_location"] = services.files.store.location
+    if problem is not None:
+        checks["storage_error"] = problem
     checks["backends"] = backends_report(services.runner.backends)
     checks["heartbeat"] = services.heartbeat.running
     checks["notifications"] = "listen" if services.notifier.cross_process else "poll"
     checks["node"] = {"id": services.node.id, "kind": services.node.kind}
     if checks["database"]:
         checks["queue_depth"] = services.jobs.queue_depth()
-    ready = all(checks[name] for name in ("workers", "database", "webhooks", "heartbeat"))
+    ready = all(
+        checks[name] for name in ("workers", "database", "storage", "webhooks", "heartbeat")
+    )
     return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
 
 

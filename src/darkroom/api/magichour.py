@@ -156,7 +156,7 @@ def delete_project(project_id: str, who: PrincipalDep, services: ServicesDep) ->
 
 
 def project_body(project: Project, services: Services) -> dict[str, Any]:
-    """The GET project object, with download links signed for this server."""
+    """The GET project object, with its download links."""
     return project_view.project_body(
-        project, services.signer, services.settings.download_ttl_seconds
+        project, services.downloads, services.settings.download_ttl_seconds
     )

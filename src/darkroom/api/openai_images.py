@@ -229,14 +229,16 @@ async def _render(
     )
     if sources.images:
         images, mask = await load_sources(sources, services.settings)
-        await asyncio.to_thread(services.files.save_sources, prepared.id, images, mask)
+        await asyncio.to_thread(services.jobs.keep_sources, prepared.id, images, mask)
     try:
         project = await services.intake.submit(prepared)
     except BaseException:
-        services.files.delete_sources(prepared.id, len(sources.images))  # nothing was stored
+        await asyncio.to_thread(
+            services.jobs.discard_sources, prepared.id, len(sources.images)
+        )  # not stored
         raise
     if project.id != prepared.id:  # a repeat of an earlier request with this Idempotency-Key
-        services.files.delete_sources(prepared.id, len(sources.images))
+        await asyncio.to_thread(services.jobs.discard_sources, prepared.id, len(sources.images))
     if body.stream:
         return results.event_stream(who, services, project, edit=bool(sources.images))
     project = await results.finished(who, services, project, abandoned=request.is_disconnected)

@@ -25,7 +25,6 @@ from darkroom.core.errors import DarkroomError, JobCanceled, JobFailed, JobTimed
 from darkroom.core.projects import Project
 from darkroom.core.status import Status
 from darkroom.services import Services
-from darkroom.storage.files import output_names
 
 KEEP_ALIVE_SECONDS = 10.0  # an SSE comment this often while waiting keeps proxies from timing out
 
@@ -69,13 +68,15 @@ async def finished(
 
 
 async def json_answer(project: Project, response_format: str, services: Services) -> JSONResponse:
-    names = output_names(project)
     data: list[dict[str, Any]]
     if response_format == "b64_json":
-        data = [{"b64_json": b64} for b64 in await _encoded(services, names)]
+        data = [{"b64_json": b64} for b64 in await _encoded(services, project)]
     else:
         expires = int(time.time()) + services.settings.sync_url_ttl_seconds
-        data = [{"url": services.signer.sign(name, expires)} for name in names]
+        data = [
+            {"url": services.downloads.url(project, n, expires)}
+            for n in range(1, project.image_count + 1)
+        ]
     if project.final_prompt != project.prompt:
         for item in data:
             item["revised_prompt"] = project.final_prompt
@@ -99,12 +100,13 @@ def event_stream(
                     yield ": waiting for the images\n\n"
             try:
                 ended = waiting.result()
+                images = await _encoded(services, ended)
             except DarkroomError as exc:
                 done = True
                 response = openai_error(status_of(exc), exc)
                 yield _event("error", json.loads(bytes(response.body)))
                 return
-            for b64 in await _encoded(services, output_names(ended)):
+            for b64 in images:
                 completed = {"type": f"{kind}.completed", "b64_json": b64, **_about(ended)}
                 completed["created_at"] = int(ended.created_at.timestamp())
                 yield _event(f"{kind}.completed", completed)
@@ -150,8 +152,6 @@ def _headers(project: Project) -> dict[str, str]:
     }
 
 
-async def _encoded(services: Services, names: list[str]) -> list[str]:
-    def read() -> list[str]:
-        return [base64.b64encode(services.files.path(n).read_bytes()).decode() for n in names]
-
-    return await asyncio.to_thread(read)
+async def _encoded(services: Services, project: Project) -> list[str]:
+    images = await asyncio.to_thread(services.downloads.images, project)
+    return [base64.b64encode(data).decode() for data in images]

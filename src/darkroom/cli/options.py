@@ -17,11 +17,16 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--database-url", help="SQLAlchemy URL (DARKROOM_DATABASE_URL)")
     parser.add_argument("--catalog", type=Path, help="catalog override file (DARKROOM_CATALOG)")
+    parser.add_argument(
+        "--storage-url",
+        help="where images are kept: a directory or s3://bucket/prefix (DARKROOM_STORAGE_URL, "
+        "the data directory)",
+    )
 
 
 def settings_from(args: argparse.Namespace, *names: str) -> Settings:
     """Settings from the environment, with every flag the user gave taking precedence."""
-    fields = ("data_dir", "database_url", "catalog", *names)
+    fields = ("data_dir", "database_url", "catalog", "storage_url", *names)
     given: dict[str, Any] = {
         name: getattr(args, name) for name in fields if getattr(args, name, None) is not None
     }

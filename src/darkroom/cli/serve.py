@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     key = ensure_dev_account(
         services.db, services.catalog, settings.dev_key_file, settings.dev_account_credits
     )
-    print(banner(settings, key), flush=True)
+    print(banner(settings, key, services.files.store.location), flush=True)
     uvicorn.run(
         app_for(services),
         host=settings.host,
@@ -95,7 +95,7 @@ def command_path() -> str:
         return str(script)
 
 
-def banner(settings: Settings, key: str | None) -> str:
+def banner(settings: Settings, key: str | None, storage: str) -> str:
     url = settings.base_url
     shown_key = key or "<your key: darkroom accounts create --name NAME --tier pro --credits 1000>"
     where = f"(saved in {settings.dev_key_file})" if key else ""
@@ -103,9 +103,8 @@ def banner(settings: Settings, key: str | None) -> str:
     if settings.preview_only:
         engines = "all on the offline preview backend (--no-preview-only: real models)"
     database = "SQLite" if settings.is_sqlite else "PostgreSQL, shared"
-    files = settings.files_dir.resolve() if settings.files_dir else "local"
     role = "API only: darkroom worker renders" if not settings.workers else "API and workers"
-    store = f"{database}; images {files}; {role}"
+    store = f"{database}; images in {storage}; {role}"
     token = "from DARKROOM_ADMIN_TOKEN"
     if not settings.admin_token:
         token = f"in {settings.admin_token_file.resolve()}"

@@ -9,11 +9,13 @@ The core raises these; each HTTP dialect maps them to a status and a body shape 
     ├── TierForbidden         the model or resolution is not available on the account's tier
     ├── NotFound              no such resource for this account
     ├── LinkRefused           a download link with a bad signature or past its expiry
+    ├── Gone                  the images were deleted by the retention policy
     ├── IdempotencyConflict   an Idempotency-Key was reused with a different request
     ├── AlreadyEnded          the project already ended, so it cannot be canceled
     ├── RateLimited           too many requests; ``retry_after`` seconds
     │   └── QueueFull         too many projects waiting to render (account or everyone)
     ├── DatabaseBusy          the database stayed locked or unreachable through every retry
+    ├── StorageUnavailable    the object storage failed a read; ``retry_after`` seconds
     └── JobNotDone            a caller waited for a job that did not give images (sync APIs)
         ├── JobFailed         the job ended in error (``code`` is the job's); refunded
         ├── JobCanceled       the job was canceled meanwhile; refunded
@@ -108,6 +110,18 @@ class DatabaseBusy(DarkroomError):
 
 class LinkRefused(DarkroomError):
     code = "link_refused"
+
+
+class Gone(DarkroomError):
+    code = "gone"
+
+
+class StorageUnavailable(DarkroomError):
+    code = "storage_unavailable"
+    retry_after = 5.0
+
+    def __init__(self) -> None:
+        super().__init__("The image storage is not answering. Try again shortly.")
 
 
 class JobNotDone(DarkroomError):

@@ -16,7 +16,6 @@ import math
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Protocol
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
@@ -24,13 +23,21 @@ from sqlalchemy.exc import IntegrityError
 from darkroom.core import credits
 from darkroom.core.accounts import Principal
 from darkroom.core.catalog import Catalog, ImageSpec
-from darkroom.core.errors import DarkroomError, IdempotencyConflict, NotFound, QueueFull
+from darkroom.core.errors import (
+    DarkroomError,
+    IdempotencyConflict,
+    NotFound,
+    QueueFull,
+    StorageUnavailable,
+)
 from darkroom.core.events import JobEvents
 from darkroom.core.ids import new_id
 from darkroom.core.projects import MAX_SEED, PNG, Output, Project, Submission, Transition
 from darkroom.core.settle import end_in
 from darkroom.core.status import Status
 from darkroom.observe.context import current_request_id
+from darkroom.storage.files import ProjectFiles, quietly
+from darkroom.storage.objects import StorageError
 from darkroom.store import leases
 from darkroom.store import nodes as node_sql
 from darkroom.store import projects as sql
@@ -41,11 +48,6 @@ def _conflict() -> IdempotencyConflict:
     return IdempotencyConflict(
         "this Idempotency-Key was already used with a different request body"
     )
-
-
-class Outputs(Protocol):
-    def delete_project(self, project: Project) -> None: ...
-    def delete_sources(self, project_id: str, count: int) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ class Jobs:
         db: Database,
         catalog: Catalog,
         events: JobEvents,
-        outputs: Outputs,
+        files: ProjectFiles,
         *,
         node_id: str,
         limits: QueueLimits = QueueLimits(),
@@ -71,7 +73,7 @@ class Jobs:
         self.db = db
         self.catalog = catalog
         self.events = events
-        self.outputs = outputs
+        self.files = files
         self.node_id = node_id  # this process, recorded on projects its requests wait for
         self.limits = limits
         self.lease = timedelta(seconds=lease_seconds)
@@ -308,9 +310,22 @@ class Jobs:
             return Project.from_row(row), ended
 
         project, ended = self.db.transact(work)
-        self.outputs.delete_project(project)
+        # The links stop working now (they are checked against the project); then the objects go.
+        quietly(lambda: self.files.delete_project(project))
         if ended is not None:
             self.events.committed(ended)
+
+    def keep_sources(self, project_id: str, images: list[bytes], mask: bytes | None) -> None:
+        """Store the source images of an edit (before it is queued) for its worker."""
+        try:
+            self.files.save_sources(project_id, images, mask)
+        except StorageError:
+            self.discard_sources(project_id, len(images))
+            raise StorageUnavailable() from None
+
+    def discard_sources(self, project_id: str, count: int) -> None:
+        """Remove the source images of an edit that was not queued after all."""
+        quietly(lambda: self.files.delete_sources(project_id, count))
 
     def cancel(self, account_id: str, project_id: str, note: str) -> Project:
         """queued/rendering → canceled with a full refund (a worker rendering it discards its
@@ -326,6 +341,7 @@ class Jobs:
         project, ended = self.db.transact(work)
         if ended is None:
             return project
-        self.outputs.delete_sources(project_id, ended.project.source_count)
+        # What its worker writes after this, it removes itself when its end is refused.
+        quietly(lambda: self.files.delete_project(ended.project))
         self.events.committed(ended)
         return ended.project

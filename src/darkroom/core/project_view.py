@@ -10,10 +10,9 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from darkroom.core.downloads import Downloads
 from darkroom.core.projects import Project
 from darkroom.core.status import Status
-from darkroom.storage.files import output_names
-from darkroom.storage.signing import URLSigner
 
 
 def iso(value: datetime | None) -> str | None:
@@ -22,25 +21,25 @@ def iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def downloads(project: Project, signer: URLSigner, ttl: int) -> list[dict[str, Any]]:
-    if project.status is not Status.COMPLETE:
+def downloads(project: Project, links: Downloads, ttl: int) -> list[dict[str, Any]]:
+    if project.status is not Status.COMPLETE or project.outputs_deleted_at is not None:
         return []
     expires = int(time.time()) + ttl
     expires_at = iso(datetime.fromtimestamp(expires, UTC))
-    links: list[dict[str, Any]] = [
-        {"url": signer.sign(name, expires), "expires_at": expires_at}
-        for name in output_names(project)
+    items: list[dict[str, Any]] = [
+        {"url": links.url(project, n, expires), "expires_at": expires_at}
+        for n in range(1, project.image_count + 1)
     ]
     # darkroom: what each file must hash to, so that a client can verify its download.
-    for link, stored in zip(links, project.stored_images, strict=False):
-        link["sha256"] = stored.sha256
-        link["bytes"] = stored.bytes
-    return links
+    for item, stored in zip(items, project.stored_images, strict=False):
+        item["sha256"] = stored.sha256
+        item["bytes"] = stored.bytes
+    return items
 
 
-def project_body(project: Project, signer: URLSigner, ttl: int) -> dict[str, Any]:
+def project_body(project: Project, links: Downloads, ttl: int) -> dict[str, Any]:
     """The GET project object: every key the SDK's model requires, then darkroom's own.
-    Download links are signed with ``signer`` and valid for ``ttl`` seconds."""
+    Download links come from ``links`` and work for ``ttl`` seconds."""
     error = None
     if project.status is Status.ERROR:
         error = {"code": project.error_code or "error", "message": project.error_message or ""}
@@ -54,7 +53,7 @@ def project_body(project: Project, signer: URLSigner, ttl: int) -> dict[str, Any
         "enabled": project.enabled,
         "credits_charged": project.credits_charged,
         "total_frame_cost": project.credits_charged,
-        "downloads": downloads(project, signer, ttl),
+        "downloads": downloads(project, links, ttl),
         "error": error,
         # darkroom's additions (ignored by the published SDK)
         "status_reason": project.status_note,
@@ -73,4 +72,5 @@ def project_body(project: Project, signer: URLSigner, ttl: int) -> dict[str, Any
         "started_at": iso(project.started_at),
         "completed_at": iso(project.completed_at),
         "render_ms": project.render_ms,
+        "outputs_deleted_at": iso(project.outputs_deleted_at),
     }

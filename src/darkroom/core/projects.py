@@ -43,10 +43,12 @@ PNG = Output()
 
 @dataclass(frozen=True)
 class StoredImage:
-    """One rendered image as stored: its SHA-256 (hex) and size, for clients to verify."""
+    """One rendered image as stored: its SHA-256 (hex) and size, for clients to verify, and the
+    storage's key for it (None for images stored before keys were recorded)."""
 
     sha256: str
     bytes: int
+    key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,7 @@ class Project:
     lease_owner: str | None = None  # the node rendering it, while it renders
     lease_until: datetime | None = None
     awaited_by: str | None = None  # the node whose request waits for its images
+    outputs_deleted_at: datetime | None = None  # its images were deleted by the retention policy
 
     @property
     def stored_images(self) -> list[StoredImage]:
@@ -102,7 +105,14 @@ class Project:
     @classmethod
     def from_mapping(cls, mapping: Mapping[Any, Any]) -> Project:
         values = dict(mapping)
-        for key in ("created_at", "started_at", "rendered_at", "completed_at", "lease_until"):
+        for key in (
+            "created_at",
+            "started_at",
+            "rendered_at",
+            "completed_at",
+            "lease_until",
+            "outputs_deleted_at",
+        ):
             if values.get(key) is not None:
                 values[key] = as_utc(values[key])
         values["status"] = Status(values["status"])

@@ -22,10 +22,10 @@ from functools import partial
 from sqlalchemy import Connection
 
 from darkroom.core.events import JobEvents
-from darkroom.core.jobs import Outputs
 from darkroom.core.projects import Transition
 from darkroom.core.settle import end_in, out_of_attempts_in
 from darkroom.core.status import Status
+from darkroom.storage.files import ProjectFiles, quietly
 from darkroom.store import leases
 from darkroom.store import projects as sql
 from darkroom.store.database import Database
@@ -45,14 +45,14 @@ class Recovery:
         self,
         db: Database,
         events: JobEvents,
-        outputs: Outputs,
+        files: ProjectFiles,
         *,
         lease_seconds: float = 15.0,
         max_attempts: int = 2,
     ) -> None:
         self.db = db
         self.events = events
-        self.outputs = outputs
+        self.files = files
         self.lease = timedelta(seconds=lease_seconds)
         self.max_attempts = max_attempts
 
@@ -111,8 +111,7 @@ class Recovery:
         )
 
     def _ended(self, change: Transition) -> None:
-        if change.project.status is Status.ERROR:  # what the dead worker had written
-            self.outputs.delete_project(change.project)
-        elif change.project.status is Status.CANCELED:  # its worker discards its own images
-            self.outputs.delete_sources(change.project.id, change.project.source_count)
+        if change.project.status in (Status.ERROR, Status.CANCELED):
+            # What the dead workers had written; one still alive removes what it writes later.
+            quietly(lambda: self.files.delete_project(change.project))
         self.events.committed(change)

@@ -32,7 +32,7 @@ _RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {
 }
 
 # Libraries whose INFO lines name whole URLs (a webhook's or a source image's, query included).
-QUIET = ("httpx", "httpcore")
+QUIET = ("httpx", "httpcore", "boto3", "botocore", "urllib3")
 
 _handler: logging.Handler | None = None
 _log_prompts = False

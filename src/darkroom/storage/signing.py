@@ -27,9 +27,9 @@ class URLSigner:
 
     def verify(self, name: str, expires: str, signature: str, now: float | None = None) -> bool:
         """Whether the link is genuine and not expired."""
-        if not expires.isdigit() or len(expires) > 12:
+        if not (expires.isascii() and expires.isdigit()) or len(expires) > 12:
             return False
-        good = hmac.compare_digest(self._mac(name, int(expires)), signature)
+        good = hmac.compare_digest(self._mac(name, int(expires)).encode(), signature.encode())
         return good and int(expires) > (time.time() if now is None else now)
 
     def _mac(self, name: str, expires: int) -> str:

@@ -66,3 +66,28 @@ def statuses(conn: Connection, project_ids: list[str]) -> dict[str, str]:
         projects.c.id.in_(project_ids), projects.c.enabled.is_(True)
     )
     return {row.id: row.status for row in conn.execute(query)}
+
+
+def outputs_to_delete(conn: Connection, completed_before: Any, limit: int) -> list[Row]:  # type: ignore[type-arg]
+    """Complete projects finished before ``completed_before`` whose images are still stored,
+    oldest first (the status and completion index serves it)."""
+    query = (
+        select(projects)
+        .where(
+            projects.c.status == "complete",
+            projects.c.completed_at < completed_before,
+            projects.c.outputs_deleted_at.is_(None),
+        )
+        .order_by(projects.c.completed_at)
+        .limit(limit)
+    )
+    return list(conn.execute(query))
+
+
+def mark_outputs_deleted(conn: Connection, project_ids: list[str], at: Any, note: str) -> None:
+    query = (
+        update(projects)
+        .where(projects.c.id.in_(project_ids), projects.c.outputs_deleted_at.is_(None))
+        .values(outputs_deleted_at=at, status_note=note)
+    )
+    conn.execute(query)

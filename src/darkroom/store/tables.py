@@ -109,9 +109,11 @@ projects = Table(
     # Edits: how many source images (and whether a mask) were stored for the backend.
     Column("source_count", Integer, nullable=False, server_default="0"),
     Column("has_mask", Boolean, nullable=False, server_default=false()),
-    # Once complete: JSON list, per image, of {"sha256", "bytes"} of the stored file, so that a
-    # client can verify what it downloaded.
+    # Once complete: JSON list, per image, of {"sha256", "bytes", "key"}: the stored object's
+    # digest and size, so that a client can verify what it downloaded, and its storage key.
     Column("outputs", Text, nullable=True),
+    # When the retention policy deleted the images (the project stays, without downloads).
+    Column("outputs_deleted_at", DateTime(timezone=True), nullable=True),
     # What the backend is doing while the project is rendering ("loading the weights"), if not
     # simply rendering; cleared when the project ends.
     Column("status_note", String(200), nullable=True),
@@ -133,6 +135,7 @@ projects = Table(
     Index("ix_projects_status_created_at", "status", "created_at"),
     Index("ix_projects_account_id_created_at", "account_id", "created_at"),
     Index("ix_projects_status_lease_until", "status", "lease_until"),
+    Index("ix_projects_status_completed_at", "status", "completed_at"),
 )
 
 # Every darkroom process (API node, worker, embedded server) while it runs: a heartbeat that the

@@ -34,7 +34,8 @@ from darkroom.engine.encode import encode
 from darkroom.engine.registry import Backends
 from darkroom.observe.context import request_context
 from darkroom.queue.notify import CHANGES, JOBS, Notifier
-from darkroom.storage.files import LocalFiles
+from darkroom.storage.files import ProjectFiles, new_attempt, quietly
+from darkroom.storage.objects import ObjectMissing, StorageError
 from darkroom.store.database import utcnow
 
 log = logging.getLogger("darkroom.runner")
@@ -49,6 +50,8 @@ class _Job:
 
     def __init__(self, project: Project) -> None:
         self.project = project
+        self.attempt = new_attempt()  # names the objects this attempt stores
+        self.keys: list[str] = []  # stored so far
         self.changed = threading.Event()  # the project changed: re-read before the next step
         self.lost = False  # the lease was not renewed: another worker may render it now
         self.handing_back = False  # the runner is stopping: give it back to the queue
@@ -59,7 +62,7 @@ class Runner:
         self,
         work: Work,
         backends: Backends,
-        files: LocalFiles,
+        files: ProjectFiles,
         catalog: Catalog,
         notifier: Notifier,
         *,
@@ -250,26 +253,33 @@ class Runner:
         if not completed:
             await self._stopped(job)
             return
-        await asyncio.to_thread(self.files.delete_sources, project.id, project.source_count)
+        await asyncio.to_thread(quietly, lambda: self._tidy_after(project, job.keys))
         log.info("project %s complete in %d ms", project.id, render_ms)
+
+    def _tidy_after(self, project: Project, keys: list[str]) -> None:
+        """Once complete: the sources of an edit, and what cut-off attempts had stored, go."""
+        self.files.delete_sources(project.id, project.source_count)
+        self.files.keep_only(project.id, keys)
 
     async def _stopped(self, job: _Job) -> None:
         """The render stopped, or its end was refused: hand it back (stopping), leave it to the
-        worker that holds it now (lease lost), or discard its images (canceled)."""
+        worker that holds it now (lease lost), or let it go (canceled); in each case the images
+        this attempt stored are removed."""
         project = job.project
         if job.handing_back:
             log.info("project %s: rendering stopped to hand it back", project.id)
-            return
-        if job.lost:
+        elif job.lost:
             log.warning("project %s: lease lost; left to the worker that holds it", project.id)
-            return
-        log.info("project %s canceled: rendering stopped", project.id)
-        await asyncio.to_thread(self.files.delete_project, project)
+        else:
+            log.info("project %s canceled: rendering stopped", project.id)
+        await asyncio.to_thread(quietly, lambda: self.files.discard(job.keys))
 
     async def _give_up(self, job: _Job, code: str, message: str) -> None:
         project = job.project
         if await asyncio.to_thread(self.work.fail, self.owner, project.id, code, message):
-            await asyncio.to_thread(self.files.delete_project, project)
+            await asyncio.to_thread(quietly, lambda: self.files.delete_project(project))
+        else:
+            await asyncio.to_thread(quietly, lambda: self.files.discard(job.keys))
 
     # -- on the render thread --------------------------------------------------------------------
 
@@ -290,10 +300,19 @@ class Runner:
         stored = []
         for n, data in enumerate(images, start=1):
             encoded = encode(data, project.output_format, project.output_quality)
-            if stop():  # never write over the files of another attempt
+            if stop():  # the job is not ours any more: store nothing further
                 raise RenderCanceled()
-            self.files.save(project.id, n, encoded, project.output_format)
-            stored.append(StoredImage(hashlib.sha256(encoded).hexdigest(), len(encoded)))
+            try:
+                key = self.files.save_output(
+                    project.id, job.attempt, n, encoded, project.output_format
+                )
+            except StorageError as exc:
+                raise BackendError(
+                    "storage_error", f"the images could not be stored ({exc.message})"
+                ) from None
+            job.keys.append(key)
+            digest = hashlib.sha256(encoded).hexdigest()
+            stored.append(StoredImage(digest, len(encoded), key))
         return stored
 
     def request_for(
@@ -301,9 +320,13 @@ class Runner:
     ) -> RenderRequest:
         try:
             sources, mask = self.files.load_sources(project)
-        except FileNotFoundError:
+        except ObjectMissing:
             raise BackendError(
                 "source_missing", "the source images of this edit are no longer stored"
+            ) from None
+        except StorageError as exc:
+            raise BackendError(
+                "storage_error", f"the source images could not be read ({exc.message})"
             ) from None
         return RenderRequest(
             project_id=project.id,

@@ -1,0 +1,78 @@
+"""Retention (``DARKROOM_RETENTION_DAYS``, off by default): the images of projects completed
+longer ago than that are deleted from storage; the project stays, says so (``status_reason``,
+``outputs_deleted_at``), and has no downloads any more.
+
+The heartbeat starts a sweep at most once a minute, on a thread of its own (deleting from a
+bucket takes a while, and must never delay the renewal of a lease). Objects are deleted before
+the project is marked, so a node that dies between the two leaves the mark to the next sweep,
+never an object behind. Nodes sweeping at once only delete the same objects twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import datetime, timedelta
+from functools import partial
+
+from darkroom.core.projects import Project
+from darkroom.storage.files import ProjectFiles
+from darkroom.store import projects as sql
+from darkroom.store.database import Database, utcnow
+
+log = logging.getLogger("darkroom.retention")
+
+BATCH = 100
+
+
+class Retention:
+    def __init__(
+        self, db: Database, files: ProjectFiles, days: float, *, every: float = 60.0
+    ) -> None:
+        self.db = db
+        self.files = files
+        self.days = days
+        self.age = timedelta(days=days)
+        self.every = every
+        self._next = 0.0
+        self._thread: threading.Thread | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.age > timedelta(0)
+
+    def tick(self, _now: datetime) -> None:
+        """Heartbeat task: start a sweep when one is due and none is running."""
+        if not self.enabled or time.monotonic() < self._next:
+            return
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._next = time.monotonic() + self.every
+        self._thread = threading.Thread(target=self._sweep_logged, name="darkroom-retention")
+        self._thread.daemon = True
+        self._thread.start()
+
+    def _sweep_logged(self) -> None:
+        try:
+            self.sweep()
+        except Exception:
+            log.exception("retention sweep failed; the next one retries")
+
+    def sweep(self, now: datetime | None = None) -> int:
+        """Delete the images of every project past the retention age; how many projects."""
+        now = now or utcnow()
+        before = now - self.age
+        note = f"images deleted by the retention policy ({self.days:g} days after completion)"
+        done = 0
+        while True:
+            rows = self.db.query(lambda conn: sql.outputs_to_delete(conn, before, BATCH))
+            if not rows:
+                return done
+            projects = [Project.from_row(row) for row in rows]
+            for project in projects:
+                self.files.delete_outputs(project)
+            ids = [project.id for project in projects]
+            self.db.transact(partial(sql.mark_outputs_deleted, project_ids=ids, at=now, note=note))
+            done += len(ids)
+            log.info("retention: deleted the images of %d projects", len(ids))
