@@ -9,10 +9,11 @@ that they compress as a photograph or a diffusion model's render does (about 1.5
 1024x1024 PNG from SDXL or FLUX). Phases:
 
 1. **render end → stored and linked** (in this process, no server): for each of ``N`` projects
-   of ``K`` = 4 images, the time to store the 4 images through ``ProjectFiles.save_output`` (one
-   after another, as a worker does) plus make the 4 download links as ``Downloads.url`` does (a
-   presigned URL of the bucket, or darkroom's ``URLSigner.sign`` link), in three stores: the local
-   directory, the bucket with ``DARKROOM_STORAGE_LINKS=presigned`` and with ``proxy``. Projects
+   of ``K`` = 4 images, the time to store the 4 images as a worker does
+   (``ProjectFiles.save_outputs``: all at once; and, for comparison, one after another) plus
+   make the 4 download links as ``Downloads.url`` does (a presigned URL of the bucket, or
+   darkroom's ``URLSigner.sign`` link), in three stores: the local directory, the bucket with
+   ``DARKROOM_STORAGE_LINKS=presigned`` and with ``proxy``. Projects
    alternate between the stores (less drift from other load); each project's objects are removed
    after it is timed (untimed), so the OSD's memory stays small.
 2. **download throughput**: three ``darkroom serve`` subprocesses (SQLite, 2 render workers, the
@@ -167,17 +168,29 @@ def new_project_id() -> str:
     return "img_" + secrets.token_hex(8)
 
 
-def store_and_link(
-    files: ProjectFiles, signer: URLSigner, images: Sequence[bytes]
-) -> tuple[float, float, list[str]]:
-    """Seconds to store the images of one new project, seconds to make their links; the keys."""
-    project_id = new_project_id()
-    attempt = new_attempt()
+def store_one_by_one(files: ProjectFiles, images: Sequence[bytes]) -> float:
+    """Seconds to store the images of one new project one after another (as the worker did
+    before it stored them at once); they are removed afterwards, untimed."""
+    project_id, attempt = new_project_id(), new_attempt()
     start = time.perf_counter()
     keys = [
         files.save_output(project_id, attempt, n, data, "png")
         for n, data in enumerate(images, start=1)
     ]
+    seconds = time.perf_counter() - start
+    files.store.delete(keys)
+    return seconds
+
+
+def store_and_link(
+    files: ProjectFiles, signer: URLSigner, images: Sequence[bytes]
+) -> tuple[float, float, list[str]]:
+    """Seconds to store the images of one new project as the worker does (all at once:
+    ``ProjectFiles.save_outputs``), seconds to make their links; the keys."""
+    project_id = new_project_id()
+    attempt = new_attempt()
+    start = time.perf_counter()
+    keys = files.save_outputs(project_id, attempt, images, "png")
     stored = time.perf_counter()
     project = BenchProject(project_id, tuple(StoredKey(key) for key in keys))
     expires = int(time.time()) + TTL
@@ -196,6 +209,7 @@ class StoreTimes:
     store: list[float] = field(default_factory=list)
     link: list[float] = field(default_factory=list)
     total: list[float] = field(default_factory=list)
+    one_by_one: list[float] = field(default_factory=list)
 
 
 def phase_store(
@@ -209,8 +223,10 @@ def phase_store(
             for mode in stores:  # alternating: drift from other load hits every store alike
                 stored, linked, keys = store_and_link(files[mode], signer, pictures)
                 stores[mode].delete(keys)
+                sequential = store_one_by_one(files[mode], pictures)
                 if i >= plan.warmup:
                     entry = times[mode, kind]
+                    entry.one_by_one.append(sequential * 1000)
                     entry.store.append(stored * 1000)
                     entry.link.append(linked * 1000)
                     entry.total.append((stored + linked) * 1000)
@@ -576,6 +592,11 @@ def report(
         print(table_row("p50", [percentile(x.total, 50) for x in t], 2))
         print(table_row("p95", [percentile(x.total, 95) for x in t], 2))
         print(table_row(f"of which store {K}, p50", [percentile(x.store, 50) for x in t], 2))
+        print(
+            table_row(
+                f"store {K} one after another, p50", [percentile(x.one_by_one, 50) for x in t], 2
+            )
+        )
         print(table_row(f"of which {K} links, p50", [percentile(x.link, 50) for x in t], 3))
         extra = [percentile(x.total, 50) - percentile(t[0].total, 50) for x in t]
         print(table_row("S3's extra per project, p50", extra, 2, ratios=False))

@@ -9,9 +9,11 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import httpx
+import pytest
 from sqlalchemy import update
 
 from darkroom.engine.registry import Backends
+from darkroom.storage.objects import StorageError
 from darkroom.store.database import utcnow
 from darkroom.store.tables import projects
 from tests.backends import Failing, Slow
@@ -126,3 +128,26 @@ def test_retention_is_off_by_default(server: LiveServer, account: Account) -> No
     server.wait(account, project_id)
     assert not server.services.retention.enabled
     assert len(server.stored(project_id)) == 2
+
+
+def test_a_storage_that_refuses_writes_ends_the_render_with_a_refund(
+    server: LiveServer, account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = server.services.files.store
+    put = store.put
+
+    def full(key: str, data: bytes, *, content_type: str) -> None:
+        if key.endswith("-2.png"):
+            raise StorageError("storage: the disk is full")
+        put(key, data, content_type=content_type)
+
+    monkeypatch.setattr(store, "put", full)
+    balance = server.balance(account)
+    project_id = create(server, account)
+    project = server.wait(account, project_id)
+    assert project["status"] == "error"
+    assert project["error"]["code"] == "storage_error"
+    assert "the disk is full" in project["error"]["message"]
+    assert project["credits_charged"] == 0
+    assert server.balance(account) == balance
+    eventually(lambda: server.stored(project_id) == [])  # image 1 did not stay

@@ -21,6 +21,7 @@ import logging
 import re
 import secrets
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Protocol
 
 from darkroom.engine.encode import extension, media_type
@@ -75,8 +76,9 @@ def new_attempt() -> str:
 
 
 class ProjectFiles:
-    def __init__(self, store: ObjectStore) -> None:
+    def __init__(self, store: ObjectStore, *, parallel_uploads: int = 8) -> None:
         self.store = store
+        self._uploads = ThreadPoolExecutor(parallel_uploads, thread_name_prefix="darkroom-store")
 
     # -- rendered images -------------------------------------------------------------------------
 
@@ -90,6 +92,24 @@ class ProjectFiles:
     def output_name(project: ProjectLike, n: int) -> str:
         """The name image ``n`` is published under."""
         return output_name(project.id, n, project.output_format)
+
+    def save_outputs(
+        self, project_id: str, attempt: str, images: Sequence[bytes], fmt: str
+    ) -> list[str]:
+        """Store every image of an attempt at once (a bucket takes them in parallel); their keys
+        in order. If one cannot be stored, those that were are removed and the error raised."""
+        if len(images) == 1:
+            return [self.save_output(project_id, attempt, 1, images[0], fmt)]
+        futures = [
+            self._uploads.submit(self.save_output, project_id, attempt, n, data, fmt)
+            for n, data in enumerate(images, start=1)
+        ]
+        wait(futures)
+        errors = [error for error in (f.exception() for f in futures) if error is not None]
+        if errors:
+            quietly(lambda: self.discard([f.result() for f in futures if f.exception() is None]))
+            raise errors[0]
+        return [f.result() for f in futures]
 
     def output_key(self, project: ProjectLike, n: int) -> str:
         stored = project.stored_images

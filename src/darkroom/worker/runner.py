@@ -51,7 +51,7 @@ class _Job:
     def __init__(self, project: Project) -> None:
         self.project = project
         self.attempt = new_attempt()  # names the objects this attempt stores
-        self.keys: list[str] = []  # stored so far
+        self.keys: list[str] = []  # the objects this attempt stored
         self.changed = threading.Event()  # the project changed: re-read before the next step
         self.lost = False  # the lease was not renewed: another worker may render it now
         self.handing_back = False  # the runner is stopping: give it back to the queue
@@ -297,23 +297,21 @@ class Runner:
                 "backend_error",
                 f"backend returned {len(images)} images instead of {project.image_count}",
             )
-        stored = []
-        for n, data in enumerate(images, start=1):
-            encoded = encode(data, project.output_format, project.output_quality)
-            if stop():  # the job is not ours any more: store nothing further
-                raise RenderCanceled()
-            try:
-                key = self.files.save_output(
-                    project.id, job.attempt, n, encoded, project.output_format
-                )
-            except StorageError as exc:
-                raise BackendError(
-                    "storage_error", f"the images could not be stored ({exc.message})"
-                ) from None
-            job.keys.append(key)
-            digest = hashlib.sha256(encoded).hexdigest()
-            stored.append(StoredImage(digest, len(encoded), key))
-        return stored
+        encoded = [encode(data, project.output_format, project.output_quality) for data in images]
+        if stop():  # the job is not ours any more: store nothing
+            raise RenderCanceled()
+        try:
+            job.keys = self.files.save_outputs(
+                project.id, job.attempt, encoded, project.output_format
+            )
+        except StorageError as exc:
+            raise BackendError(
+                "storage_error", f"the images could not be stored ({exc.message})"
+            ) from None
+        return [
+            StoredImage(hashlib.sha256(data).hexdigest(), len(data), key)
+            for data, key in zip(encoded, job.keys, strict=True)
+        ]
 
     def request_for(
         self, project: Project, canceled: Callable[[], bool] | None = None
