@@ -52,6 +52,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/gpu_pipeline.py --device cpu
 	$(BIN)/python benchmarks/cluster.py
 	$(BIN)/python benchmarks/storage.py
+	$(BIN)/python benchmarks/upstream.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

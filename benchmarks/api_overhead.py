@@ -280,6 +280,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def print_run_header(title: str) -> None:
+    """What a benchmark's output starts with: the command to run it again, the machine, the code
+    and the load."""
+    print(title)
+    env = [
+        f"{k}={v}" for k, v in os.environ.items() if k.startswith("DARKROOM_") or k == "PYTHONPATH"
+    ]
+    print(f"  command: {shlex.join([*env, sys.executable, *sys.argv])}")
+    print(f"  machine: {machine()}")
+    print(f"  code: {code_revision()}")
+    print(f"  load average at start (1/5/15 min): {load_average()}")
+
+
 def stop_process(proc: subprocess.Popen[bytes]) -> None:
     """Ctrl-C (darkroom drains and exits), then a kill after 20 s."""
     if proc.poll() is None:
@@ -723,14 +736,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.client == "wrk" and wrk is None:
         parser.error("wrk is not installed")
 
-    print("darkroom API overhead benchmark")
-    env = [
-        f"{k}={v}" for k, v in os.environ.items() if k.startswith("DARKROOM_") or k == "PYTHONPATH"
-    ]
-    print(f"  command: {shlex.join([*env, sys.executable, *sys.argv])}")
-    print(f"  machine: {machine()}")
-    print(f"  code: {code_revision()}")
-    print(f"  load average at start (1/5/15 min): {load_average()}")
+    print_run_header("darkroom API overhead benchmark")
     print(
         f"  note: client and server share these {os.cpu_count()} CPUs; every figure below "
         "includes that contention. No GPU is used or measured."

@@ -245,7 +245,10 @@ def test_catalog_shows_weights_when_models_run_on_their_backends(tmp_path: Path)
     assert flux["weights"]["source"] == "black-forest-labs/FLUX.1-schnell"
     assert flux["weights"]["steps"] == 4
     assert flux["weights"]["loadable"] is False  # no hub, no cache on this machine
-    assert real["models"]["seedream-v4"]["backend"] == "preview"  # hosted models stay preview
+    seedream = real["models"]["seedream-v4"]  # a hosted model: its vendor's API
+    assert seedream["backend"] == "seedream"
+    assert seedream["upstream"]["api_key_env"] == "ARK_API_KEY"
+    assert seedream["upstream"]["key_set"] is False
     assert flux["edits"] is False  # the diffusers backend only generates
 
 

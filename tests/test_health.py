@@ -104,10 +104,12 @@ def test_an_api_only_node_is_ready_without_workers(server_factory: ServerFactory
 
 
 def test_readyz_lists_the_models_the_diffusers_backend_holds(
-    server_factory: ServerFactory, tmp_path: Path
+    server_factory: ServerFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from tests.tiny_pipelines import build_flux
 
+    for name in ("OPENAI_API_KEY", "GEMINI_API_KEY", "ARK_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
     flux = build_flux(tmp_path / "flux")
     catalog = tmp_path / "catalog.toml"
     catalog.write_text(
@@ -118,6 +120,16 @@ def test_readyz_lists_the_models_the_diffusers_backend_holds(
     assert before == {
         "diffusers": {"loaded_models": [], "device": "cpu"},
         "preview": {"loaded": True},
+        # the hosted models' vendors: no key is set here
+        "gemini": {
+            "models": {
+                "nano-banana": "GEMINI_API_KEY is not set",
+                "nano-banana-2": "GEMINI_API_KEY is not set",
+                "nano-banana-pro": "GEMINI_API_KEY is not set",
+            }
+        },
+        "openai": {"models": {"gpt-image-2": "OPENAI_API_KEY is not set"}},
+        "seedream": {"models": {"seedream-v4": "ARK_API_KEY is not set"}},
     }
     account = server.account()
     body = {"image_count": 1, "model": "flux-schnell", "resolution": "640px"}

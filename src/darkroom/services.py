@@ -4,11 +4,13 @@ the workers and the operator commands."""
 from __future__ import annotations
 
 import asyncio
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from darkroom.core.accounts import Authenticator
 from darkroom.core.admin import Admin, load_admin_token
-from darkroom.core.catalog import Catalog
+from darkroom.core.catalog import PROVIDERS, Catalog
 from darkroom.core.downloads import Downloads
 from darkroom.core.events import JobEvents
 from darkroom.core.ids import new_id
@@ -24,6 +26,7 @@ from darkroom.core.work import Work
 from darkroom.engine.base import Backend
 from darkroom.engine.diffusers_backend import DiffusersBackend
 from darkroom.engine.preview import PreviewBackend
+from darkroom.engine.providers import provider_backends
 from darkroom.engine.registry import Backends
 from darkroom.observe.logs import log_transition
 from darkroom.observe.metrics import Metrics
@@ -97,14 +100,23 @@ def load_catalog(settings: Settings) -> Catalog:
     return catalog.model_copy(update={"models": models})
 
 
-def default_backends(catalog: Catalog, settings: Settings) -> Backends:
-    """The preview backend, and the diffusers backend for the models the catalog puts on it."""
+def default_backends(
+    catalog: Catalog, settings: Settings, environ: Mapping[str, str] | None = None
+) -> Backends:
+    """The preview backend, the diffusers backend for the models the catalog puts on it, and a
+    provider backend per vendor that models use (their keys read from ``environ``)."""
+    upstreams = {
+        name: (entry.backend, entry.upstream)
+        for name, entry in catalog.models.items()
+        if entry.backend in PROVIDERS and entry.upstream is not None
+    }
+    providers = provider_backends(upstreams, os.environ if environ is None else environ)
     served = {
         name: entry.weights
         for name, entry in catalog.models.items()
         if entry.backend == "diffusers" and entry.weights is not None
     }
-    backends: list[Backend] = [PreviewBackend()]
+    backends: list[Backend] = [PreviewBackend(), *providers]
     if served:
         warmup = {
             name: sorted(
@@ -148,6 +160,27 @@ def build_webhooks(
     return webhooks, sender
 
 
+def with_availability(catalog: Catalog, backends: Backends) -> Catalog:
+    """The catalog with each model this server cannot render marked ``unavailable`` (and why):
+    its backend is not running here, or says it cannot serve it (a vendor key not set)."""
+    models = dict(catalog.models)
+    for name, entry in models.items():
+        backend = backends.find(entry.backend)
+        if backend is None:
+            reason: str | None = f"no {entry.backend} backend runs here"
+        else:
+            check = getattr(backend, "unavailable", None)
+            reason = check(name) if callable(check) else None
+        if reason is not None:
+            models[name] = entry.model_copy(update={"unavailable": reason})
+    return catalog.model_copy(update={"models": models})
+
+
+def upstream_models(catalog: Catalog) -> frozenset[str]:
+    """The models rendered through a vendor's API."""
+    return frozenset(name for name, m in catalog.models.items() if m.backend in PROVIDERS)
+
+
 def node_kind(settings: Settings, *, serves_api: bool) -> str:
     if not serves_api:
         return "worker"
@@ -163,6 +196,8 @@ def build_services(
     files = ProjectFiles(store)
     db = open_database(settings)
     catalog = load_catalog(settings)
+    backends = backends or default_backends(catalog, settings)
+    catalog = with_availability(catalog, backends)
     secret = load_or_create_secret(settings.secret_key, settings.data_dir / "secret.key")
     node = Node(
         id=new_id("node"),
@@ -184,7 +219,6 @@ def build_services(
     )
     work = Work(db, events, lease_seconds=lease, max_attempts=settings.max_attempts)
     recovery = Recovery(db, events, files, lease_seconds=lease, max_attempts=settings.max_attempts)
-    backends = backends or default_backends(catalog, settings)
     runner = Runner(
         work,
         backends,
@@ -194,6 +228,8 @@ def build_services(
         owner=node.id,
         workers=settings.workers,
         models=settings.worker_models or None,
+        upstream_models=upstream_models(catalog),
+        upstream_workers=settings.upstream_concurrency if settings.workers else 0,
         poll_seconds=settings.poll_seconds,
     )
     heartbeat = Heartbeat(db, node, lease)
@@ -259,5 +295,6 @@ async def stop_node(services: Services) -> None:
     await services.runner.stop(services.settings.shutdown_grace_seconds)
     await asyncio.to_thread(services.heartbeat.stop)
     services.notifier.stop()
+    services.runner.backends.close()
     services.intake.close()
     services.db.dispose()

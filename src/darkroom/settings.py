@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     secret_key: str = ""
     # How long download links work (at most a week: the limit of S3's presigned URLs).
     download_ttl_seconds: int = Field(default=24 * 3600, ge=1, le=7 * 24 * 3600)
+    # Projects rendered through a vendor's API (openai, gemini, seedream backends) at once by
+    # this process, beside the render workers: such a render waits on the network, not on a GPU.
+    upstream_concurrency: int = Field(default=16, ge=1, le=256)
     # Render workers in this process; 0 makes an API-only node that leaves rendering to the
     # worker processes (``darkroom worker``) that share its database.
     workers: int = Field(default=2, ge=0, le=64)

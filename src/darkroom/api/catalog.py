@@ -32,6 +32,8 @@ def model_entries(catalog: Catalog, tier: str | None) -> list[dict[str, Any]]:
             "owned_by": "darkroom",
             "title": model.title,
             "backend": model.backend,
+            # Whether this server can render it now (its backend runs and can serve it).
+            "served": model.unavailable is None,
             "tiers": list(model.tiers),
             "resolutions": resolutions,
             "image_counts": list(model.image_counts),
@@ -49,6 +51,10 @@ def model_entries(catalog: Catalog, tier: str | None) -> list[dict[str, Any]]:
                 "source": "local directory" if status["local"] else status["source"],
                 "loadable": status["loadable"],
             }
+        if model.unavailable is not None:
+            entry["unavailable_reason"] = model.unavailable
+        if model.upstream is not None:
+            entry["upstream"] = {"vendor_model": model.upstream.model}
         if tier is not None:
             entry["available"] = tier in model.tiers
             entry["resolutions_for_tier"] = [

@@ -58,7 +58,10 @@ def backends_report(backends: Backends) -> dict[str, dict[str, Any]]:
     for name in backends.names():
         backend = backends.get(name)
         loaded = getattr(backend, "loaded", None)
-        if callable(loaded):
+        models = getattr(backend, "models", None)
+        if callable(models):  # a vendor's API: whether each model can be served ("ready")
+            report[name] = {"models": models()}
+        elif callable(loaded):
             report[name] = {
                 "loaded_models": loaded(),
                 "device": getattr(backend, "device_setting", None),

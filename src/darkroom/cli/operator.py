@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from typing import Any
 
 from darkroom.cli.options import add_data_options, settings_from
@@ -205,6 +206,12 @@ def catalog_list(args: argparse.Namespace) -> int:
             data["models"][name]["weights"] = {**model.weights.model_dump(), **status}
             state = "loadable" if status["loadable"] else "NOT loadable"
             lines.append(f"{'':<16} weights: {model.weights.source} ({state}: {status['detail']})")
+        if model.upstream is not None and model.backend != "preview":
+            upstream = model.upstream
+            key_set = bool(os.environ.get(upstream.api_key_env))
+            data["models"][name]["upstream"] = {**upstream.model_dump(), "key_set": key_set}
+            state = "key set" if key_set else f"{upstream.api_key_env} NOT set"
+            lines.append(f"{'':<16} upstream: {upstream.model} at {upstream.base_url} ({state})")
         lines.append(
             f"{'':<16} tiers: {', '.join(model.tiers)}; counts: "
             f"{', '.join(map(str, model.image_counts))}; credits/image: {price_text}"

@@ -181,7 +181,9 @@ class Admin:
         with self.db.read() as conn:
             if account_sql.get_account(conn, account_id) is None:
                 raise NotFound(f"account {account_id!r} not found")
-        return usage.report(self.db, account_id, start=start, end=end, limit=limit, before=before)
+        return usage.report(
+            self.db, account_id, start=start, end=end, limit=limit, before=before, operator=True
+        )
 
     # -- keys ----------------------------------------------------------------------------------
 

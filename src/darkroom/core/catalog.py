@@ -26,7 +26,10 @@ from darkroom.core.errors import InvalidRequest, TierForbidden, listing
 from darkroom.core.openai_models import OpenAISection
 from darkroom.core.sizes import MIN_EDGE, format_size, producible, ratio_name
 from darkroom.engine.base import StyleHint
+from darkroom.engine.upstream import UpstreamEntry
 from darkroom.engine.weights import WeightsEntry
+
+PROVIDERS = ("openai", "gemini", "seedream")
 
 MAX_PROMPT_CHARS = 4000
 
@@ -46,6 +49,12 @@ class ModelEntry(_Strict):
     edits: bool = False
     # The weights that the diffusers backend loads (for backend = "diffusers").
     weights: WeightsEntry | None = None
+    # Where a provider backend (openai, gemini, seedream) sends the model's requests.
+    upstream: UpstreamEntry | None = None
+    # Set by the server, not the catalog file: why this server cannot render the model (its
+    # backend cannot serve it: an upstream key that is not set...). It is refused before any
+    # charge, and shown so in /v1/models.
+    unavailable: str | None = None
 
 
 class TierEntry(_Strict):
@@ -113,6 +122,10 @@ class Catalog(_Strict):
             need(
                 model.backend != "diffusers" or model.weights is not None,
                 f"model {name!r}: the diffusers backend needs a [models.{name}.weights] table",
+            )
+            need(
+                model.backend not in PROVIDERS or model.upstream is not None,
+                f"model {name!r}: the {model.backend} backend needs an upstream table",
             )
         for name, tool in self.tools.items():
             need("{prompt}" in tool.template, f"tool {name!r}: template lacks {{prompt}}")
@@ -183,6 +196,12 @@ class Catalog(_Strict):
             raise TierForbidden(
                 f"model {label} is not available on the {tier} tier "
                 f"(available for: {', '.join(model.tiers)})"
+            )
+        if model.unavailable is not None:
+            raise InvalidRequest(
+                f"model {label} is not available on this server ({model.unavailable}); "
+                "nothing was charged",
+                field="model",
             )
         counts = spec.image_counts or model.image_counts
         if spec.image_count not in counts:

@@ -89,6 +89,10 @@ class Project:
     lease_until: datetime | None = None
     awaited_by: str | None = None  # the node whose request waits for its images
     outputs_deleted_at: datetime | None = None  # its images were deleted by the retention policy
+    # What the vendor counted, for a project rendered through a vendor's API.
+    upstream_input_tokens: int | None = None
+    upstream_output_tokens: int | None = None
+    upstream_images: int | None = None
 
     @property
     def stored_images(self) -> list[StoredImage]:

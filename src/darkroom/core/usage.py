@@ -78,10 +78,12 @@ def report(
     end: str | None = None,
     limit: int | None = None,
     before: int | None = None,
+    operator: bool = False,
 ) -> dict[str, Any]:
     """The usage of ``account_id`` (which the caller knows exists) for the query parameters
     ``from``, ``to``, ``limit`` and ``before`` (an entry id: the page after the one that ended
-    there)."""
+    there). For the ``operator``, each model also says what the vendors counted for the
+    projects rendered through their APIs (``upstream``: tokens and images)."""
     begin, stop = time_range(start, end)
     limit = DEFAULT_LIMIT if limit is None else limit
     if not 1 <= limit <= MAX_LIMIT:
@@ -93,7 +95,7 @@ def report(
         models = sql.by_model(conn, account_id, begin, stop)
         kinds = {row.kind: row for row in sql.by_kind(conn, account_id, begin, stop)}
     page = rows[:limit]
-    per_model = {
+    per_model: dict[str, dict[str, Any]] = {
         row.model: {
             "projects": int(row.projects),
             "projects_refunded": int(row.projects_refunded),
@@ -104,6 +106,13 @@ def report(
         }
         for row in models
     }
+    if operator:
+        for row in models:
+            per_model[row.model]["upstream"] = {
+                "input_tokens": int(row.upstream_input_tokens),
+                "output_tokens": int(row.upstream_output_tokens),
+                "images": int(row.upstream_images),
+            }
 
     def amount(kind: str) -> int:
         return int(kinds[kind].amount) if kind in kinds else 0

@@ -89,6 +89,7 @@ class Work:
         rendered_at: datetime,
         render_ms: int,
         stored: list[StoredImage] | None = None,
+        upstream_usage: dict[str, int] | None = None,
     ) -> bool:
         """rendering → complete, recording the stored files' digests; False if ``owner`` no
         longer holds the job (canceled meanwhile, or its lease was lost)."""
@@ -104,6 +105,7 @@ class Work:
                 render_ms=render_ms,
                 completed_at=utcnow(),
                 outputs=json.dumps([vars(item) for item in stored or []]),
+                **upstream_columns(upstream_usage),
                 status_note=None,
                 lease_owner=None,
                 lease_until=None,
@@ -161,3 +163,14 @@ class Work:
             return None
         self.events.committed(change)
         return change.project.status
+
+
+def upstream_columns(usage: dict[str, int] | None) -> dict[str, int | None]:
+    """What a vendor counted for a render, as the project records it (for the operator's
+    margins per model): tokens in and out, and images made."""
+    usage = usage or {}
+    return {
+        "upstream_input_tokens": usage.get("input_tokens"),
+        "upstream_output_tokens": usage.get("output_tokens"),
+        "upstream_images": usage.get("images"),
+    }

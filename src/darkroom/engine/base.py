@@ -48,6 +48,9 @@ class RenderRequest:
     # Whether the project was canceled: a backend asks at each step boundary (between images,
     # between denoising steps) and, if so, stops with :class:`RenderCanceled`.
     canceled: Callable[[], bool] | None = field(default=None, repr=False, compare=False)
+    # A backend that calls a vendor's API reports what the vendor counted (``input_tokens``,
+    # ``output_tokens``, ``images``...), added up over its calls; recorded on the project.
+    usage: Callable[[dict[str, int]], None] | None = field(default=None, repr=False, compare=False)
 
     def check_canceled(self) -> None:
         """Raise :class:`RenderCanceled` if the project was canceled."""

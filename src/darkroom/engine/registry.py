@@ -19,5 +19,15 @@ class Backends:
                 "backend_unavailable", f"no backend named {name!r} is running on this server"
             ) from None
 
+    def find(self, name: str) -> Backend | None:
+        return self._by_name.get(name)
+
+    def close(self) -> None:
+        """Let go of what the backends hold open (the provider backends' HTTP clients)."""
+        for backend in self._by_name.values():
+            close = getattr(backend, "close", None)
+            if callable(close):
+                close()
+
     def names(self) -> list[str]:
         return sorted(self._by_name)

@@ -114,6 +114,10 @@ projects = Table(
     Column("outputs", Text, nullable=True),
     # When the retention policy deleted the images (the project stays, without downloads).
     Column("outputs_deleted_at", DateTime(timezone=True), nullable=True),
+    # Rendered through a vendor's API: what the vendor counted (for the operator's margins).
+    Column("upstream_input_tokens", Integer, nullable=True),
+    Column("upstream_output_tokens", Integer, nullable=True),
+    Column("upstream_images", Integer, nullable=True),
     # What the backend is doing while the project is rendering ("loading the weights"), if not
     # simply rendering; cleared when the project ends.
     Column("status_note", String(200), nullable=True),

@@ -61,6 +61,17 @@ def by_model(conn: Connection, account_id: str, start: datetime, end: datetime) 
             _sum_when("charge", projects.c.image_count).label("images"),
             _sum_when("charge", -ledger.c.amount).label("credits_charged"),
             _sum_when("refund", ledger.c.amount).label("credits_refunded"),
+            # What vendors counted for the projects rendered through their APIs (the operator's
+            # cost side of the margin).
+            _sum_when("charge", func.coalesce(projects.c.upstream_input_tokens, 0)).label(
+                "upstream_input_tokens"
+            ),
+            _sum_when("charge", func.coalesce(projects.c.upstream_output_tokens, 0)).label(
+                "upstream_output_tokens"
+            ),
+            _sum_when("charge", func.coalesce(projects.c.upstream_images, 0)).label(
+                "upstream_images"
+            ),
         )
         .select_from(ledger.join(projects, projects.c.id == ledger.c.project_id))
         .where(*_in_range(account_id, start, end), ledger.c.kind.in_(("charge", "refund")))

@@ -52,6 +52,7 @@ class _Job:
         self.project = project
         self.attempt = new_attempt()  # names the objects this attempt stores
         self.keys: list[str] = []  # the objects this attempt stored
+        self.usage: dict[str, int] | None = None  # what the vendor counted, for an upstream
         self.changed = threading.Event()  # the project changed: re-read before the next step
         self.lost = False  # the lease was not renewed: another worker may render it now
         self.handing_back = False  # the runner is stopping: give it back to the queue
@@ -69,6 +70,8 @@ class Runner:
         owner: str,
         workers: int,
         models: list[str] | None = None,
+        upstream_models: frozenset[str] = frozenset(),
+        upstream_workers: int = 0,
         poll_seconds: float = 1.0,
         cancel_check_seconds: float = 1.0,
     ) -> None:
@@ -80,6 +83,11 @@ class Runner:
         self.owner = owner  # this node's id: the name on its leases
         self.workers = workers
         self.models = models or None
+        # Models rendered through a vendor's API wait on the network, not on this machine: they
+        # get workers of their own (``upstream_workers``), so that many calls can be in flight
+        # while the local workers keep the GPU busy.
+        self.upstream_models = upstream_models
+        self.upstream_workers = upstream_workers
         self.poll_seconds = poll_seconds
         # How often a render asks the database whether its project was canceled elsewhere when
         # no signal says so.
@@ -105,12 +113,25 @@ class Runner:
             return  # an API-only node: worker processes render what it queues
         self._loop = asyncio.get_running_loop()
         self._stopping = False
+        lanes = self._lanes()
         # Renders run on threads of their own: a stop does not wait for one that hangs.
-        self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="darkroom-render")
+        threads = max(1, sum(count for count, _ in lanes))
+        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="darkroom-render")
         self._tasks = [
-            asyncio.create_task(self._work(), name=f"darkroom-worker-{i}")
-            for i in range(self.workers)
+            asyncio.create_task(self._work(models), name=f"darkroom-worker-{lane}-{i}")
+            for lane, (count, models) in enumerate(lanes)
+            for i in range(count)
         ]
+
+    def _lanes(self) -> list[tuple[int, list[str] | None]]:
+        """(workers, the models they take: None for any) of each lane."""
+        if not self.upstream_models:
+            return [(self.workers, self.models)]
+        wanted = self.models or list(self.catalog.models)
+        local = [m for m in wanted if m not in self.upstream_models]
+        upstream = [m for m in wanted if m in self.upstream_models]
+        lanes = [(self.workers, local), (self.upstream_workers, upstream)]
+        return [(count, models) for count, models in lanes if count and models]
 
     async def stop(self, grace: float = 10.0) -> None:
         """Claim nothing more; let the jobs in hand finish within ``grace`` seconds, hand the
@@ -177,14 +198,14 @@ class Runner:
 
     # -- the workers -----------------------------------------------------------------------------
 
-    async def _work(self) -> None:
+    async def _work(self, models: list[str] | None) -> None:
         wake = asyncio.Event()
         backoff = 0.05
         while not self._stopping:
             wake.clear()
             signals = self._signals
             try:
-                project = await asyncio.to_thread(self.work.claim_next, self.owner, self.models)
+                project = await asyncio.to_thread(self.work.claim_next, self.owner, models)
                 backoff = 0.05
             except Exception:  # the database is down: no worker dies of it
                 log.exception("claiming a job failed; trying again in %.1f s", backoff)
@@ -249,6 +270,7 @@ class Runner:
             rendered_at=utcnow(),
             render_ms=render_ms,
             stored=stored,
+            upstream_usage=job.usage,
         )
         if not completed:
             await self._stopped(job)
@@ -291,7 +313,11 @@ class Runner:
                 "edits_unsupported", f"the {backend.name} backend cannot edit images"
             )
         stop = self._stop_check(job)
-        images = backend.render(self.request_for(project, stop))
+
+        def usage(counted: dict[str, int]) -> None:
+            job.usage = counted
+
+        images = backend.render(self.request_for(project, stop, usage))
         if len(images) != project.image_count:
             raise BackendError(
                 "backend_error",
@@ -314,7 +340,10 @@ class Runner:
         ]
 
     def request_for(
-        self, project: Project, canceled: Callable[[], bool] | None = None
+        self,
+        project: Project,
+        canceled: Callable[[], bool] | None = None,
+        usage: Callable[[dict[str, int]], None] | None = None,
     ) -> RenderRequest:
         try:
             sources, mask = self.files.load_sources(project)
@@ -340,6 +369,7 @@ class Runner:
             mask=mask,
             report=lambda text: self.work.note(self.owner, project.id, text),
             canceled=canceled,
+            usage=usage,
         )
 
     def _stop_check(self, job: _Job) -> Callable[[], bool]:

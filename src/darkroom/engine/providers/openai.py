@@ -1,0 +1,51 @@
+"""OpenAI's Images API, and any upstream that speaks it (another gateway, LocalAI, LiteLLM, an
+AIGNE Hub): ``POST {base_url}/images/generations`` (JSON) and ``POST {base_url}/images/edits``
+(multipart: ``image[]``, ``mask``), ``Authorization: Bearer``. GPT Image models answer in base64
+(``b64_json``) with their token usage; DALL-E models are asked for base64 too.
+
+Sizes: GPT Image takes 1024x1024, 1536x1024 (landscape) and 1024x1536 (portrait); the nearest
+shape is asked for and the image fitted to the project's size.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from darkroom.engine.base import RenderRequest
+from darkroom.engine.providers.base import (
+    Call,
+    OpenAIShaped,
+    aspect,
+    bearer,
+)
+from darkroom.engine.upstream import UpstreamEntry
+
+USAGE = {name: name for name in ("input_tokens", "output_tokens", "total_tokens")}
+SIZES = {"1:1": "1024x1024", "3:2": "1536x1024", "2:3": "1024x1536"}
+
+
+class OpenAI(OpenAIShaped):
+    name = "openai"
+    title = "OpenAI"
+    usage_names = USAGE
+    max_per_call = 10
+
+    def call(
+        self, request: RenderRequest, upstream: UpstreamEntry, key: str, n: int, first: int
+    ) -> Call:
+        size = SIZES[aspect(request.width, request.height, tuple(SIZES))]
+        base = upstream.base_url.rstrip("/")
+        fields: dict[str, Any] = {"model": upstream.model, "prompt": request.prompt, "n": n}
+        fields["size"] = size
+        if upstream.model.startswith("dall-e"):
+            fields["response_format"] = "b64_json"
+        if not request.sources:
+            return Call(f"{base}/images/generations", bearer(key), json=fields)
+        files = [
+            ("image[]", (f"source-{i}.png", data, "image/png"))
+            for i, data in enumerate(request.sources, start=1)
+        ]
+        if request.mask is not None:
+            files.append(("mask", ("mask.png", request.mask, "image/png")))
+        data = {name: str(value) for name, value in fields.items()}
+        return Call(f"{base}/images/edits", bearer(key), data=data, files=files)
