@@ -101,6 +101,32 @@ async def create_image(
 MAX_WAIT_SECONDS = 60.0
 
 
+@router.get("/v1/image-projects")
+def list_projects(
+    who: PrincipalDep,
+    services: ServicesDep,
+    limit: Annotated[int, Query(description="Projects in this page (1 to 100).")] = 20,
+    before: Annotated[
+        str | None,
+        Query(
+            description="The id of the last project of the previous page: this page holds the "
+            "projects created before it."
+        ),
+    ] = None,
+    status: Annotated[Status | None, Query(description="Only projects in this status.")] = None,
+) -> dict[str, Any]:
+    """darkroom: the key's account's projects, newest first, a page at a time (deleted ones
+    are not listed). ``next_before`` is the ``before`` of the next page while ``has_more``."""
+    projects, more = services.jobs.page(
+        who.account_id, limit=limit, before=before or None, status=status
+    )
+    return {
+        "data": [project_body(project, services) for project in projects],
+        "has_more": more,
+        "next_before": projects[-1].id if more else None,
+    }
+
+
 @router.get("/v1/image-projects/{project_id}")
 async def get_project(
     project_id: str,

@@ -75,8 +75,13 @@ def add_parsers(commands: Any) -> None:
     gen.add_argument("--no-download", action="store_true", help="wait, but do not download")
     client_options(gen, generate)
 
-    projects = commands.add_parser("projects", help="look at or delete an image project")
+    projects = commands.add_parser("projects", help="list, look at or delete image projects")
     actions = projects.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="your projects, newest first")
+    listing.add_argument("--limit", type=int, default=20, help="projects per page (1 to 100)")
+    listing.add_argument("--before", help="the page after this project (next_before)")
+    listing.add_argument("--status", help="only projects in this status")
+    client_options(listing, projects_list)
     get = actions.add_parser("get", help="a project's status and download links")
     get.add_argument("id")
     get.add_argument("--wait", type=float, help="wait up to this many seconds for it to end")
@@ -179,6 +184,19 @@ def _project_lines(project: sdk.ImageProject) -> list[str]:
         lines.append(f"error     {project.error.code}: {project.error.message}")
     lines += [f"download  {d.url}" for d in project.downloads]
     return lines
+
+
+def projects_list(client: sdk.Client, args: argparse.Namespace) -> int:
+    page = client.v1.image_projects.list(limit=args.limit, before=args.before, status=args.status)
+    lines = [
+        f"{p.id}  {p.status:<9} {p.credits_charged:>6} credits  {p.created_at:%Y-%m-%d %H:%M}  "
+        f"{p.model or ''}  {len(p.downloads)} images"
+        for p in page.data
+    ]
+    if page.has_more:
+        lines.append(f"more: --before {page.next_before}")
+    show(args, page, lines or ["no projects"])
+    return 0
 
 
 def projects_get(client: sdk.Client, args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ import math
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
@@ -26,6 +27,7 @@ from darkroom.core.catalog import Catalog, ImageSpec
 from darkroom.core.errors import (
     DarkroomError,
     IdempotencyConflict,
+    InvalidRequest,
     NotFound,
     QueueFull,
     StorageUnavailable,
@@ -42,6 +44,8 @@ from darkroom.store import leases
 from darkroom.store import nodes as node_sql
 from darkroom.store import projects as sql
 from darkroom.store.database import Database, utcnow
+
+MAX_PAGE = 100  # projects in one page of the list
 
 
 def _conflict() -> IdempotencyConflict:
@@ -294,6 +298,40 @@ class Jobs:
         if row is None or row.account_id != account_id or not row.enabled:
             raise NotFound()
         return Project.from_row(row)
+
+    def page(
+        self,
+        account_id: str,
+        *,
+        limit: int = 20,
+        before: str | None = None,
+        status: Status | None = None,
+    ) -> tuple[list[Project], bool]:
+        """The account's projects, newest first, ``limit`` at a time: those older than the
+        project ``before`` (the last of the previous page) when given; and whether there are
+        more."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}", field="limit")
+
+        def work(conn: Connection) -> list[Any]:
+            cursor = None
+            if before is not None:
+                row = sql.get_project(conn, before)
+                if row is None or row.account_id != account_id:
+                    raise InvalidRequest(
+                        "before must be the id of one of your projects", field="before"
+                    )
+                cursor = (row.created_at, row.id)
+            return sql.page_of(
+                conn,
+                account_id,
+                limit=limit + 1,
+                before=cursor,
+                status=None if status is None else status.value,
+            )
+
+        rows = self.db.query(work)
+        return [Project.from_row(row) for row in rows[:limit]], len(rows) > limit
 
     def delete(self, account_id: str, project_id: str) -> None:
         """Delete a project and its images; one still queued or rendering is canceled first and

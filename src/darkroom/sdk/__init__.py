@@ -25,6 +25,7 @@ from darkroom.sdk.types import (
     ModelInfo,
     ModelList,
     Progress,
+    ProjectPage,
     Webhook,
     WebhookDelivery,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "ModelList",
     "NotFoundError",
     "Progress",
+    "ProjectPage",
     "RateLimitError",
     "ServerError",
     "Webhook",

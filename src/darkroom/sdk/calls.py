@@ -15,6 +15,7 @@ from darkroom.sdk.types import (
     ImageProject,
     ModelInfo,
     ModelList,
+    ProjectPage,
     RequestOptions,
     Style,
     Usage,
@@ -124,6 +125,14 @@ def _nothing(_: Any) -> None:
 
 def delete_project(id: str) -> Call[None]:
     return Call("DELETE", f"/v1/image-projects/{_segment(id)}", _nothing)
+
+
+def list_projects(
+    *, limit: int | None = None, before: str | None = None, status: str | None = None
+) -> Call[ProjectPage]:
+    given = {"limit": limit, "before": before, "status": status}
+    params = {key: str(value) for key, value in given.items() if value is not None}
+    return Call("GET", "/v1/image-projects", ProjectPage.model_validate, params=params)
 
 
 def cancel_project(id: str) -> Call[ImageProject]:

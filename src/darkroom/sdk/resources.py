@@ -20,6 +20,7 @@ from darkroom.sdk.types import (
     ModelInfo,
     ModelList,
     Progress,
+    ProjectPage,
     RequestOptions,
     Style,
     Usage,
@@ -208,6 +209,10 @@ class AsyncAiImageGeneratorClient:
 _GET_DOC = """The project (``GET /v1/image-projects/{id}``). With ``wait`` (seconds, up to 60),
 darkroom answers as soon as the project has ended, or after ``wait`` seconds."""
 
+_LIST_DOC = """darkroom: the account's projects, newest first, ``limit`` (1 to 100, default 20) at
+a time (``GET /v1/image-projects``); ``before``: the ``next_before`` of the previous page;
+``status``: only those in that status."""
+
 _CANCEL_DOC = """darkroom: stop a queued or rendering project and refund it in full
 (``POST /v1/image-projects/{id}/cancel``); the project, now ``canceled``. One that already
 completed or failed raises :class:`BadRequestError` (409)."""
@@ -224,6 +229,17 @@ class ImageProjectsClient:
         self, *, id: str, wait: float | None = None, request_options: RequestOptions | None = None
     ) -> ImageProject:
         return self._transport.run(_get(self._transport, locals()))
+
+    def list(
+        self,
+        *,
+        limit: int | None = None,
+        before: str | None = None,
+        status: str | None = None,
+        request_options: RequestOptions | None = None,
+    ) -> ProjectPage:
+        call = calls.list_projects(limit=limit, before=before, status=status)
+        return self._transport.run(_send(self._transport, call, locals()))
 
     def delete(self, *, id: str, request_options: RequestOptions | None = None) -> None:
         """Delete the project and its images (``DELETE /v1/image-projects/{id}``)."""
@@ -245,6 +261,7 @@ class ImageProjectsClient:
         return self._transport.run(_check_result(self._transport, locals()))
 
     get.__doc__ = _GET_DOC
+    list.__doc__ = _LIST_DOC
     check_result.__doc__ = _CHECK_DOC
     cancel.__doc__ = _CANCEL_DOC
 
@@ -257,6 +274,17 @@ class AsyncImageProjectsClient:
         self, *, id: str, wait: float | None = None, request_options: RequestOptions | None = None
     ) -> ImageProject:
         return await self._transport.run(_get(self._transport, locals()))
+
+    async def list(
+        self,
+        *,
+        limit: int | None = None,
+        before: str | None = None,
+        status: str | None = None,
+        request_options: RequestOptions | None = None,
+    ) -> ProjectPage:
+        call = calls.list_projects(limit=limit, before=before, status=status)
+        return await self._transport.run(_send(self._transport, call, locals()))
 
     async def delete(self, *, id: str, request_options: RequestOptions | None = None) -> None:
         """Delete the project and its images (``DELETE /v1/image-projects/{id}``)."""
@@ -280,6 +308,7 @@ class AsyncImageProjectsClient:
         return await self._transport.run(_check_result(self._transport, locals()))
 
     get.__doc__ = _GET_DOC
+    list.__doc__ = _LIST_DOC
     check_result.__doc__ = _CHECK_DOC
     cancel.__doc__ = _CANCEL_DOC
 

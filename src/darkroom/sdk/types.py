@@ -133,6 +133,14 @@ class ModelInfo(_Model):
     weights: dict[str, Any] | None = None  # diffusers models: {"source", "loadable"}
 
 
+class ProjectPage(_Model):
+    """A page of the account's projects, newest first (``GET /v1/image-projects``)."""
+
+    data: list[ImageProject]
+    has_more: bool = False
+    next_before: str | None = None  # pass as ``before`` for the next page
+
+
 class ModelList(_Model):
     data: list[ModelInfo]
     default_model: str | None = None

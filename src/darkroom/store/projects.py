@@ -91,3 +91,29 @@ def mark_outputs_deleted(conn: Connection, project_ids: list[str], at: Any, note
         .values(outputs_deleted_at=at, status_note=note)
     )
     conn.execute(query)
+
+
+def page_of(
+    conn: Connection,
+    account_id: str,
+    *,
+    limit: int,
+    before: tuple[Any, str] | None = None,
+    status: str | None = None,
+) -> list[Row]:  # type: ignore[type-arg]
+    """Up to ``limit`` of the account's projects (not deleted), newest first; only those older
+    than ``before`` ((created_at, id) of the last one of the previous page) when given. The
+    account and creation index serves it."""
+    query = select(projects).where(
+        projects.c.account_id == account_id, projects.c.enabled.is_(True)
+    )
+    if before is not None:
+        created_at, project_id = before
+        query = query.where(
+            (projects.c.created_at < created_at)
+            | ((projects.c.created_at == created_at) & (projects.c.id < project_id))
+        )
+    if status is not None:
+        query = query.where(projects.c.status == status)
+    query = query.order_by(projects.c.created_at.desc(), projects.c.id.desc()).limit(limit)
+    return list(conn.execute(query))
