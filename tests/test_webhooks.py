@@ -427,3 +427,10 @@ def test_a_delivery_written_on_an_api_node_is_sent_by_the_worker_node(
     stuck.release.set()
     receiver.wait_for(1, "image.canceled", timeout=10)
     assert receiver.accepted()[0].event["payload"]["id"] == project_id
+
+
+def test_the_sdk_knows_the_events_the_server_sends() -> None:
+    from darkroom.core.webhooks import EVENT_NAMES
+    from darkroom.sdk.types import WEBHOOK_EVENTS
+
+    assert WEBHOOK_EVENTS == EVENT_NAMES

@@ -7,7 +7,7 @@ from typing import Any
 
 from darkroom import sdk
 from darkroom.cli.remote import client_options, show
-from darkroom.core.webhooks import EVENT_NAMES
+from darkroom.sdk.types import WEBHOOK_EVENTS
 
 
 def add_parsers(commands: Any) -> None:
@@ -18,7 +18,7 @@ def add_parsers(commands: Any) -> None:
     create.add_argument(
         "--event",
         action="append",
-        choices=EVENT_NAMES,
+        choices=WEBHOOK_EVENTS,
         dest="events",
         help="an event to receive (repeatable; default: all)",
     )

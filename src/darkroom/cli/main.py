@@ -1,4 +1,7 @@
-"""The ``darkroom`` command: ``serve`` and the operator commands on a data directory."""
+"""The ``darkroom`` command: the client commands (``generate``, ``projects``, ``models``,
+``balance``, ``usage``, ``webhooks``), which need only the SDK; and, with the server installed
+(``pip install 'darkroom[server]'``), ``serve``, ``worker`` and the operator commands on a data
+directory. Without it, those say in one line what to install."""
 
 from __future__ import annotations
 
@@ -7,8 +10,27 @@ import sys
 from collections.abc import Sequence
 
 from darkroom import __version__
-from darkroom.cli import hooks, operator, remote, serve, worker
+from darkroom.cli import hooks, remote
 from darkroom.core.errors import DarkroomError
+
+# The commands that run the service or work on its data: they need the server extra.
+SERVER_COMMANDS = ("serve", "worker", "accounts", "keys", "credits", "catalog")
+SERVER_EXTRA = "pip install 'darkroom[server]'"
+# What the server extra installs (import names): one of them missing means a client-only install.
+SERVER_PACKAGES = frozenset(
+    {
+        "fastapi",
+        "starlette",
+        "uvicorn",
+        "sqlalchemy",
+        "alembic",
+        "pydantic_settings",
+        "PIL",
+        "multipart",
+        "python_multipart",
+        "prometheus_client",
+    }
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,12 +42,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"darkroom {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    serve.add_parser(commands)
-    worker.add_parser(commands)
+    try:
+        from darkroom.cli import operator, serve, worker
+    except ImportError as exc:  # a client-only install
+        if (exc.name or "").split(".")[0] not in SERVER_PACKAGES:
+            raise  # a real error in the server's code, not a missing extra
+        missing = exc.name or "the server's packages"
+        for name in SERVER_COMMANDS:
+            stub = commands.add_parser(name, help=f"(needs the server: {SERVER_EXTRA})")
+            stub.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+            stub.set_defaults(run=lambda args, m=missing: _needs_server(args.command, m))
+    else:
+        serve.add_parser(commands)
+        worker.add_parser(commands)
+        operator.add_parsers(commands)
     remote.add_parsers(commands)
     hooks.add_parsers(commands)
-    operator.add_parsers(commands)
     return parser
+
+
+def _needs_server(command: str, missing: str) -> int:
+    print(
+        f"darkroom {command} needs the server, which is not installed here ({missing} is "
+        f"missing): {SERVER_EXTRA}",
+        file=sys.stderr,
+    )
+    return 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:

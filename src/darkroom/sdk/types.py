@@ -133,6 +133,10 @@ class ModelInfo(_Model):
     weights: dict[str, Any] | None = None  # diffusers models: {"source", "loadable"}
 
 
+# The events a webhook endpoint can subscribe to (the server sends these names).
+WEBHOOK_EVENTS = ("image.started", "image.completed", "image.errored", "image.canceled")
+
+
 class ProjectPage(_Model):
     """A page of the account's projects, newest first (``GET /v1/image-projects``)."""
 
