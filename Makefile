@@ -24,6 +24,7 @@ serve: $(STAMP)
 test: $(STAMP)
 	scripts/ensure-postgres
 	scripts/ensure-ceph
+	scripts/ensure-chromium
 	@status=0; \
 	echo "== the test suite on SQLite, images in the data directory (the embedded default)"; \
 	DARKROOM_TEST_DATABASE=sqlite DARKROOM_TEST_STORAGE=local \

@@ -225,3 +225,12 @@ def test_the_cli_says_what_is_wrong_in_one_line(
         "darkroom: storage: bucket 'darkroom-tests' at "
         f"{gateway.endpoint} refused the credentials (wrong AWS_SECRET_ACCESS_KEY)"
     ]
+
+
+def test_the_web_page_may_show_images_from_the_bucket(
+    s3_server: LiveServer, gateway: RadosGateway
+) -> None:
+    policy = httpx.get(f"{s3_server.url}/").headers["content-security-policy"]
+    image_sources = next(d for d in policy.split("; ") if d.startswith("img-src"))
+    assert gateway.endpoint in image_sources.split()
+    assert "connect-src 'self'" in policy

@@ -18,6 +18,7 @@ from darkroom.api import (
     magichour,
     metrics,
     openai_images,
+    playground,
     webhooks,
 )
 from darkroom.engine.registry import Backends
@@ -53,6 +54,7 @@ def app_for(services: Services) -> FastAPI:
     errors.install(app, [(prefix, errors.openai_error) for prefix in openai_paths])
     app.add_middleware(RequestMiddleware, metrics=services.metrics)
     app.include_router(metrics.router)
-    for module in (health, magichour, openai_images, catalog, account, downloads, admin, webhooks):
+    modules = (health, magichour, openai_images, catalog, account, downloads, admin, webhooks)
+    for module in (*modules, playground):
         app.include_router(module.router)
     return app

@@ -111,6 +111,7 @@ def banner(settings: Settings, key: str | None, storage: str) -> str:
     return f"""
 darkroom is serving the Magic Hour v1 image API and the OpenAI images API
   base URL  {url}
+  open      {url}/{"#key=" + key if key else ""}   (the playground: make images in your browser)
   API key   {shown_key} {where}
   data      {settings.data_dir.resolve()} ({store})
   models    {engines}

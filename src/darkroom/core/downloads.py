@@ -11,6 +11,7 @@ presigned URL, or a stream (see :mod:`darkroom.storage.objects`).
 from __future__ import annotations
 
 import time
+from urllib.parse import urlsplit
 
 from darkroom.core.errors import Gone, LinkRefused, NotFound, StorageUnavailable
 from darkroom.core.projects import Project
@@ -68,6 +69,17 @@ class Downloads:
             raise NotFound() from None
         except StorageError:
             raise StorageUnavailable() from None
+
+    def image_origins(self) -> list[str]:
+        """Where links to images point besides this server (a bucket's presigned URLs), for the
+        web page's Content-Security-Policy."""
+        url = self.files.store.presign(
+            "images/probe.png", filename="probe.png", content_type="image/png", expires_in=60
+        )
+        if url is None:
+            return []
+        parts = urlsplit(url)
+        return [f"{parts.scheme}://{parts.netloc}"]
 
     def storage_problem(self) -> str | None:
         """Why the storage does not answer (for ``/readyz``), or None when it does."""
