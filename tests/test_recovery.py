@@ -107,12 +107,21 @@ def test_missing_backend_is_error_with_refund(server_factory: ServerFactory) -> 
         def render(self, request: RenderRequest) -> list[bytes]:
             return PreviewBackend().render(request)
 
-    server = server_factory(Backends([Other()]))
-    account = server.account()
-    [project_id] = create(server, account)
-    final = server.wait(account, project_id)
+    api = server_factory(workers=0)  # takes the project; renders nothing
+    account = api.account()
+    [project_id] = create(api, account)
+    # A worker on the same database that does not run the model's backend takes the job: it
+    # ends in error, refunded.
+    worker = server_factory(Backends([Other()]))
+    final = api.wait(account, project_id)
     assert final["error"]["code"] == "backend_unavailable"
-    assert server.balance(account) == 10_000
+    assert api.balance(account) == 10_000
+    # A server that does not run it refuses the model up front, before any charge.
+    with worker.client(account) as client:
+        refused = client.post("/v1/ai-image-generator", json=BODY)
+    assert refused.status_code == 400
+    assert "no preview backend runs here" in refused.json()["message"]
+    assert api.balance(account) == 10_000
 
 
 def test_delete_while_rendering_cancels_and_refunds(server_factory: ServerFactory) -> None:
