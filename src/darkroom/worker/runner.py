@@ -275,8 +275,8 @@ class Runner:
         if not completed:
             await self._stopped(job)
             return
-        await asyncio.to_thread(quietly, lambda: self._tidy_after(project, job.keys))
         log.info("project %s complete in %d ms", project.id, render_ms)
+        await asyncio.to_thread(quietly, lambda: self._tidy_after(project, job.keys))
 
     def _tidy_after(self, project: Project, keys: list[str]) -> None:
         """Once complete: the sources of an edit, and what cut-off attempts had stored, go."""
