@@ -343,48 +343,64 @@ def code_revision() -> str:
     return f"darkroom {darkroom.__version__} from {where} ({revision})"
 
 
-class Server:
-    def __init__(self, data_dir: Path, workers: int) -> None:
-        self.data_dir = data_dir
-        self.workers = workers
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class ServeProcess:
+    """``darkroom serve`` in a subprocess on loopback, its output in a log file: started and
+    waited on until ``/healthz`` answers, its CPU read, stopped with Ctrl-C."""
+
+    def __init__(
+        self, args: Sequence[str], env: dict[str, str], log_path: Path, name: str = "server"
+    ) -> None:
+        self.name = name
         self.port = free_port()
-        self.log_path = data_dir.parent / "server.log"
-        self.command = [
-            *darkroom_command(),
-            "serve",
-            "--data-dir",
-            str(data_dir),
-            "--port",
-            str(self.port),
-        ]
-        env = {**os.environ, **SERVER_ENV, "DARKROOM_WORKERS": str(workers)}
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self.command = [*darkroom_command(), "serve", *args, "--port", str(self.port)]
+        environment = {**os.environ, **SERVER_ENV, **env}
         self.log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            self.command, env=env, stdout=self.log, stderr=subprocess.STDOUT
+            self.command, env=environment, stdout=self.log, stderr=subprocess.STDOUT
         )
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._wait_healthy()
-        self.key = (data_dir / "dev-api-key").read_text().strip()
-        self.db = sqlite3.connect(data_dir / "darkroom.sqlite3", timeout=30)
+        try:
+            self._wait_healthy()
+        except BaseException:
+            self.stop()  # not yet in the caller's hands to stop
+            raise
 
     def _wait_healthy(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
+        while time.monotonic() < deadline and self.proc.poll() is None:
             try:
                 with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as response:
                     if response.status == 200:
                         return
             except OSError:
                 time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"server did not become healthy; log:\n{self.log_path.read_text()}")
+        raise RuntimeError(f"{self.name} did not start; its log:\n{self.log_path.read_text()}")
 
     def cpu_seconds(self) -> float:
-        """User + system CPU of the server process (all its threads) so far."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_cpu_seconds(self.proc.pid)
+
+    def stop(self) -> None:
+        if self.log.closed:
+            return
+        stop_process(self.proc)
+        self.log.close()
+
+
+class Server(ServeProcess):
+    def __init__(self, data_dir: Path, workers: int) -> None:
+        self.data_dir = data_dir
+        self.workers = workers
+        args = ["--data-dir", str(data_dir)]
+        super().__init__(args, {"DARKROOM_WORKERS": str(workers)}, data_dir.parent / "server.log")
+        self.key = (data_dir / "dev-api-key").read_text().strip()
+        self.db = sqlite3.connect(data_dir / "darkroom.sqlite3", timeout=30)
 
     def pending(self) -> int:
         query = "SELECT count(*) FROM projects WHERE status IN ('queued', 'rendering')"
@@ -407,8 +423,7 @@ class Server:
         return [ProjectTimes.from_row(row) for row in rows]
 
     def stop(self) -> None:
-        stop_process(self.proc)
-        self.log.close()
+        super().stop()
         if hasattr(self, "db"):
             self.db.close()
 

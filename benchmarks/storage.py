@@ -52,7 +52,6 @@ import io
 import os
 import secrets
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -70,15 +69,14 @@ sys.path.insert(0, str(HERE.parent))  # tests/: the S3 server
 from tests.radosgw import RadosGateway, require_ceph  # noqa: E402
 
 from api_overhead import (  # noqa: E402
+    ServeProcess,
     code_revision,
-    darkroom_command,
-    free_port,
     load_average,
     machine,
     machine_busy_seconds,
     new_event_loop,
     percentile,
-    stop_process,
+    process_cpu_seconds,
 )
 from darkroom.engine.base import RenderRequest, StyleHint  # noqa: E402
 from darkroom.engine.preview import COMPOSITIONS, PreviewBackend  # noqa: E402
@@ -237,27 +235,12 @@ def phase_store(
 # Phase 2: darkroom nodes and downloads
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process (all its threads) so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-class Node:
+class Node(ServeProcess):
     """``darkroom serve`` in a subprocess, on loopback."""
 
     def __init__(self, name: str, data_dir: Path, env: dict[str, str]) -> None:
-        self.name = name
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         data_dir.mkdir(parents=True)
-        self.log_path = data_dir.parent / f"{name}.log"
-        command = [*darkroom_command(), "serve", "--data-dir", str(data_dir)]
-        command += ["--port", str(self.port)]
         environment = {
-            **os.environ,
-            "DARKROOM_HOST": "127.0.0.1",
-            "DARKROOM_RATE_LIMIT_PER_MINUTE": "0",
             "DARKROOM_LOG_LEVEL": "warning",
             "DARKROOM_SECRET_KEY": SECRET,
             "DARKROOM_DATABASE_URL": "",
@@ -266,36 +249,11 @@ class Node:
             "DARKROOM_WORKERS": "2",
             **env,
         }
-        self.log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            command, env=environment, stdout=self.log, stderr=subprocess.STDOUT
-        )
-        try:
-            self._wait_healthy()
-            # A node on another node's database finds the development account there: no key file.
-            key_file = data_dir / "dev-api-key"
-            self.key = key_file.read_text().strip() if key_file.exists() else ""
-        except BaseException:
-            self.stop()  # not yet in the caller's list of nodes to stop
-            raise
-
-    def _wait_healthy(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.name} did not start; its log:\n{self.log_path.read_text()}")
-
-    def cpu_seconds(self) -> float:
-        return cpu_seconds(self.proc.pid)
-
-    def stop(self) -> None:
-        if self.log.closed:
-            return
-        stop_process(self.proc)
-        self.log.close()
+        log_path = data_dir.parent / f"{name}.log"
+        super().__init__(["--data-dir", str(data_dir)], environment, log_path, name)
+        # A node on another node's database finds the development account there: no key file.
+        key_file = data_dir / "dev-api-key"
+        self.key = key_file.read_text().strip() if key_file.exists() else ""
 
 
 def create_projects(node: Node, count: int) -> list[str]:
@@ -392,7 +350,7 @@ class Load:
 
 def cpu_sample(node: Node, gateway_pids: Sequence[int]) -> tuple[float, float, float, float]:
     """CPU seconds so far: darkroom's node, radosgw and the OSD, this process, the machine."""
-    gateway = sum(cpu_seconds(pid) for pid in gateway_pids)
+    gateway = sum(process_cpu_seconds(pid) for pid in gateway_pids)
     return node.cpu_seconds(), gateway, time.process_time(), machine_busy_seconds()
 
 

@@ -52,14 +52,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import functools
 import math
-import os
 import shlex
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -79,14 +76,12 @@ from tests.vendor_fakes import FakeGemini, FakeOpenAI, FakeVendor, catalog_overr
 
 from api_overhead import (  # noqa: E402
     ProjectTimes,
-    darkroom_command,
-    free_port,
+    ServeProcess,
     load_average,
     new_event_loop,
     percentile,
     print_run_header,
     report_log_problems,
-    stop_process,
 )
 
 PROMPT = "a lighthouse at dusk over a calm sea, long exposure"
@@ -155,28 +150,12 @@ def image_work_ms(repeats: int = 10) -> float:
     return statistics.median(times[2:]) * 1000
 
 
-class Node:
+class Node(ServeProcess):
     """``darkroom serve --no-preview-only`` in a subprocess, on loopback."""
 
     def __init__(self, data_dir: Path, catalog: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = data_dir.parent / "server.log"
-        self.command = [
-            *darkroom_command(),
-            "serve",
-            "--no-preview-only",
-            "--data-dir",
-            str(data_dir),
-            "--port",
-            str(self.port),
-            "--catalog",
-            str(catalog),
-        ]
+        args = ["--no-preview-only", "--data-dir", str(data_dir), "--catalog", str(catalog)]
         env = {
-            **os.environ,
-            "DARKROOM_HOST": "127.0.0.1",
-            "DARKROOM_RATE_LIMIT_PER_MINUTE": "0",
             "DARKROOM_LOG_LEVEL": "warning",
             "DARKROOM_DATABASE_URL": "",
             "DARKROOM_STORAGE_URL": "",
@@ -185,31 +164,13 @@ class Node:
             "BENCH_OPENAI_KEY": KEYS["OPENAI"],
             "BENCH_GEMINI_KEY": KEYS["GEMINI"],
         }
-        self.log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            self.command, env=env, stdout=self.log, stderr=subprocess.STDOUT
-        )
+        super().__init__(args, env, data_dir.parent / "server.log", "darkroom")
         try:
-            self._wait_healthy()
             self.key = (data_dir / "dev-api-key").read_text().strip()
             self.db = sqlite3.connect(data_dir / "darkroom.sqlite3", timeout=30)
         except BaseException:
             self.stop()
             raise
-
-    def _wait_healthy(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            time.sleep(0.1)
-        raise RuntimeError(f"darkroom did not start; its log:\n{self.log_path.read_text()}")
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU of the server process (all its threads) so far."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def times(self, ids: Sequence[str]) -> list[ProjectTimes]:
         marks = ",".join("?" * len(ids))
@@ -221,10 +182,7 @@ class Node:
         return [ProjectTimes.from_row(row) for row in rows]
 
     def stop(self) -> None:
-        if self.log.closed:
-            return
-        stop_process(self.proc)
-        self.log.close()
+        super().stop()
         if hasattr(self, "db"):
             self.db.close()
 
