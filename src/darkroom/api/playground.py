@@ -24,7 +24,7 @@ def _read(name: str) -> bytes:
     return resources.files("darkroom.web").joinpath(name).read_bytes()
 
 
-def _headers(image_origins: list[str]) -> dict[str, str]:
+def _headers(image_origins: tuple[str, ...]) -> dict[str, str]:
     images = " ".join(["'self'", "data:", "blob:", *image_origins])
     policy = "; ".join(
         [
@@ -48,7 +48,7 @@ def _headers(image_origins: list[str]) -> dict[str, str]:
 
 @router.get("/")
 def index(services: ServicesDep) -> HTMLResponse:
-    return HTMLResponse(_read("index.html"), headers=_headers(services.downloads.image_origins()))
+    return HTMLResponse(_read("index.html"), headers=_headers(services.downloads.image_origins))
 
 
 @router.get("/web/{name}")
@@ -56,5 +56,5 @@ def asset(name: str, services: ServicesDep) -> Response:
     media_type = ASSETS.get(name)
     if media_type is None:
         raise NotFound()
-    headers = _headers(services.downloads.image_origins())
+    headers = _headers(services.downloads.image_origins)
     return Response(_read(name), media_type=media_type, headers=headers)

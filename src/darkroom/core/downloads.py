@@ -11,6 +11,7 @@ presigned URL, or a stream (see :mod:`darkroom.storage.objects`).
 from __future__ import annotations
 
 import time
+from functools import cached_property
 from urllib.parse import urlsplit
 
 from darkroom.core.errors import Gone, LinkRefused, NotFound, StorageUnavailable
@@ -70,16 +71,18 @@ class Downloads:
         except StorageError:
             raise StorageUnavailable() from None
 
-    def image_origins(self) -> list[str]:
+    @cached_property
+    def image_origins(self) -> tuple[str, ...]:
         """Where links to images point besides this server (a bucket's presigned URLs), for the
-        web page's Content-Security-Policy."""
+        web page's Content-Security-Policy: presigned once, since the bucket's address does not
+        change while the process runs."""
         url = self.files.store.presign(
             "images/probe.png", filename="probe.png", content_type="image/png", expires_in=60
         )
         if url is None:
-            return []
+            return ()
         parts = urlsplit(url)
-        return [f"{parts.scheme}://{parts.netloc}"]
+        return (f"{parts.scheme}://{parts.netloc}",)
 
     def storage_problem(self) -> str | None:
         """Why the storage does not answer (for ``/readyz``), or None when it does."""
