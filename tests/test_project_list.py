@@ -3,6 +3,7 @@ newest first, only the key's own and not deleted ones, through the API, the SDK 
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import httpx
@@ -65,6 +66,14 @@ def test_the_sdk_and_the_cli_list_projects(server: LiveServer, account: Account)
         rest = sdk.v1.image_projects.list(limit=2, before=page.next_before)
     assert [p.id for p in page.data + rest.data] == ids[::-1]
     assert page.has_more and not rest.has_more
+
+    async def async_pages() -> list[str]:
+        async with darkroom.AsyncClient(token=account.key, base_url=server.url) as client:
+            first = await client.v1.image_projects.list(limit=1)
+            after = await client.v1.image_projects.list(before=first.next_before)
+        return [p.id for p in first.data + after.data]
+
+    assert asyncio.run(async_pages()) == ids[::-1]
     listed = darkroom_cli(server, account.key, "projects", "list", "--limit", "2", "--json")
     assert listed.returncode == 0, listed.stderr
     assert [p["id"] for p in json.loads(listed.stdout)["data"]] == ids[:0:-1]

@@ -96,6 +96,11 @@ def _get(transport: Transport, args: Args) -> Plan[ImageProject]:
     return _send(transport, calls.get_project(args["id"], wait=args["wait"]), args)
 
 
+def _list(transport: Transport, args: Args) -> Plan[ProjectPage]:
+    call = calls.list_projects(limit=args["limit"], before=args["before"], status=args["status"])
+    return _send(transport, call, args)
+
+
 # The docstrings live on the sync methods; the async twins say the same.
 _CREATE_DOC = """Create an image project (``POST /v1/ai-image-generator``): charged now, rendered in
 the background. Retries resend the same Idempotency-Key (``idempotency_key``, or one made per
@@ -238,8 +243,7 @@ class ImageProjectsClient:
         status: str | None = None,
         request_options: RequestOptions | None = None,
     ) -> ProjectPage:
-        call = calls.list_projects(limit=limit, before=before, status=status)
-        return self._transport.run(_send(self._transport, call, locals()))
+        return self._transport.run(_list(self._transport, locals()))
 
     def delete(self, *, id: str, request_options: RequestOptions | None = None) -> None:
         """Delete the project and its images (``DELETE /v1/image-projects/{id}``)."""
@@ -283,8 +287,7 @@ class AsyncImageProjectsClient:
         status: str | None = None,
         request_options: RequestOptions | None = None,
     ) -> ProjectPage:
-        call = calls.list_projects(limit=limit, before=before, status=status)
-        return await self._transport.run(_send(self._transport, call, locals()))
+        return await self._transport.run(_list(self._transport, locals()))
 
     async def delete(self, *, id: str, request_options: RequestOptions | None = None) -> None:
         """Delete the project and its images (``DELETE /v1/image-projects/{id}``)."""
