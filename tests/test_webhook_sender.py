@@ -142,6 +142,33 @@ def test_two_senders_on_one_database_send_each_delivery_once(db: Database) -> No
     assert {row(db, i).attempts for i in ids} == {1}
 
 
+def test_the_take_goes_round_the_accounts_and_caps_endpoints_over_all_senders(
+    db: Database,
+) -> None:
+    """``due_ids`` as every sender calls it: another account's one delivery comes before the
+    backlog of the first; an endpoint gets no more than its share in flight, counting the
+    leases other senders hold; an account at its share here gets none; a disabled endpoint
+    none."""
+    backlog = pending(db, "http://127.0.0.1:9/a", 30)  # one account's, due first
+    (late,) = pending(db, "http://127.0.0.1:9/b", 1)  # another account's, written after
+    busy = row(db, backlog[0]).account_id
+
+    def take(**caps: Any) -> list[str]:
+        return db.query(lambda conn: sql.due_ids(conn, utcnow(), 8, **caps))
+
+    assert len(take()) == 8  # no caps: the backlog fills the take...
+    due = take(per_endpoint=2, per_account=4)
+    assert late in due[:2] and len(due) == 3  # ...caps: round the accounts, 2 per endpoint
+    assert lease(db, backlog[0], "node_b", utcnow(), 40)  # another sender sends one
+    due = take(per_endpoint=2, per_account=4)
+    assert late in due and len(due) == 2  # so one more of the backlog's endpoint, not two
+    assert take(per_endpoint=2, per_account=4, held={busy: 4}) == [late]
+    assert take(per_endpoint=2, per_account=4, held={busy: 3}) != [late]
+    endpoint = row(db, late).endpoint_id
+    db.transact(lambda conn: sql.set_disabled(conn, endpoint, utcnow()))
+    assert late not in take(per_endpoint=2, per_account=4)
+
+
 NOISY_ENDPOINTS = 20  # the most an account may have
 # How soon another account's first delivery must arrive, from the moment its event was written.
 FAIR_LATENESS = 1.0
@@ -166,7 +193,7 @@ def test_a_noisy_account_does_not_delay_another_accounts_first_delivery(
             for n in range(NOISY_ENDPOINTS):
                 response = client.post("/v1/webhooks", json={"url": f"{hanging.url}/{n}"})
                 assert response.status_code == 201, response.text
-        for project_id in [create(server, noisy) for _ in range(3)]:  # 2 events × 20 each
+        for project_id in [create(server, noisy) for _ in range(3)]:  # 2 events to each of 20
             assert server.wait(noisy, project_id)["status"] == "complete"
         # The noisy account holds every send slot it may, and has many more deliveries due.
         deadline = time.monotonic() + 20

@@ -25,7 +25,6 @@ class Received:
     path: str = ""  # the request's path (endpoints of one receiver differ by path)
     at: float = 0.0  # time.time() when the request arrived
 
-
     @property
     def event(self) -> dict[str, Any]:
         result: dict[str, Any] = json.loads(self.body)
