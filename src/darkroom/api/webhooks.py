@@ -126,7 +126,7 @@ async def test_webhook(
     first attempt. 200 with the delivery once attempted (``status`` ``delivered``, or
     ``pending`` with ``last_error`` and a retry scheduled), 202 if not attempted yet."""
     delivery = await services.webhooks.send_test(who.account_id, webhook_id, wait)
-    return JSONResponse(delivery_view(delivery), status_code=200 if delivery.attempts else 202)
+    return JSONResponse(delivery_view(delivery), status_code=200 if delivery.row.attempts else 202)
 
 
 @router.delete("/v1/webhooks/{webhook_id}", status_code=204)

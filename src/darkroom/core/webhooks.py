@@ -133,7 +133,7 @@ class Webhooks:
         deadline = time.monotonic() + wait
         while True:
             found = await anyio.to_thread.run_sync(self._delivery, delivery_id)
-            if found.attempts or time.monotonic() >= deadline:
+            if found.row.attempts or time.monotonic() >= deadline:
                 return found
             await anyio.sleep(0.05)
 
@@ -155,6 +155,8 @@ class Webhooks:
         return delivery_id
 
     def _delivery(self, delivery_id: str) -> Delivery:
+        """The row, then its attempts: the row says whether one was recorded (its count and
+        status change together; the history, read after, may hold one more)."""
         with self.db.read() as conn:
             return Delivery(
                 sql.get_delivery(conn, delivery_id), sql.attempts_of(conn, [delivery_id])
