@@ -15,6 +15,8 @@ from darkroom.core.ids import new_id
 from darkroom.store import webhooks as sql
 from darkroom.store.database import Database, utcnow
 from darkroom.worker.webhook_sender import Policy, WebhookSender
+from tests.conftest import ServerFactory
+from tests.test_webhooks import create
 from tests.webhook_receiver import Receiver
 
 SECRET = "whsec_test"
@@ -138,3 +140,90 @@ def test_two_senders_on_one_database_send_each_delivery_once(db: Database) -> No
     assert set(sent.values()) == {1}  # no delivery was sent by both senders
     assert all(r.signature_ok for r in receiver.received)
     assert {row(db, i).attempts for i in ids} == {1}
+
+
+def test_the_take_goes_round_the_accounts_and_caps_endpoints_over_all_senders(
+    db: Database,
+) -> None:
+    """``due_ids`` as every sender calls it: another account's one delivery comes before the
+    backlog of the first; an endpoint gets no more than its share in flight, counting the
+    leases other senders hold; an account at its share here gets none; a disabled endpoint
+    none."""
+    backlog = pending(db, "http://127.0.0.1:9/a", 30)  # one account's, due first
+    (late,) = pending(db, "http://127.0.0.1:9/b", 1)  # another account's, written after
+    busy = row(db, backlog[0]).account_id
+
+    def take(**caps: Any) -> list[str]:
+        return db.query(lambda conn: sql.due_ids(conn, utcnow(), 8, **caps))
+
+    assert len(take()) == 8  # no caps: the backlog fills the take...
+    due = take(per_endpoint=2, per_account=4)
+    assert late in due[:2] and len(due) == 3  # ...caps: round the accounts, 2 per endpoint
+    assert lease(db, backlog[0], "node_b", utcnow(), 40)  # another sender sends one
+    due = take(per_endpoint=2, per_account=4)
+    assert late in due and len(due) == 2  # so one more of the backlog's endpoint, not two
+    assert take(per_endpoint=2, per_account=4, held={busy: 4}) == [late]
+    assert take(per_endpoint=2, per_account=4, held={busy: 3}) != [late]
+    endpoint = row(db, late).endpoint_id
+    db.transact(lambda conn: sql.set_disabled(conn, endpoint, utcnow()))
+    assert late not in take(per_endpoint=2, per_account=4)
+
+
+NOISY_ENDPOINTS = 20  # the most an account may have
+# How soon another account's first delivery must arrive, from the moment its event was written.
+FAIR_LATENESS = 1.0
+WAIT = 5.0  # how long the test waits for it (then fails)
+
+
+def test_a_noisy_account_does_not_delay_another_accounts_first_delivery(
+    server_factory: ServerFactory,
+) -> None:
+    """One account's 20 endpoints hang (they answer only when the test ends) with 120 deliveries
+    queued for them; another account's first delivery still leaves within a second of its
+    event: each endpoint has at most 2 sends in flight and each account at most half of the
+    sender's 8 slots, and the take goes round the accounts. (Before: all 8 slots hung on the
+    noisy account, and the other delivery waited its turn behind the 120.)"""
+    hanging = Receiver(slow_first=10**6, delay=120)
+    quick = Receiver()
+    try:
+        # The default 8 slots; a timeout longer than the test, so no send is abandoned mid-test.
+        server = server_factory(webhook_timeout_seconds=30)
+        noisy, other = server.account(), server.account()
+        with server.client(noisy) as client:
+            for n in range(NOISY_ENDPOINTS):
+                response = client.post("/v1/webhooks", json={"url": f"{hanging.url}/{n}"})
+                assert response.status_code == 201, response.text
+        for project_id in [create(server, noisy) for _ in range(3)]:  # 2 events to each of 20
+            assert server.wait(noisy, project_id)["status"] == "complete"
+        # The noisy account holds every send slot it may, and has many more deliveries due.
+        deadline = time.monotonic() + 20
+        while hanging.in_flight < 4:
+            assert time.monotonic() < deadline, "the noisy endpoints were not sent to"
+            time.sleep(0.02)
+
+        with server.client(other) as client:
+            response = client.post("/v1/webhooks", json={"url": quick.url})
+        assert response.status_code == 201, response.text
+        quick.secret, other_hook = response.json()["secret"], response.json()["id"]
+        create(server, other)
+        deadline = time.monotonic() + WAIT
+        while not quick.accepted():
+            assert time.monotonic() < deadline, (
+                f"the other account's first delivery did not arrive within {WAIT:g} s; the "
+                f"noisy endpoints hold {hanging.in_flight} sends"
+            )
+            time.sleep(0.01)
+        first = quick.accepted()[0]
+        with server.client(other) as client:
+            listed = client.get(f"/v1/webhooks/{other_hook}/deliveries").json()["data"]
+        written = {d["id"]: datetime.fromisoformat(d["created_at"]) for d in listed}
+        lateness = first.at - written[first.webhook_id].timestamp()
+        print(f"\nother account's first delivery: {lateness * 1000:.0f} ms after its event")
+        assert lateness < FAIR_LATENESS
+        assert first.signature_ok
+        # The caps held: at most 2 sends per endpoint, at most 4 of the 8 for the account.
+        assert max(hanging.peak.values()) <= 2, hanging.peak
+        assert hanging.peak_total <= 4
+    finally:
+        hanging.close()
+        quick.close()

@@ -434,3 +434,146 @@ def test_the_sdk_knows_the_events_the_server_sends() -> None:
     from darkroom.sdk.types import WEBHOOK_EVENTS
 
     assert WEBHOOK_EVENTS == EVENT_NAMES
+
+
+def test_disabled_endpoint_gets_nothing_and_its_pending_deliveries_wait(
+    server_factory: ServerFactory, receiver: Receiver
+) -> None:
+    """Disabled: no attempt of what was pending, no delivery for new events; enabled again:
+    what waited goes out. Shown in list and get; bad bodies are 400s naming the field."""
+    receiver.accepting = False
+    server = server_factory(**FAST)
+    account, other = server.account(), server.account()
+    webhook_id = register(server, account, receiver, events=["image.completed"])
+    first = create(server, account)
+    assert server.wait(account, first)["status"] == "complete"
+    wait_until(lambda: len(receiver.received) >= 1)  # refused, and being retried
+    with server.client(account) as client:
+        response = client.patch(f"/v1/webhooks/{webhook_id}", json={"disabled": True})
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == "disabled" and response.json()["disabled_at"]
+        assert client.get(f"/v1/webhooks/{webhook_id}").json()["status"] == "disabled"
+        assert [h["status"] for h in client.get("/v1/webhooks").json()["data"]] == ["disabled"]
+        for bad, field in [
+            ({"disabled": "yes"}, "disabled"),
+            ({"disabled": 1}, "disabled"),
+            ({}, "disabled"),
+            ({"disabled": True, "url": "http://x"}, "url"),
+        ]:
+            refused = client.patch(f"/v1/webhooks/{webhook_id}", json=bad)
+            assert refused.status_code == 400, (bad, refused.text)
+            assert field in refused.json()["message"], refused.json()
+        test = client.post(f"/v1/webhooks/{webhook_id}/test")
+        assert test.status_code == 409 and "disabled" in test.json()["message"]
+    with server.client(other) as client:
+        assert (
+            client.patch(f"/v1/webhooks/{webhook_id}", json={"disabled": False}).status_code == 404
+        )
+        assert client.get(f"/v1/webhooks/{webhook_id}").status_code == 404
+    time.sleep(0.3)  # an attempt in flight when it was disabled ends
+    tried = len(receiver.received)
+    second = create(server, account)
+    assert server.wait(account, second)["status"] == "complete"
+    time.sleep(0.6)  # several retry periods
+    assert len(receiver.received) == tried  # nothing sent while disabled
+    (held,) = deliveries(server, account, webhook_id)  # none written for the second project
+    assert held["status"] == "pending" and held["project_id"] == first
+
+    receiver.accepting = True
+    with server.client(account) as client:
+        enabled = client.patch(f"/v1/webhooks/{webhook_id}", json={"disabled": False})
+        assert enabled.json()["status"] == "enabled" and enabled.json()["disabled_at"] is None
+    receiver.wait_for(1, "image.completed")
+    assert receiver.accepted()[0].webhook_id == held["id"]
+    wait_until(lambda: deliveries(server, account, webhook_id)[0]["status"] == "delivered")
+
+
+def test_send_a_test_event(server_factory: ServerFactory, receiver: Receiver) -> None:
+    server = server_factory(**FAST)
+    account = server.account()
+    webhook_id = register(server, account, receiver, events=["image.completed"])
+    with server.client(account) as client:
+        response = client.post(f"/v1/webhooks/{webhook_id}/test")
+        assert response.status_code == 200, response.text
+        sent = response.json()
+        assert sent["event"] == "webhook.test" and sent["status"] == "delivered"
+        assert sent["last_status_code"] == 204 and sent["project_id"] is None
+        (got,) = receiver.accepted("webhook.test")
+        assert got.webhook_id == sent["id"] and got.signature_ok
+        headers = {
+            "magic-hour-event-timestamp": str(got.timestamp),
+            "magic-hour-event-signature": got.signature,
+        }
+        event = verify_webhook(receiver.secret, got.body, headers)
+        assert event["payload"]["webhook_id"] == webhook_id
+        assert event["payload"]["url"] == receiver.url
+
+        receiver.accepting = False  # refused: the answer says why, and it is retried
+        refused = client.post(f"/v1/webhooks/{webhook_id}/test").json()
+        assert refused["status"] == "pending" and refused["last_error"] == "HTTP 500"
+        assert refused["history"][0]["status_code"] == 500
+
+        receiver.accepting, receiver.slow_first, receiver.delay = True, 10**6, 2
+        queued = client.post(f"/v1/webhooks/{webhook_id}/test", params={"wait": 0})
+        assert queued.status_code == 202 and queued.json()["attempts"] == 0
+        for wait in ("31", "-1", "soon"):
+            bad = client.post(f"/v1/webhooks/{webhook_id}/test", params={"wait": wait})
+            assert bad.status_code in (400, 422), bad.text
+        assert client.post("/v1/webhooks/wh_nope/test").status_code == 404
+    listed = deliveries(server, account, webhook_id)
+    assert [d["event"] for d in listed] == ["webhook.test"] * 3
+
+
+def test_sdk_and_cli_test_and_disable(server: LiveServer, receiver: Receiver) -> None:
+    import asyncio
+    import os
+    import subprocess
+    import sys
+
+    from darkroom import AsyncClient
+
+    account = server.account()
+    with Client(token=account.key, base_url=server.url) as client:
+        hook = client.v1.webhooks.create(url=receiver.url)
+        receiver.secret = hook.secret or ""
+        assert hook.status == "enabled"
+        delivery = client.v1.webhooks.test(id=hook.id)
+        assert delivery.event == "webhook.test" and delivery.status == "delivered"
+        disabled = client.v1.webhooks.update(id=hook.id, disabled=True)
+        assert disabled.status == "disabled" and disabled.disabled_at is not None
+        assert client.v1.webhooks.get(id=hook.id).status == "disabled"
+
+    async def run() -> None:
+        async with AsyncClient(token=account.key, base_url=server.url) as client:
+            assert (await client.v1.webhooks.get(id=hook.id)).status == "disabled"
+            enabled = await client.v1.webhooks.update(id=hook.id, disabled=False)
+            assert enabled.status == "enabled"
+            tested = await client.v1.webhooks.test(id=hook.id, wait=10)
+            assert tested.status == "delivered"
+
+    asyncio.run(run())
+    assert len(receiver.accepted("webhook.test")) == 2
+
+    env = {**os.environ, "DARKROOM_API_KEY": account.key, "DARKROOM_BASE_URL": server.url}
+
+    def darkroom(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "darkroom.cli.main", "webhooks", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    tested = darkroom("test", hook.id)
+    assert tested.returncode == 0, tested.stderr
+    assert "webhook.test" in tested.stdout and "delivered: HTTP 204" in tested.stdout
+    off = darkroom("disable", hook.id)
+    assert off.returncode == 0 and "disabled" in off.stdout
+    assert f"{hook.id}  disabled" in darkroom("list").stdout
+    assert darkroom("test", hook.id).returncode == 10  # 409: enable it first
+    assert darkroom("enable", hook.id).returncode == 0
+    receiver.accepting = False
+    refused = darkroom("test", hook.id)
+    assert refused.returncode == 14 and "HTTP 500" in refused.stdout
+    assert len(receiver.accepted("webhook.test")) == 3

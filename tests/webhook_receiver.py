@@ -22,6 +22,8 @@ class Received:
     signature_ok: bool
     body: bytes
     answered: int  # the status code the receiver gave
+    path: str = ""  # the request's path (endpoints of one receiver differ by path)
+    at: float = 0.0  # time.time() when the request arrived
 
     @property
     def event(self) -> dict[str, Any]:
@@ -32,7 +34,9 @@ class Received:
 @dataclass
 class Receiver:
     """``fail_first`` attempts of each webhook-id get a 500 and ``slow_first`` attempts an answer
-    after ``delay`` seconds; ``accepting=False`` refuses everything."""
+    after ``delay`` seconds (or at :meth:`close`, whichever comes first); ``accepting=False``
+    refuses everything. ``peak`` is the most requests held at once per path, ``peak_total``
+    over all paths."""
 
     secret: str = ""
     fail_first: int = 0
@@ -40,8 +44,12 @@ class Receiver:
     delay: float = 0.0
     accepting: bool = True
     received: list[Received] = field(default_factory=list)
+    peak: Counter[str] = field(default_factory=Counter)
+    peak_total: int = 0
+    _in_flight: Counter[str] = field(default_factory=Counter)
     _seen: Counter[str] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _closing: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         receiver = self
@@ -60,6 +68,23 @@ class Receiver:
         self.thread.start()
 
     def _handle(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:
+        arrived, path = time.time(), handler.path
+        with self._lock:
+            self._in_flight[path] += 1
+            self.peak[path] = max(self.peak[path], self._in_flight[path])
+            self.peak_total = max(self.peak_total, self.in_flight)
+        try:
+            self._answer(handler, body, arrived)
+        finally:
+            with self._lock:
+                self._in_flight[path] -= 1
+
+    @property
+    def in_flight(self) -> int:
+        """Requests being answered now."""
+        return sum(self._in_flight.values())
+
+    def _answer(self, handler: BaseHTTPRequestHandler, body: bytes, arrived: float) -> None:
         webhook_id = handler.headers.get("webhook-id", "")
         stamp = handler.headers.get("magic-hour-event-timestamp", "0")
         given = handler.headers.get("magic-hour-event-signature", "")
@@ -71,13 +96,20 @@ class Receiver:
             self._seen[webhook_id] += 1
             attempt = self._seen[webhook_id]
         if attempt <= self.slow_first:
-            time.sleep(self.delay)
+            self._closing.wait(self.delay)
         ok = self.accepting and attempt > self.fail_first
         code = 204 if ok else 500
         with self._lock:
             self.received.append(
                 Received(
-                    webhook_id, int(stamp), given, hmac.compare_digest(expected, given), body, code
+                    webhook_id,
+                    int(stamp),
+                    given,
+                    hmac.compare_digest(expected, given),
+                    body,
+                    code,
+                    handler.path,
+                    arrived,
                 )
             )
         try:
@@ -106,5 +138,6 @@ class Receiver:
             time.sleep(0.02)
 
     def close(self) -> None:
+        self._closing.set()  # held requests are answered now
         self.server.shutdown()
         self.server.server_close()

@@ -153,6 +153,8 @@ def build_webhooks(
         retry_max=settings.webhook_retry_max_seconds,
         max_age=settings.webhook_max_age_seconds,
         concurrency=settings.webhook_concurrency,
+        endpoint_concurrency=settings.webhook_endpoint_concurrency,
+        account_share=settings.webhook_account_share,
         poll=settings.poll_seconds,
         allow_private=allow_private,
     )

@@ -119,6 +119,11 @@ class Settings(BaseSettings):
     webhook_max_age_seconds: float = Field(default=24 * 3600.0, gt=0)
     # Deliveries sent at once by this process.
     webhook_concurrency: int = Field(default=8, ge=1, le=256)
+    # Fairness: sends in flight at once to one endpoint (counted over every process's leases),
+    # and the share of this process's webhook_concurrency one account may hold (at least one
+    # send), so that one account's slow endpoints cannot take every slot from the others.
+    webhook_endpoint_concurrency: int = Field(default=2, ge=1, le=256)
+    webhook_account_share: float = Field(default=0.5, gt=0, le=1)
     log_level: str = "info"
     # "text" for people, "json" for log collectors (one JSON object per line).
     log_format: str = Field(default="text", pattern="^(text|json)$")

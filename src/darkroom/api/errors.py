@@ -36,6 +36,7 @@ from darkroom.core.errors import (
     StorageUnavailable,
     TierForbidden,
     Unauthorized,
+    WebhookDisabled,
 )
 from darkroom.store.database import is_transient
 
@@ -51,6 +52,7 @@ STATUS: dict[type[DarkroomError], int] = {
     Gone: 410,
     IdempotencyConflict: 422,
     AlreadyEnded: 409,
+    WebhookDisabled: 409,
     RateLimited: 429,
     JobFailed: 500,
     JobCanceled: 409,

@@ -1,5 +1,6 @@
 """darkroom's webhook endpoints API (``/v1/webhooks``): register a URL for an account's project
-events, list and delete endpoints, and inspect and re-send deliveries. See core/webhooks.py."""
+events, list, get, disable, enable and delete endpoints, send one a test event, and inspect and
+re-send deliveries. See core/webhooks.py."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import json
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from darkroom.api.deps import PrincipalDep, ServicesDep, body_schema, json_body
 from darkroom.core.project_view import iso
@@ -23,7 +25,9 @@ def endpoint_view(row: Any) -> dict[str, Any]:
         "id": row.id,
         "url": row.url,
         "events": json.loads(row.events),
+        "status": "enabled" if row.disabled_at is None else "disabled",
         "created_at": iso(row.created_at),
+        "disabled_at": iso(row.disabled_at),
     }
 
 
@@ -76,6 +80,53 @@ async def create_webhook(
 @router.get("/v1/webhooks")
 def list_webhooks(who: PrincipalDep, services: ServicesDep) -> dict[str, Any]:
     return {"data": [endpoint_view(row) for row in services.webhooks.endpoints(who.account_id)]}
+
+
+class UpdateWebhookBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    disabled: StrictBool = Field(
+        description="true: send the endpoint nothing (new events are not kept for it; pending "
+        "deliveries wait); false: enable it again (what waited goes out)."
+    )
+
+
+@router.get("/v1/webhooks/{webhook_id}")
+def get_webhook(webhook_id: str, who: PrincipalDep, services: ServicesDep) -> dict[str, Any]:
+    return endpoint_view(services.webhooks.get(who.account_id, webhook_id))
+
+
+@router.patch("/v1/webhooks/{webhook_id}", openapi_extra=body_schema(UpdateWebhookBody))
+async def update_webhook(
+    webhook_id: str, request: Request, who: PrincipalDep, services: ServicesDep
+) -> dict[str, Any]:
+    """Disable an endpoint (``{"disabled": true}``) or enable it again (``false``)."""
+    body = await json_body(request, UpdateWebhookBody)
+    row = await run_in_threadpool(
+        services.webhooks.set_disabled, who.account_id, webhook_id, body.disabled
+    )
+    return endpoint_view(row)
+
+
+@router.post(
+    "/v1/webhooks/{webhook_id}/test",
+    responses={
+        202: {"description": "Queued; not yet attempted within `wait` seconds."},
+        409: {"description": "The endpoint is disabled."},
+    },
+)
+async def test_webhook(
+    webhook_id: str,
+    who: PrincipalDep,
+    services: ServicesDep,
+    wait: Annotated[float, Query(ge=0, le=30)] = 10,
+) -> JSONResponse:
+    """Send the endpoint a signed ``webhook.test`` event (``payload``: ``webhook_id``, ``url``,
+    ``created_at``), whatever events it subscribed to, and wait up to ``wait`` seconds for the
+    first attempt. 200 with the delivery once attempted (``status`` ``delivered``, or
+    ``pending`` with ``last_error`` and a retry scheduled), 202 if not attempted yet."""
+    delivery = await services.webhooks.send_test(who.account_id, webhook_id, wait)
+    return JSONResponse(delivery_view(delivery), status_code=200 if delivery.row.attempts else 202)
 
 
 @router.delete("/v1/webhooks/{webhook_id}", status_code=204)

@@ -9,6 +9,8 @@ from darkroom import sdk
 from darkroom.cli.remote import client_options, show
 from darkroom.sdk.types import WEBHOOK_EVENTS
 
+NOT_ACCEPTED = 14  # the exit status of a test event the endpoint did not accept (EXIT_CODES)
+
 
 def add_parsers(commands: Any) -> None:
     hooks = commands.add_parser("webhooks", help="get project events POSTed to your URL")
@@ -24,6 +26,19 @@ def add_parsers(commands: Any) -> None:
     )
     client_options(create, webhooks_create)
     client_options(actions.add_parser("list", help="your webhook endpoints"), webhooks_list)
+    for action, what in (
+        ("disable", "send an endpoint nothing (pending deliveries wait, new events are missed)"),
+        ("enable", "send to a disabled endpoint again (what waited goes out)"),
+    ):
+        switch = actions.add_parser(action, help=what)
+        switch.add_argument("id")
+        client_options(switch, webhooks_switch)
+    test = actions.add_parser("test", help="send an endpoint a signed webhook.test event")
+    test.add_argument("id")
+    test.add_argument(
+        "--wait", type=float, help="seconds to wait for the attempt (default 10, at most 30)"
+    )
+    client_options(test, webhooks_test)
     delete = actions.add_parser("delete", help="delete an endpoint (pending deliveries stop)")
     delete.add_argument("id")
     client_options(delete, webhooks_delete)
@@ -52,9 +67,29 @@ def webhooks_create(client: sdk.Client, args: argparse.Namespace) -> int:
 
 def webhooks_list(client: sdk.Client, args: argparse.Namespace) -> int:
     hooks = client.v1.webhooks.list()
-    lines = [f"{h.id}  {h.url}  {', '.join(h.events)}" for h in hooks.data]
+    lines = [f"{h.id}  {h.status:<8}  {h.url}  {', '.join(h.events)}" for h in hooks.data]
     show(args, hooks, lines or ["no webhooks"])
     return 0
+
+
+def webhooks_switch(client: sdk.Client, args: argparse.Namespace) -> int:
+    hook = client.v1.webhooks.update(id=args.id, disabled=args.action == "disable")
+    show(args, hook, [f"{hook.id}  {hook.status}  {hook.url}"])
+    return 0
+
+
+def webhooks_test(client: sdk.Client, args: argparse.Namespace) -> int:
+    """Exit 0 once the endpoint accepted the test event, 14 if it refused it, did not answer
+    or was not tried in time (the delivery's last error says why)."""
+    delivery = client.v1.webhooks.test(id=args.id, wait=args.wait)
+    if delivery.status == "delivered":
+        outcome = f"delivered: HTTP {delivery.last_status_code}"
+    elif delivery.attempts:
+        outcome = f"not accepted: {delivery.last_error}; retried like any delivery"
+    else:
+        outcome = "queued, not sent yet (see: darkroom webhooks deliveries ID)"
+    show(args, delivery, [_delivery_line(delivery), outcome])
+    return 0 if delivery.status == "delivered" else NOT_ACCEPTED
 
 
 def webhooks_delete(client: sdk.Client, args: argparse.Namespace) -> int:

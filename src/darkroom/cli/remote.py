@@ -32,6 +32,7 @@ EXIT_CODES: list[tuple[int, str, tuple[type[Exception], ...]]] = [
     (11, "rate limited (429), still after retries", (sdk.RateLimitError,)),
     (12, "server error (5xx), still after retries", (sdk.ServerError,)),
     (13, "a download failed or did not verify", (sdk.DownloadError,)),
+    (14, "the webhook endpoint did not accept the test event", ()),
 ]
 OTHER_FAILURE = 1
 

@@ -81,6 +81,10 @@ class AlreadyEnded(DarkroomError):
     code = "project_ended"
 
 
+class WebhookDisabled(DarkroomError):
+    code = "webhook_disabled"
+
+
 class RateLimited(DarkroomError):
     code = "rate_limited"
 

@@ -5,12 +5,19 @@ A status change writes one delivery per subscribed endpoint *in the transaction 
 before anything is sent, and exists exactly when the change does, whatever crashes. The body is
 ``{"type": <event>, "payload": <the GET project object>}``, frozen at that moment; the sender
 (``worker/webhook_sender.py``) signs and posts it, and retries it until it is delivered.
+
+An endpoint can be disabled by its owner and enabled again: while disabled, new events are not
+written for it (like Stripe's disabled endpoints, it misses them), and deliveries already pending
+are held, not canceled: they were owed before, and go out once it is enabled (those past the
+sender's max age then fail on their first refused attempt; any can be re-sent by hand). A test
+event (``webhook.test``) goes to one endpoint on request, whatever events it subscribed to.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,8 +25,9 @@ from typing import Any
 import anyio
 from sqlalchemy import Connection
 
-from darkroom.core.errors import InvalidRequest, NotFound, listing
+from darkroom.core.errors import InvalidRequest, NotFound, WebhookDisabled, listing
 from darkroom.core.ids import new_id
+from darkroom.core.project_view import iso
 from darkroom.core.projects import Project, Transition
 from darkroom.core.status import Status
 from darkroom.net import guard
@@ -35,6 +43,7 @@ EVENTS: dict[Status, str] = {
     Status.CANCELED: "image.canceled",
 }
 EVENT_NAMES = tuple(EVENTS.values())
+TEST_EVENT = "webhook.test"  # sent on request only, to one endpoint
 MAX_ENDPOINTS = 20
 SECRET_PREFIX = "whsec_"
 
@@ -101,6 +110,58 @@ class Webhooks:
         with self.db.read() as conn:
             return sql.active_endpoints(conn, account_id)
 
+    def get(self, account_id: str, endpoint_id: str) -> Row:
+        with self.db.read() as conn:
+            return self._endpoint(conn, account_id, endpoint_id)
+
+    def set_disabled(self, account_id: str, endpoint_id: str, disabled: bool) -> Row:
+        """Disable the endpoint (nothing is sent to it; see the module's docstring) or enable it
+        again (what it had pending goes out now). Setting the state it has changes nothing."""
+        with self.db.write() as conn:
+            row = self._endpoint(conn, account_id, endpoint_id)
+            if disabled and row.disabled_at is None:
+                sql.set_disabled(conn, endpoint_id, utcnow())
+            elif not disabled and row.disabled_at is not None:
+                sql.set_disabled(conn, endpoint_id, None)
+                self.db.notify_in(conn, WEBHOOKS, endpoint_id)  # its held deliveries are due
+            return sql.get_endpoint(conn, endpoint_id)
+
+    async def send_test(self, account_id: str, endpoint_id: str, wait: float) -> Delivery:
+        """Queue a signed ``webhook.test`` event to the endpoint, and wait up to ``wait``
+        seconds for its first attempt: the delivery, attempted or still pending."""
+        delivery_id = await anyio.to_thread.run_sync(self._queue_test, account_id, endpoint_id)
+        deadline = time.monotonic() + wait
+        while True:
+            found = await anyio.to_thread.run_sync(self._delivery, delivery_id)
+            if found.row.attempts or time.monotonic() >= deadline:
+                return found
+            await anyio.sleep(0.05)
+
+    def _queue_test(self, account_id: str, endpoint_id: str) -> str:
+        with self.db.write() as conn:
+            endpoint = self._endpoint(conn, account_id, endpoint_id)
+            if endpoint.disabled_at is not None:
+                raise WebhookDisabled(
+                    f"webhook {endpoint_id!r} is disabled: enable it to send it a test event"
+                )
+            now = utcnow()
+            delivery_id = new_id("msg")
+            payload = {"webhook_id": endpoint_id, "url": endpoint.url, "created_at": iso(now)}
+            body = json.dumps({"type": TEST_EVENT, "payload": payload}, separators=(",", ":"))
+            sql.insert_deliveries(
+                conn, [_delivery_row(delivery_id, endpoint_id, account_id, TEST_EVENT, None, body)]
+            )
+            self.db.notify_in(conn, WEBHOOKS, delivery_id)
+        return delivery_id
+
+    def _delivery(self, delivery_id: str) -> Delivery:
+        """The row, then its attempts: the row says whether one was recorded (its count and
+        status change together; the history, read after, may hold one more)."""
+        with self.db.read() as conn:
+            return Delivery(
+                sql.get_delivery(conn, delivery_id), sql.attempts_of(conn, [delivery_id])
+            )
+
     def delete(self, account_id: str, endpoint_id: str) -> None:
         """Delete an endpoint; what it had still to receive is canceled."""
         with self.db.write() as conn:
@@ -152,7 +213,7 @@ class Webhooks:
         endpoints = [
             row
             for row in sql.active_endpoints(conn, project.account_id)
-            if event in json.loads(row.events)
+            if row.disabled_at is None and event in json.loads(row.events)
         ]
         if not endpoints:
             return
@@ -160,29 +221,41 @@ class Webhooks:
         fresh = [row for row in endpoints if row.id not in sent]
         if not fresh:
             return
-        now = utcnow()
         body = json.dumps({"type": event, "payload": self.render(project)}, separators=(",", ":"))
         sql.insert_deliveries(
             conn,
             [
-                {
-                    "id": new_id("msg"),
-                    "endpoint_id": row.id,
-                    "account_id": project.account_id,
-                    "event": event,
-                    "project_id": project.id,
-                    "body": body,
-                    "status": sql.PENDING,
-                    "attempts": 0,
-                    "next_attempt_at": now,
-                    "created_at": now,
-                }
+                _delivery_row(new_id("msg"), row.id, project.account_id, event, project.id, body)
                 for row in fresh
             ],
         )
         # Only changes that wrote deliveries wake the senders (most, of accounts without
         # webhooks, write none), on whichever node they run, once this commits.
         self.db.notify_in(conn, WEBHOOKS, project.id)
+
+
+def _delivery_row(
+    delivery_id: str,
+    endpoint_id: str,
+    account_id: str,
+    event: str,
+    project_id: str | None,
+    body: str,
+) -> dict[str, Any]:
+    """A new delivery, due now."""
+    now = utcnow()
+    return {
+        "id": delivery_id,
+        "endpoint_id": endpoint_id,
+        "account_id": account_id,
+        "event": event,
+        "project_id": project_id,
+        "body": body,
+        "status": sql.PENDING,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
 
 
 def _events(events: list[str] | None) -> list[str]:

@@ -175,6 +175,33 @@ def list_webhooks() -> Call[WebhookList]:
     return Call("GET", "/v1/webhooks", WebhookList.model_validate)
 
 
+def get_webhook(id: str) -> Call[Webhook]:
+    return Call("GET", f"/v1/webhooks/{_segment(id)}", Webhook.model_validate)
+
+
+def update_webhook(id: str, *, disabled: bool) -> Call[Webhook]:
+    body = {"disabled": disabled}
+    return Call("PATCH", f"/v1/webhooks/{_segment(id)}", Webhook.model_validate, json=body)
+
+
+# The server waits up to 30 s for the test's first attempt (10 s unless asked).
+TEST_WAIT_MAX = 30.0
+
+
+def test_webhook(id: str, *, wait: float | None = None) -> Call[WebhookDelivery]:
+    params = {} if wait is None else {"wait": str(wait)}
+    path = f"/v1/webhooks/{_segment(id)}/test"
+    # Not retried: each call sends one more test event. Given the time the server may wait.
+    return Call(
+        "POST",
+        path,
+        WebhookDelivery.model_validate,
+        params=params,
+        timeout=TEST_WAIT_MAX + 30,
+        max_retries=0,
+    )
+
+
 def delete_webhook(id: str) -> Call[None]:
     return Call("DELETE", f"/v1/webhooks/{_segment(id)}", _nothing)
 

@@ -417,6 +417,26 @@ class WebhooksClient:
     def list(self, *, request_options: RequestOptions | None = None) -> WebhookList:
         return self._transport.run(_send(self._transport, calls.list_webhooks(), locals()))
 
+    def get(self, *, id: str, request_options: RequestOptions | None = None) -> Webhook:
+        return self._transport.run(_send(self._transport, calls.get_webhook(id), locals()))
+
+    def update(
+        self, *, id: str, disabled: bool, request_options: RequestOptions | None = None
+    ) -> Webhook:
+        """Disable the endpoint (``disabled=True``: it is sent nothing, new events are not kept
+        for it, pending deliveries wait) or enable it again (what waited goes out)."""
+        call = calls.update_webhook(id, disabled=disabled)
+        return self._transport.run(_send(self._transport, call, locals()))
+
+    def test(
+        self, *, id: str, wait: float | None = None, request_options: RequestOptions | None = None
+    ) -> WebhookDelivery:
+        """Send the endpoint a signed ``webhook.test`` event; the delivery after its first
+        attempt (``status`` ``delivered``, or ``pending`` with ``last_error``), or still
+        pending with no attempt after ``wait`` seconds (10 unless given, at most 30)."""
+        call = calls.test_webhook(id, wait=wait)
+        return self._transport.run(_send(self._transport, call, locals()))
+
     def delete(self, *, id: str, request_options: RequestOptions | None = None) -> None:
         self._transport.run(_send(self._transport, calls.delete_webhook(id), locals()))
 
@@ -456,6 +476,24 @@ class AsyncWebhooksClient:
 
     async def list(self, *, request_options: RequestOptions | None = None) -> WebhookList:
         return await self._transport.run(_send(self._transport, calls.list_webhooks(), locals()))
+
+    async def get(self, *, id: str, request_options: RequestOptions | None = None) -> Webhook:
+        return await self._transport.run(_send(self._transport, calls.get_webhook(id), locals()))
+
+    async def update(
+        self, *, id: str, disabled: bool, request_options: RequestOptions | None = None
+    ) -> Webhook:
+        call = calls.update_webhook(id, disabled=disabled)
+        return await self._transport.run(_send(self._transport, call, locals()))
+
+    async def test(
+        self, *, id: str, wait: float | None = None, request_options: RequestOptions | None = None
+    ) -> WebhookDelivery:
+        call = calls.test_webhook(id, wait=wait)
+        return await self._transport.run(_send(self._transport, call, locals()))
+
+    update.__doc__ = WebhooksClient.update.__doc__
+    test.__doc__ = WebhooksClient.test.__doc__
 
     async def delete(self, *, id: str, request_options: RequestOptions | None = None) -> None:
         await self._transport.run(_send(self._transport, calls.delete_webhook(id), locals()))

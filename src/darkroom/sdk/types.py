@@ -199,12 +199,15 @@ class Usage(_Model):
 
 
 class Webhook(_Model):
-    """A webhook endpoint (``/v1/webhooks``); ``secret`` only in the answer to its creation."""
+    """A webhook endpoint (``/v1/webhooks``); ``secret`` only in the answer to its creation.
+    A ``disabled`` endpoint is sent nothing until it is enabled again."""
 
     id: str
     url: str
     events: list[str]
+    status: Literal["enabled", "disabled"] = "enabled"
     created_at: datetime | None = None
+    disabled_at: datetime | None = None
     secret: str | None = None
 
 

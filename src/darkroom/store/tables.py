@@ -190,6 +190,9 @@ webhook_endpoints = Table(
     Column("secret", String(100), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("deleted_at", DateTime(timezone=True), nullable=True),
+    # Set while the owner has the endpoint disabled: nothing is sent to it, and new events are
+    # not written for it; what was pending waits, and goes out once it is enabled again.
+    Column("disabled_at", DateTime(timezone=True), nullable=True),
 )
 
 # One event for one endpoint; written in the same transaction as the status change it reports,

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, insert, or_, select, update
+from sqlalchemy import Connection, Row, case, func, insert, literal, or_, select, update
 
 from darkroom.store.tables import webhook_attempts, webhook_deliveries, webhook_endpoints
 
@@ -20,10 +21,20 @@ def insert_endpoint(conn: Connection, **values: Any) -> None:
 
 
 def active_endpoints(conn: Connection, account_id: str) -> list[Row]:  # type: ignore[type-arg]
+    """The account's endpoints that are not deleted, enabled or not."""
     query = select(webhook_endpoints).where(
         webhook_endpoints.c.account_id == account_id, webhook_endpoints.c.deleted_at.is_(None)
     )
     return list(conn.execute(query.order_by(webhook_endpoints.c.created_at)))
+
+
+def set_disabled(conn: Connection, endpoint_id: str, disabled_at: datetime | None) -> None:
+    """Disable the endpoint (from ``disabled_at``) or, with None, enable it again."""
+    conn.execute(
+        update(webhook_endpoints)
+        .where(webhook_endpoints.c.id == endpoint_id)
+        .values(disabled_at=disabled_at)
+    )
 
 
 def get_endpoint(conn: Connection, endpoint_id: str) -> Row | None:  # type: ignore[type-arg]
@@ -91,25 +102,92 @@ def attempts_of(conn: Connection, delivery_ids: list[str]) -> list[Row]:  # type
     return list(conn.execute(query))
 
 
-def due_ids(conn: Connection, now: datetime, limit: int) -> list[str]:
-    """Pending deliveries whose time has come and that no sender holds, oldest first."""
-    query = (
-        select(webhook_deliveries.c.id)
-        .where(
-            webhook_deliveries.c.status == PENDING,
-            webhook_deliveries.c.next_attempt_at <= now,
-            _free(now),
+def due_ids(
+    conn: Connection,
+    now: datetime,
+    limit: int,
+    *,
+    per_endpoint: int = 2**31 - 1,
+    per_account: int = 2**31 - 1,
+    held: Mapping[str, int] | None = None,
+) -> list[str]:
+    """Up to ``limit`` pending deliveries whose time has come, that no sender holds, to enabled
+    endpoints, chosen fairly:
+
+    - no endpoint gets more than ``per_endpoint`` in flight, counting the leases every sender
+      holds (its oldest deliveries first);
+    - the accounts take turns: each account's oldest delivery, then each one's second, and so
+      on (so one account's backlog does not push another's first delivery back);
+    - no account gets more than ``per_account`` less the sends this sender already has in
+      flight for it (``held``, by account id).
+    """
+    d, e = webhook_deliveries, webhook_endpoints
+    live = (
+        select(d.c.endpoint_id, func.count().label("n"))
+        .where(d.c.status == PENDING, d.c.lease_until >= now)
+        .group_by(d.c.endpoint_id)
+        .subquery()
+    )
+    oldest_first = (d.c.next_attempt_at, d.c.id)
+    by_endpoint = (
+        select(
+            d.c.id,
+            d.c.account_id,
+            d.c.next_attempt_at,
+            (
+                func.row_number().over(partition_by=d.c.endpoint_id, order_by=oldest_first)
+                + func.coalesce(live.c.n, 0)
+            ).label("endpoint_rank"),
         )
-        .order_by(webhook_deliveries.c.next_attempt_at)
+        .select_from(
+            d.join(e, e.c.id == d.c.endpoint_id).outerjoin(
+                live, live.c.endpoint_id == d.c.endpoint_id
+            )
+        )
+        .where(
+            d.c.status == PENDING,
+            d.c.next_attempt_at <= now,
+            _free(now),
+            e.c.disabled_at.is_(None),
+        )
+        .subquery()
+    )
+    within_endpoint = by_endpoint.c.endpoint_rank <= per_endpoint
+    by_account = (
+        select(
+            by_endpoint.c.id,
+            by_endpoint.c.next_attempt_at,
+            by_endpoint.c.account_id,
+            func.row_number()
+            .over(
+                partition_by=by_endpoint.c.account_id,
+                order_by=(by_endpoint.c.next_attempt_at, by_endpoint.c.id),
+            )
+            .label("account_rank"),
+        )
+        .where(within_endpoint)
+        .subquery()
+    )
+    left = {account: per_account - count for account, count in (held or {}).items()}
+    allowance: Any = (
+        case(left, value=by_account.c.account_id, else_=per_account)
+        if left
+        else literal(per_account)
+    )
+    query = (
+        select(by_account.c.id)
+        .where(by_account.c.account_rank <= allowance)
+        .order_by(by_account.c.account_rank, by_account.c.next_attempt_at, by_account.c.id)
         .limit(limit)
     )
     return list(conn.execute(query).scalars())
 
 
 def next_due(conn: Connection, now: datetime) -> datetime | None:
-    """When the earliest pending delivery that no sender holds is due."""
+    """When the earliest pending delivery that is not yet due will be (those due now and not
+    taken wait for a send to end: their endpoint's, their account's, or a free slot)."""
     query = select(func.min(webhook_deliveries.c.next_attempt_at)).where(
-        webhook_deliveries.c.status == PENDING, _free(now)
+        webhook_deliveries.c.status == PENDING, webhook_deliveries.c.next_attempt_at > now
     )
     value: datetime | None = conn.execute(query).scalar_one_or_none()
     return value
@@ -185,6 +263,7 @@ def to_send(conn: Connection, delivery_id: str) -> Row | None:  # type: ignore[t
     query = (
         select(
             webhook_deliveries.c.id,
+            webhook_deliveries.c.account_id,
             webhook_deliveries.c.event,
             webhook_deliveries.c.body,
             webhook_deliveries.c.attempts,

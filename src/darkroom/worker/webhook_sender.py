@@ -11,6 +11,14 @@ overwrite what the sender that took over recorded). A sender that stops frees it
 that died lets them go when they pass. Receivers may see a delivery twice (the same
 ``webhook-id``), never not at all.
 
+Deliveries are shared fairly, so that one account's slow endpoints do not hold up the others'.
+Each take (``store/webhooks.due_ids``) goes round the accounts, each one's oldest due delivery
+first, and skips an endpoint that already has ``endpoint_concurrency`` sends in flight, counted
+over the leases of every sender in the cluster; and this sender gives one account at most
+``account_share`` of its ``concurrency`` slots. An account whose endpoints all hang so holds
+at most half the slots of each sender (by default), and another account's delivery takes a free
+one as soon as it is written.
+
 Every database call runs on a thread, retried on transient errors (``Database.transact``); one
 that still fails is logged and the loop carries on at its next turn.
 """
@@ -22,6 +30,7 @@ import contextlib
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -52,8 +61,15 @@ class Policy:
     retry_max: float = 3600.0
     max_age: float = 24 * 3600.0
     concurrency: int = 8
+    endpoint_concurrency: int = 2
+    account_share: float = 0.5
     poll: float = 1.0
     allow_private: bool = False
+
+    @property
+    def account_slots(self) -> int:
+        """The most sends one account may have in flight in one sender."""
+        return max(1, int(self.concurrency * self.account_share))
 
     def delay(self, attempts: int) -> float:
         """Seconds to wait after the ``attempts``-th failed attempt."""
@@ -72,7 +88,7 @@ class WebhookSender:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
-        self._sending: set[asyncio.Task[None]] = set()
+        self._sending: dict[asyncio.Task[None], str] = {}  # each send's account
 
     @property
     def running(self) -> bool:
@@ -113,7 +129,8 @@ class WebhookSender:
             pause = self.policy.poll
             try:
                 if free > 0:
-                    due = await asyncio.to_thread(self._take, free)
+                    held = Counter(self._sending.values())  # read here, not on the thread
+                    due = await asyncio.to_thread(self._take, free, held)
                 if not due:
                     pause = await asyncio.to_thread(self._pause)
             except RuntimeError:  # no more threads: the interpreter is exiting
@@ -122,7 +139,7 @@ class WebhookSender:
                 log.exception("looking for webhook deliveries failed")
             for delivery in due:
                 task = asyncio.create_task(self._send(delivery))
-                self._sending.add(task)
+                self._sending[task] = delivery.account_id
                 task.add_done_callback(self._sent)
             if not due or len(self._sending) >= self.policy.concurrency:
                 # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
@@ -133,22 +150,33 @@ class WebhookSender:
                 self._wakeup.clear()
 
     def _sent(self, task: asyncio.Task[None]) -> None:
-        self._sending.discard(task)
+        self._sending.pop(task, None)
         if self._wakeup is not None:
             self._wakeup.set()
 
     def _release(self) -> None:
         self.db.transact(lambda conn: sql.release(conn, self.owner), durable=False)
 
-    def _take(self, limit: int) -> list[Any]:
-        """Lease up to ``limit`` due deliveries to this sender; each with its URL and secret."""
+    def _take(self, limit: int, held: Counter[str]) -> list[Any]:
+        """Lease up to ``limit`` due deliveries to this sender, chosen fairly (see the module's
+        docstring), given the sends it has in flight by account (``held``); each with its
+        account, URL and secret."""
+        policy = self.policy
 
         def take(conn: Connection) -> list[Any]:
             now = utcnow()
-            until = now + timedelta(seconds=self.policy.timeout + 30)
+            until = now + timedelta(seconds=policy.timeout + 30)
+            due = sql.due_ids(
+                conn,
+                now,
+                limit,
+                per_endpoint=policy.endpoint_concurrency,
+                per_account=policy.account_slots,
+                held=held,
+            )
             taken = [
                 sql.to_send(conn, delivery_id)
-                for delivery_id in sql.due_ids(conn, now, limit)
+                for delivery_id in due
                 if sql.lease(conn, delivery_id, self.owner, now, until)
             ]
             return [row for row in taken if row is not None]
@@ -156,7 +184,8 @@ class WebhookSender:
         return self.db.transact(take, durable=False)
 
     def _pause(self) -> float:
-        """Seconds until the next delivery is due, at most the poll interval."""
+        """Seconds until the next delivery is due, at most the poll interval (a send that ends
+        here wakes the loop sooner, for what waited on its endpoint or account)."""
         due = self.db.query(lambda conn: sql.next_due(conn, utcnow()))
         if due is None:
             return self.policy.poll
