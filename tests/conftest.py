@@ -30,6 +30,7 @@ import pytest
 import uvicorn
 
 from darkroom.api.app import app_for
+from darkroom.api.server import config_for
 from darkroom.core import accounts
 from darkroom.core.projects import Project
 from darkroom.engine.registry import Backends
@@ -239,7 +240,9 @@ class Account:
 class LiveServer:
     """darkroom served by uvicorn in a background thread on a free loopback port."""
 
-    def __init__(self, settings: Settings, backends: Backends | None = None) -> None:
+    def __init__(
+        self, settings: Settings, backends: Backends | None = None, http: str = "auto"
+    ) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", settings.port))
@@ -247,8 +250,13 @@ class LiveServer:
         self.settings = settings.model_copy(update={"port": self.port})
         self.url = f"http://127.0.0.1:{self.port}"
         self.services: Services = build_services(self.settings, backends)
-        config = uvicorn.Config(
-            app_for(self.services), log_level="warning", access_log=False, lifespan="on"
+        config = config_for(  # darkroom's limits: head timeout, connection cap
+            app_for(self.services),
+            self.settings,
+            http=http,  # httptools when installed; "h11" for uvicorn's other protocol
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(
@@ -354,7 +362,8 @@ def server_factory(tmp_path: Path, databases: Databases) -> Iterator[ServerFacto
 
     def start(backends: Backends | None = None, **overrides: Any) -> LiveServer:
         data_dir = overrides.pop("data_dir", tmp_path / "data")
-        server = LiveServer(make_settings(data_dir, **overrides), backends)
+        http = overrides.pop("http", "auto")
+        server = LiveServer(make_settings(data_dir, **overrides), backends, http=http)
         started.append(server)
         return server
 

@@ -85,6 +85,18 @@ class Settings(BaseSettings):
     # Source images of an edit (uploaded, base64 or fetched by URL): largest file and pixel count.
     source_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     source_max_pixels: int = Field(default=4096 * 4096, ge=64 * 64)
+    # Slow and greedy clients. A connection whose request head (request line and headers) is not
+    # complete this many seconds after it opened, or after the request's first byte, is closed.
+    http_head_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Open connections per process: a request on one more is answered 503 with Retry-After.
+    # ``darkroom serve`` raises the process's descriptor limit (RLIMIT_NOFILE) to fit, up to
+    # the hard limit, and logs a warning if that is too low.
+    http_max_connections: int = Field(default=2048, ge=1)
+    # The largest request body: a larger one is answered 413 as soon as that is known (from its
+    # Content-Length, or while it is read), before it is held in memory or on disk, and nothing
+    # is charged. Requests that carry source images (OpenAI edits and generations) may be
+    # larger: one source at source_max_bytes in base64, plus this (``upload_max_bytes``).
+    http_body_max_bytes: int = Field(default=1024 * 1024, ge=1024)
     # Fetching a source image by URL: the limit for the whole fetch, and whether loopback, private
     # and link-local addresses may be fetched (never on a server others can reach: that would
     # let callers probe the operator's network).
@@ -151,6 +163,12 @@ class Settings(BaseSettings):
         if self.webhooks_allow_private is None:
             return self.loopback_only
         return self.webhooks_allow_private
+
+    @property
+    def upload_max_bytes(self) -> int:
+        """The largest body of a request that carries source images: one source at the source
+        limit, base64-encoded (4/3 of it), plus an ordinary body's worth of other fields."""
+        return -(-self.source_max_bytes * 4 // 3) + self.http_body_max_bytes
 
     @property
     def is_sqlite(self) -> bool:

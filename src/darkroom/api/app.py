@@ -21,6 +21,7 @@ from darkroom.api import (
     playground,
     webhooks,
 )
+from darkroom.api.body_limit import BodyLimitMiddleware
 from darkroom.engine.registry import Backends
 from darkroom.observe.middleware import RequestMiddleware
 from darkroom.services import Services, build_services, start_node, stop_node
@@ -50,8 +51,14 @@ def app_for(services: Services) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.services = services
-    openai_paths = ("/v1/images/", "/api/images/", "/v1/models")
-    errors.install(app, [(prefix, errors.openai_error) for prefix in openai_paths])
+    errors.install(app)
+    settings = services.settings
+    app.add_middleware(  # inside RequestMiddleware: a 413 is logged and has a request id
+        BodyLimitMiddleware,
+        limit=settings.http_body_max_bytes,
+        upload_limit=settings.upload_max_bytes,
+        upload_paths=openai_images.SOURCE_PATHS,
+    )
     app.add_middleware(RequestMiddleware, metrics=services.metrics)
     app.include_router(metrics.router)
     modules = (health, magichour, openai_images, catalog, account, downloads, admin, webhooks)

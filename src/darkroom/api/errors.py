@@ -21,6 +21,8 @@ from starlette.requests import ClientDisconnect
 
 from darkroom.core.errors import (
     AlreadyEnded,
+    BodyTooLarge,
+    ConnectionsFull,
     DarkroomError,
     DatabaseBusy,
     Gone,
@@ -59,6 +61,8 @@ STATUS: dict[type[DarkroomError], int] = {
     JobTimedOut: 504,
     DatabaseBusy: 503,
     StorageUnavailable: 503,
+    BodyTooLarge: 413,
+    ConnectionsFull: 503,
 }
 
 # Failures that the same request would meet again: the OpenAI client is told not to retry them
@@ -77,7 +81,7 @@ def status_of(error: DarkroomError) -> int:
 
 
 def _retry_after(error: DarkroomError) -> dict[str, str]:
-    if isinstance(error, RateLimited | DatabaseBusy | StorageUnavailable):
+    if isinstance(error, RateLimited | DatabaseBusy | StorageUnavailable | ConnectionsFull):
         return {"Retry-After": str(max(1, math.ceil(error.retry_after)))}
     return {}
 
@@ -132,15 +136,30 @@ def validation_message(errors: Sequence[Any]) -> tuple[str, str | None]:
     return f"{field}: {first.get('msg', 'invalid value')}", field
 
 
-def install(app: FastAPI, dialects: Sequence[tuple[str, Renderer]] = ()) -> None:
+# Path prefixes answered in the OpenAI shape; every other path gets Magic Hour's.
+OPENAI_PATHS = ("/v1/images/", "/api/images/", "/v1/models")
+DIALECTS: Sequence[tuple[str, Renderer]] = [(prefix, openai_error) for prefix in OPENAI_PATHS]
+
+
+def renderer_for_path(path: str, dialects: Sequence[tuple[str, Renderer]] = DIALECTS) -> Renderer:
+    for prefix, renderer in dialects:
+        if path.startswith(prefix):
+            return renderer
+    return magichour_error
+
+
+def answer(path: str, error: DarkroomError) -> JSONResponse:
+    """The error as the dialect of ``path`` answers it: for answers given outside the routes
+    (by ASGI middleware, or by the HTTP server itself)."""
+    return renderer_for_path(path)(status_of(error), error)
+
+
+def install(app: FastAPI, dialects: Sequence[tuple[str, Renderer]] = DIALECTS) -> None:
     """Register the handlers; ``dialects`` maps a path prefix to its renderer (Magic Hour's
     shape is the default)."""
 
     def renderer_for(request: Request) -> Renderer:
-        for prefix, renderer in dialects:
-            if request.url.path.startswith(prefix):
-                return renderer
-        return magichour_error
+        return renderer_for_path(request.url.path, dialects)
 
     def render(request: Request, error: DarkroomError) -> JSONResponse:
         return renderer_for(request)(status_of(error), error)

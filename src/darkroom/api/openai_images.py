@@ -35,6 +35,14 @@ from darkroom.services import Services
 router = APIRouter(tags=["OpenAI images"])
 
 MAX_SOURCES = 16
+# The routes whose body may carry source images (uploaded, or base64 in JSON): they take the
+# larger body limit (Settings.upload_max_bytes).
+SOURCE_PATHS = (
+    "/v1/images/generations",
+    "/api/images/generations",
+    "/v1/images/edits",
+    "/api/images/edits",
+)
 OPENAI_FIELDS = FieldNames(prompt="prompt", image_count="n", tool="tool")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from darkroom.api.app import app_for
+    from darkroom.api.server import config_for, raise_descriptor_limit
     from darkroom.core.bootstrap import ensure_dev_account
     from darkroom.observe.logs import configure as configure_logging
     from darkroom.services import build_services
@@ -61,15 +63,21 @@ def run(args: argparse.Namespace) -> int:
         services.db, services.catalog, settings.dev_key_file, settings.dev_account_credits
     )
     print(banner(settings, key, services.files.store.location), flush=True)
-    uvicorn.run(
-        app_for(services),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=False,  # darkroom logs each request itself (observe/middleware.py)
-        log_config=None,  # uvicorn's lines go through darkroom's logging set-up (JSON too)
+    raise_descriptor_limit(settings.http_max_connections)
+    server = uvicorn.Server(
+        config_for(
+            app_for(services),
+            settings,
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level,
+            access_log=False,  # darkroom logs each request itself (observe/middleware.py)
+            log_config=None,  # uvicorn's lines go through darkroom's logging set-up (JSON too)
+        )
     )
-    return 0
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    return 0 if server.started else 3  # 3: uvicorn's code for a server that could not start
 
 
 def parse_weights(pairs: list[str] | None) -> dict[str, str] | None:

@@ -16,6 +16,8 @@ The core raises these; each HTTP dialect maps them to a status and a body shape 
     │   └── QueueFull         too many projects waiting to render (account or everyone)
     ├── DatabaseBusy          the database stayed locked or unreachable through every retry
     ├── StorageUnavailable    the object storage failed a read; ``retry_after`` seconds
+    ├── BodyTooLarge          the request body is over the limit; nothing was read further
+    ├── ConnectionsFull       the process holds its most connections; ``retry_after`` seconds
     └── JobNotDone            a caller waited for a job that did not give images (sync APIs)
         ├── JobFailed         the job ended in error (``code`` is the job's); refunded
         ├── JobCanceled       the job was canceled meanwhile; refunded
@@ -126,6 +128,25 @@ class StorageUnavailable(DarkroomError):
 
     def __init__(self) -> None:
         super().__init__("The image storage is not answering. Try again shortly.")
+
+
+class BodyTooLarge(DarkroomError):
+    code = "body_too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"The request body is larger than {limit} bytes ({limit / 1024 / 1024:g} MB), the "
+            "limit of this route. Nothing was charged."
+        )
+        self.limit = limit
+
+
+class ConnectionsFull(DarkroomError):
+    code = "connections_full"
+    retry_after = 1.0
+
+    def __init__(self) -> None:
+        super().__init__("The server holds as many connections as it may. Try again shortly.")
 
 
 class JobNotDone(DarkroomError):
