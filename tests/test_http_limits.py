@@ -347,3 +347,56 @@ def test_a_head_over_64_kib_is_refused(server_factory: ServerFactory) -> None:
         while chunk := sock.recv(4096):  # the server closes the connection after its answer
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+
+
+def read_answer(sock: socket.socket, timeout: float) -> tuple[bytes, float]:
+    """Everything the server sends until it closes the connection, and how long that took."""
+    started = time.monotonic()
+    sock.settimeout(timeout)
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data, time.monotonic() - started
+
+
+def test_a_body_that_stalls_gets_408_while_a_long_poll_waits_on(
+    server_factory: ServerFactory,
+) -> None:
+    stall = 1.0
+    server = server_factory(http_body_timeout_seconds=stall, workers=0)  # projects stay queued
+    account = server.account(credits=1000)
+    balance = server.balance(account)
+    head = (
+        f"POST {CREATE} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {account.key}\r\n"
+        "Content-Type: application/json\r\n"
+    )
+    # A declared body of which a few bytes come, then nothing; and a chunked one that stops.
+    for framing, first in (
+        (f"Content-Length: {len(REQUEST)}\r\n\r\n", REQUEST[:10]),
+        ("Transfer-Encoding: chunked\r\n\r\n", b"a\r\n" + REQUEST[:10] + b"\r\n"),
+    ):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(head.encode() + framing.encode() + first)
+            answer, took = read_answer(sock, timeout=stall + 10)
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+        assert b"body stalled" in answer and b"connection: close" in answer.lower()
+        assert stall <= took < stall + 5
+    assert server.balance(account) == balance
+
+    # A body that arrives slowly but keeps coming is read; once it is in, a long poll may wait
+    # far longer than the stall timeout for its project.
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(head.encode() + f"Content-Length: {len(REQUEST)}\r\n\r\n".encode())
+        for piece in (REQUEST[:30], REQUEST[30:60], REQUEST[60:]):
+            time.sleep(stall / 2)  # a slow but live client
+            sock.sendall(piece)
+        sock.settimeout(10)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+    assert server.balance(account) < balance
+    with server.client(account) as client:
+        project = client.post(CREATE, content=REQUEST, headers={"Content-Type": "application/json"})
+        assert project.status_code == 200, project.text
+        wait = 2 * stall + 1
+        waited = client.get(f"/v1/image-projects/{project.json()['id']}", params={"wait": wait})
+    assert waited.status_code == 200, waited.text
+    assert waited.json()["status"] == "queued" and seconds(waited) >= wait - 0.5

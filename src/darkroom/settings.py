@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     # is charged. Requests that carry source images (OpenAI edits and generations) may be
     # larger: one source at source_max_bytes in base64, plus this (``upload_max_bytes``).
     http_body_max_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # A request body that stalls, no byte of it arriving for this many seconds (a client that
+    # sent its head, then stopped), is answered 408 and its connection closed.
+    http_body_timeout_seconds: float = Field(default=30.0, gt=0)
     # Fetching a source image by URL: the limit for the whole fetch, and whether loopback, private
     # and link-local addresses may be fetched (never on a server others can reach: that would
     # let callers probe the operator's network).

@@ -58,6 +58,7 @@ def app_for(services: Services) -> FastAPI:
         limit=settings.http_body_max_bytes,
         upload_limit=settings.upload_max_bytes,
         upload_paths=openai_images.SOURCE_PATHS,
+        stall_seconds=settings.http_body_timeout_seconds,
     )
     app.add_middleware(RequestMiddleware, metrics=services.metrics)
     app.include_router(metrics.router)

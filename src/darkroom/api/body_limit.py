@@ -8,6 +8,12 @@ spooled to disk by the multipart parser, and nothing is charged (every route rea
 before it charges). The connection is closed after the 413 rather than read to the end of a body
 that nobody wants.
 
+A body that stalls (no byte of it for ``Settings.http_body_timeout_seconds``: a client that sent
+its head, then trickles or stops) is answered 408 the same way, so a slow client cannot hold a
+connection for ever once its head is in (the head has its own timer: :mod:`darkroom.api.server`).
+Once the body is complete, ``receive`` is left alone: a long poll waits on it for the client's
+disconnect.
+
 Routes that carry source images (the OpenAI edits, multipart, and generations, whose ``image``
 may be base64) take ``Settings.upload_max_bytes``; every other route
 ``Settings.http_body_max_bytes``.
@@ -15,12 +21,13 @@ may be base64) take ``Settings.upload_max_bytes``; every other route
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Collection
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from darkroom.api import errors
-from darkroom.core.errors import BodyTooLarge
+from darkroom.core.errors import BodyTimeout, BodyTooLarge, DarkroomError
 
 
 def declared_length(scope: Scope) -> int | None:
@@ -35,9 +42,16 @@ def declared_length(scope: Scope) -> int | None:
 
 class BodyLimitMiddleware:
     def __init__(
-        self, app: ASGIApp, *, limit: int, upload_limit: int, upload_paths: Collection[str]
+        self,
+        app: ASGIApp,
+        *,
+        limit: int,
+        upload_limit: int,
+        upload_paths: Collection[str],
+        stall_seconds: float,
     ) -> None:
         self.app = app
+        self.stall_seconds = stall_seconds
         self.limit = limit
         self.upload_limit = upload_limit
         self.upload_paths = frozenset(upload_paths)
@@ -52,26 +66,34 @@ class BodyLimitMiddleware:
         limit = self.limit_for(scope["path"])
         declared = declared_length(scope)
         if declared is not None and declared > limit:
-            await refuse(scope, receive, send, limit)
+            await refuse(scope, receive, send, BodyTooLarge(limit))
             return
         received = 0
-        over = False
+        body_done = False
+        refused: DarkroomError | None = None
         started = False
 
         async def counted_receive() -> Message:
-            nonlocal received, over
-            message = await receive()
+            nonlocal received, body_done, refused
+            if body_done:
+                return await receive()  # e.g. a long poll waiting for the client to go away
+            try:
+                message = await asyncio.wait_for(receive(), self.stall_seconds)
+            except TimeoutError:
+                refused = BodyTimeout(self.stall_seconds)
+                raise refused from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                body_done = not message.get("more_body", False)
                 if received > limit:
-                    over = True
-                    raise BodyTooLarge(limit)
+                    refused = BodyTooLarge(limit)
+                    raise refused
             return message
 
         async def guarded_send(message: Message) -> None:
             nonlocal started
-            if over:
-                return  # the answer is the 413 below, whatever the route made of its failed read
+            if refused is not None:
+                return  # the answer is the refusal below, whatever the route made of its read
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
@@ -79,13 +101,13 @@ class BodyLimitMiddleware:
         try:
             await self.app(scope, counted_receive, guarded_send)
         except Exception:
-            if not over:
+            if refused is None:
                 raise
-        if over and not started:
-            await refuse(scope, receive, send, limit)
+        if refused is not None and not started:
+            await refuse(scope, receive, send, refused)
 
 
-async def refuse(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
-    response = errors.answer(scope["path"], BodyTooLarge(limit))
+async def refuse(scope: Scope, receive: Receive, send: Send, error: DarkroomError) -> None:
+    response = errors.answer(scope["path"], error)
     response.headers["connection"] = "close"
     await response(scope, receive, send)

@@ -21,6 +21,7 @@ from starlette.requests import ClientDisconnect
 
 from darkroom.core.errors import (
     AlreadyEnded,
+    BodyTimeout,
     BodyTooLarge,
     ConnectionsFull,
     DarkroomError,
@@ -62,6 +63,7 @@ STATUS: dict[type[DarkroomError], int] = {
     DatabaseBusy: 503,
     StorageUnavailable: 503,
     BodyTooLarge: 413,
+    BodyTimeout: 408,
     ConnectionsFull: 503,
 }
 

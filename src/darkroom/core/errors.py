@@ -141,6 +141,16 @@ class BodyTooLarge(DarkroomError):
         self.limit = limit
 
 
+class BodyTimeout(DarkroomError):
+    code = "body_timeout"
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            f"The request body stalled: no bytes of it arrived for {seconds:g} s. Nothing was "
+            "charged."
+        )
+
+
 class ConnectionsFull(DarkroomError):
     code = "connections_full"
     retry_after = 1.0
