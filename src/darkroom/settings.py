@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     # A transient database error (locked, serialization failure, dropped connection) is retried
     # with exponential backoff for up to this long before it is reported.
     database_retry_seconds: float = Field(default=60.0, ge=0)
+    # An API request gives up sooner: a database still locked or unreachable after this long
+    # answers 503 with Retry-After (the background loops keep waiting it out).
+    database_request_seconds: float = Field(default=5.0, ge=0)
     # On shutdown, how long jobs in flight may run on before they are left to the next start.
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     # How long a valid API key is trusted without a database read; a key revoked or a tier changed

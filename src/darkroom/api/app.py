@@ -22,6 +22,7 @@ from darkroom.api import (
     webhooks,
 )
 from darkroom.api.body_limit import BodyLimitMiddleware
+from darkroom.api.patience import Patience
 from darkroom.engine.registry import Backends
 from darkroom.observe.middleware import RequestMiddleware
 from darkroom.services import Services, build_services, start_node, stop_node
@@ -60,6 +61,7 @@ def app_for(services: Services) -> FastAPI:
         upload_paths=openai_images.SOURCE_PATHS,
         stall_seconds=settings.http_body_timeout_seconds,
     )
+    app.add_middleware(Patience, seconds=settings.database_request_seconds)
     app.add_middleware(RequestMiddleware, metrics=services.metrics)
     app.include_router(metrics.router)
     modules = (health, magichour, openai_images, catalog, account, downloads, admin, webhooks)

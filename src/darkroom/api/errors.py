@@ -26,6 +26,7 @@ from darkroom.core.errors import (
     ConnectionsFull,
     DarkroomError,
     DatabaseBusy,
+    DatabaseUnavailable,
     Gone,
     IdempotencyConflict,
     InsufficientCredits,
@@ -41,7 +42,7 @@ from darkroom.core.errors import (
     Unauthorized,
     WebhookDisabled,
 )
-from darkroom.store.database import is_transient
+from darkroom.store.database import is_transient, is_unreachable
 
 log = logging.getLogger("darkroom.api")
 
@@ -189,12 +190,20 @@ def install(app: FastAPI, dialects: Sequence[tuple[str, Renderer]] = DIALECTS) -
         return JSONResponse({"message": "Client disconnected"}, status_code=400)
 
     async def on_database(request: Request, exc: Exception) -> JSONResponse:
-        # A lock held, or a connection lost, for longer than the retries: the caller may retry.
+        # A lock held, or the server unreachable, for longer than the request's patience
+        # (DARKROOM_DATABASE_REQUEST_SECONDS): the caller may retry.
         assert isinstance(exc, DBAPIError)
         if not is_transient(exc):
             return await on_crash(request, exc)
-        log.warning("database busy on %s %s: %s", request.method, request.url.path, exc.orig)
-        return render(request, DatabaseBusy())
+        down = is_unreachable(exc)
+        log.warning(
+            "database %s on %s %s: %s",
+            "unavailable" if down else "busy",
+            request.method,
+            request.url.path,
+            type(exc.orig).__name__,
+        )
+        return render(request, DatabaseUnavailable() if down else DatabaseBusy())
 
     async def on_crash(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)

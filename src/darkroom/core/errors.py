@@ -14,7 +14,8 @@ The core raises these; each HTTP dialect maps them to a status and a body shape 
     ├── AlreadyEnded          the project already ended, so it cannot be canceled
     ├── RateLimited           too many requests; ``retry_after`` seconds
     │   └── QueueFull         too many projects waiting to render (account or everyone)
-    ├── DatabaseBusy          the database stayed locked or unreachable through every retry
+    ├── DatabaseBusy          the database stayed locked through the request's retries
+    │   └── DatabaseUnavailable   ... or unreachable (down, restarting, connection lost)
     ├── StorageUnavailable    the object storage failed a read; ``retry_after`` seconds
     ├── BodyTooLarge          the request body is over the limit; nothing was read further
     ├── ConnectionsFull       the process holds its most connections; ``retry_after`` seconds
@@ -110,8 +111,18 @@ class DatabaseBusy(DarkroomError):
     code = "database_busy"
     retry_after = 1.0
 
+    def __init__(
+        self, message: str = "The database is busy; nothing was changed. Try again shortly."
+    ) -> None:
+        super().__init__(message)
+
+
+class DatabaseUnavailable(DatabaseBusy):
+    code = "database_unavailable"
+    retry_after = 2.0
+
     def __init__(self) -> None:
-        super().__init__("The database is busy; nothing was changed. Try again shortly.")
+        super().__init__("The database is unavailable; try again shortly.")
 
 
 class LinkRefused(DarkroomError):

@@ -12,6 +12,7 @@ before its project is committed.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
@@ -20,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from darkroom.core.errors import DarkroomError
 from darkroom.core.jobs import Jobs
 from darkroom.core.projects import Project, Submission
+from darkroom.store.database import is_transient
 
 log = logging.getLogger("darkroom.intake")
 
@@ -57,7 +59,9 @@ class Intake:
             try:
                 outcomes = await self._commit(items)
             except Exception as exc:
-                log.exception("a batch of %d creates failed", len(batch))
+                log.warning(
+                    "a batch of %d creates failed", len(batch), exc_info=not is_transient(exc)
+                )
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
@@ -68,7 +72,9 @@ class Intake:
 
     async def _commit(self, items: list[Submission]) -> list[Outcome]:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._committer, self._commit_now, items)
+        # In the context of the request that started the drain: its database patience holds.
+        context = contextvars.copy_context()
+        return await loop.run_in_executor(self._committer, context.run, self._commit_now, items)
 
     def _commit_now(self, items: list[Submission]) -> list[Outcome]:
         """Charge, store and queue one batch (on the committer thread)."""

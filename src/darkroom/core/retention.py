@@ -19,7 +19,7 @@ from functools import partial
 from darkroom.core.projects import Project
 from darkroom.storage.files import ProjectFiles
 from darkroom.store import projects as sql
-from darkroom.store.database import Database, utcnow
+from darkroom.store.database import Database, is_transient, utcnow
 
 log = logging.getLogger("darkroom.retention")
 
@@ -56,8 +56,10 @@ class Retention:
     def _sweep_logged(self) -> None:
         try:
             self.sweep()
-        except Exception:
-            log.exception("retention sweep failed; the next one retries")
+        except Exception as exc:
+            log.warning(
+                "retention sweep failed; the next one retries", exc_info=not is_transient(exc)
+            )
 
     def sweep(self, now: datetime | None = None) -> int:
         """Delete the images of every project past the retention age; how many projects."""

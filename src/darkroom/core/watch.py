@@ -24,6 +24,7 @@ from darkroom.core.loops import call_soon_in
 from darkroom.core.projects import Project
 from darkroom.core.status import Status
 from darkroom.store import projects as sql
+from darkroom.store.database import is_transient
 
 log = logging.getLogger("darkroom.watch")
 
@@ -133,8 +134,14 @@ class Watch:
             watched = list(self._waiters)
             try:
                 found = await anyio.to_thread.run_sync(self._statuses, watched)
-            except Exception:  # the database is unreachable: the waiters' own reads will say so
-                log.exception("reading the status of %d awaited projects failed", len(watched))
+            except (
+                Exception
+            ) as exc:  # the database is unreachable: the waiters' own reads will say so
+                log.warning(
+                    "reading the status of %d awaited projects failed",
+                    len(watched),
+                    exc_info=not is_transient(exc),
+                )
                 continue
             for project_id in watched:
                 status = found.get(project_id)

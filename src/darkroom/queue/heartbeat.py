@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from darkroom.store import nodes as node_sql
-from darkroom.store.database import Database, utcnow
+from darkroom.store.database import Database, is_transient, utcnow
 
 log = logging.getLogger("darkroom.heartbeat")
 
@@ -92,12 +92,16 @@ class Heartbeat:
         now = utcnow()
         try:
             self.db.transact(lambda conn: node_sql.beat(conn, self.node.id, now), durable=False)
-        except Exception:
-            log.exception("heartbeat of node %s failed", self.node.id)
+        except Exception as exc:
+            log.warning("heartbeat of node %s failed", self.node.id, exc_info=not is_transient(exc))
             return
         for task in self.tasks:
             try:
                 task(now)
-            except Exception:
-                log.exception("heartbeat task %s failed", getattr(task, "__qualname__", task))
+            except Exception as exc:
+                log.warning(
+                    "heartbeat task %s failed",
+                    getattr(task, "__qualname__", task),
+                    exc_info=not is_transient(exc),
+                )
         self.beats += 1

@@ -91,12 +91,16 @@ class Notifier:
     def _listen(self) -> None:
         import psycopg  # the PostgreSQL driver, present wherever a PostgreSQL URL is used
 
+        failures = 0  # in a row: one warning per outage, not one per reconnect attempt
         while not self._stop.is_set():
             try:
                 with psycopg.connect(_libpq_url(self.db.url), autocommit=True) as conn:
                     for channel in CHANNELS:
                         conn.execute(f"LISTEN {channel}")
                     self._listening.set()
+                    if failures:
+                        log.info("notifications are back after %d reconnect attempts", failures)
+                    failures = 0
                     for hook in self.on_reconnect:
                         hook()
                     while not self._stop.is_set():
@@ -105,7 +109,9 @@ class Notifier:
             except Exception as exc:
                 if self._stop.is_set():
                     break
-                log.warning(
+                failures += 1
+                log.log(
+                    logging.WARNING if failures == 1 else logging.DEBUG,
                     "lost the notification connection (%s); polling until it is back",
                     type(exc).__name__,
                 )

@@ -12,6 +12,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,7 +20,7 @@ from typing import Any, TypeVar
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, func, select
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -35,13 +36,52 @@ T = TypeVar("T")
 # the server shutting down or restarting, and the connection classes.
 _TRANSIENT_SQLSTATES = {"40001", "40P01", "55P03", "57P01", "57P02", "57P03"}
 _SQLITE_TRANSIENT = ("database is locked", "database table is locked", "database is busy")
+CONNECT_TIMEOUT_SECONDS = 5  # a PostgreSQL server that does not even refuse (libpq's minimum: 2)
+SQLITE_BUSY_MS = 30_000  # how long a SQLite statement waits for a lock, unless patience says less
+
+
+# How long the work of this context (an API request) may retry a transient error; None: the
+# database's own ``retry_seconds`` (the background loops, which wait out an outage).
+_patience: ContextVar[float | None] = ContextVar("darkroom_database_patience", default=None)
+
+
+@contextmanager
+def patience(seconds: float) -> Iterator[None]:
+    """Within this block (and the threads and tasks it starts), give up on a database that
+    stays locked or unreachable after ``seconds``: someone is waiting for an answer, and a
+    quick "try again" beats a hang. On SQLite the lock wait is cut to it as well, and on
+    PostgreSQL a write waits at most this long for a lock."""
+    token = _patience.set(seconds)
+    try:
+        yield
+    finally:
+        _patience.reset(token)
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """Whether the database server could not be reached (down, restarting, connection lost),
+    as opposed to busy (a lock held, a conflict)."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        return sqlstate.startswith("08") or sqlstate in ("57P01", "57P02", "57P03")
+    # psycopg errors carry a sqlstate attribute, None when the server never answered: a refused
+    # or dropped connection (SQLite's errors have none at all, and are never about a server).
+    return (
+        isinstance(exc, OperationalError | InterfaceError)
+        and hasattr(exc.orig, "sqlstate")
+        and sqlstate is None
+    )
 
 
 def is_transient(exc: BaseException) -> bool:
     """Whether a database error may pass if the transaction is simply tried again."""
     if not isinstance(exc, DBAPIError):
         return False
-    if exc.connection_invalidated:
+    if is_unreachable(exc):
         return True
     sqlstate = getattr(exc.orig, "sqlstate", None)
     if isinstance(sqlstate, str) and (
@@ -85,7 +125,14 @@ class Database:
             _configure_sqlite(self.engine, sqlite_synchronous)
         else:
             self.engine = create_engine(
-                url, pool_pre_ping=True, hide_parameters=True, pool_size=10, max_overflow=20
+                url,
+                # A connection the server dropped (a restart) is replaced at checkout; a server
+                # that does not answer at all is given up on after this long.
+                connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
+                pool_pre_ping=True,
+                hide_parameters=True,
+                pool_size=10,
+                max_overflow=20,
             )
 
     @contextmanager
@@ -107,6 +154,12 @@ class Database:
                 conn = conn.execution_options(darkroom_write=True)
                 try:
                     with conn.begin():
+                        limit = _patience.get()
+                        if limit is not None and not self.is_sqlite:
+                            # Someone waits for this answer: a lock held elsewhere (a
+                            # migration, an operator's transaction) fails it in time instead.
+                            ms = max(1, round(limit * 1000))
+                            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {ms}")
                         yield conn
                 except BaseException:
                     conn.info.pop(_PENDING, None)
@@ -155,21 +208,33 @@ class Database:
             return work(conn)
 
     def _retrying(self, attempt: Callable[[], T]) -> T:
-        deadline = time.monotonic() + self.retry_seconds
+        limit = _patience.get()
+        started = time.monotonic()
+        deadline = started + (self.retry_seconds if limit is None else limit)
         delay = 0.01
+        tries = 0
         while True:
             try:
-                return attempt()
+                result = attempt()
             except DBAPIError as exc:
                 if not is_transient(exc) or time.monotonic() + delay > deadline:
                     raise
-                log.warning(
-                    "database busy or unreachable (%s); trying again in %.2f s",
+                tries += 1
+                # One warning per outage and caller, not one per try (an outage of 20 s would
+                # log hundreds of lines from the workers alone).
+                log.log(
+                    logging.WARNING if tries == 1 else logging.DEBUG,
+                    "database %s (%s); trying again for up to %.0f s",
+                    "unreachable" if is_unreachable(exc) else "busy",
                     type(exc.orig).__name__,
-                    delay,
+                    deadline - time.monotonic(),
                 )
                 time.sleep(delay * random.uniform(0.8, 1.2))
                 delay = min(delay * 2, 1.0)
+                continue
+            if tries:
+                log.info("database answered again after %.1f s", time.monotonic() - started)
+            return result
 
     def migrate(self) -> None:
         """Bring the schema to the newest migration (idempotent)."""
@@ -198,10 +263,16 @@ def _configure_sqlite(engine: Engine, synchronous: str) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
+        # The lock wait of this transaction: the caller's patience, if it has less than 30 s.
+        limit = _patience.get()
+        busy_ms = SQLITE_BUSY_MS if limit is None else min(SQLITE_BUSY_MS, round(limit * 1000))
+        if conn.info.get("darkroom_busy_ms", SQLITE_BUSY_MS) != busy_ms:
+            conn.exec_driver_sql(f"PRAGMA busy_timeout={busy_ms}")
+            conn.info["darkroom_busy_ms"] = busy_ms
         immediate = conn.get_execution_options().get("darkroom_write", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

@@ -36,7 +36,7 @@ from darkroom.observe.context import request_context
 from darkroom.queue.notify import CHANGES, JOBS, Notifier
 from darkroom.storage.files import ProjectFiles, new_attempt, quietly
 from darkroom.storage.objects import ObjectMissing, StorageError
-from darkroom.store.database import utcnow
+from darkroom.store.database import is_transient, utcnow
 
 log = logging.getLogger("darkroom.runner")
 
@@ -207,8 +207,13 @@ class Runner:
             try:
                 project = await asyncio.to_thread(self.work.claim_next, self.owner, models)
                 backoff = 0.05
-            except Exception:  # the database is down: no worker dies of it
-                log.exception("claiming a job failed; trying again in %.1f s", backoff)
+            except Exception as exc:  # the database is down: no worker dies of it
+                log.warning(
+                    "claiming a job failed (%s); trying again in %.1f s",
+                    type(exc).__name__,
+                    backoff,
+                    exc_info=not is_transient(exc),
+                )
                 await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
                 backoff = min(backoff * 2, 5.0)
                 continue
@@ -263,20 +268,43 @@ class Runner:
             await self._give_up(job, "backend_error", f"rendering failed ({type(exc).__name__})")
             return
         render_ms = round((time.perf_counter() - started) * 1000)
-        completed = await asyncio.to_thread(
-            self.work.complete,
-            self.owner,
-            project.id,
-            rendered_at=utcnow(),
-            render_ms=render_ms,
-            stored=stored,
-            upstream_usage=job.usage,
+        rendered_at = utcnow()
+        completed = await self._persist(
+            job,
+            lambda: self.work.complete(
+                self.owner,
+                project.id,
+                rendered_at=rendered_at,
+                render_ms=render_ms,
+                stored=stored,
+                upstream_usage=job.usage,
+            ),
         )
         if not completed:
             await self._stopped(job)
             return
         log.info("project %s complete in %d ms", project.id, render_ms)
         await asyncio.to_thread(quietly, lambda: self._tidy_after(project, job.keys))
+
+    async def _persist(self, job: _Job, end: Callable[[], bool]) -> bool:
+        """Record the end of a job (``end`` returns whether this worker still held it), however
+        long the database stays unreachable: each try waits it out for
+        ``database_retry_seconds``, and the images stay stored meanwhile. The lease may pass
+        during a long outage; once the database is back, the heartbeat renews it first, or
+        another worker has taken the job and the end is refused (rendering is at-least-once,
+        the charge is settled once)."""
+        while True:
+            try:
+                return await asyncio.to_thread(end)
+            except Exception as exc:
+                if not is_transient(exc) or self._stopping:
+                    raise
+                log.warning(
+                    "project %s: the database is still unreachable (%s); its end is kept "
+                    "and written once it is back",
+                    job.project.id,
+                    type(exc).__name__,
+                )
 
     def _tidy_after(self, project: Project, keys: list[str]) -> None:
         """Once complete: the sources of an edit, and what cut-off attempts had stored, go."""
@@ -298,7 +326,7 @@ class Runner:
 
     async def _give_up(self, job: _Job, code: str, message: str) -> None:
         project = job.project
-        if await asyncio.to_thread(self.work.fail, self.owner, project.id, code, message):
+        if await self._persist(job, lambda: self.work.fail(self.owner, project.id, code, message)):
             await asyncio.to_thread(quietly, lambda: self.files.delete_project(project))
         else:
             await asyncio.to_thread(quietly, lambda: self.files.discard(job.keys))

@@ -46,7 +46,7 @@ from darkroom.net import guard
 from darkroom.net.fetch import FetchError, guarded_client, parse_url, vetted_request
 from darkroom.sdk.webhooks import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
 from darkroom.store import webhooks as sql
-from darkroom.store.database import Database, as_utc, utcnow
+from darkroom.store.database import Database, as_utc, is_transient, utcnow
 
 log = logging.getLogger("darkroom.webhooks")
 
@@ -135,8 +135,8 @@ class WebhookSender:
                     pause = await asyncio.to_thread(self._pause)
             except RuntimeError:  # no more threads: the interpreter is exiting
                 return
-            except Exception:
-                log.exception("looking for webhook deliveries failed")
+            except Exception as exc:
+                log.warning("looking for webhook deliveries failed", exc_info=not is_transient(exc))
             for delivery in due:
                 task = asyncio.create_task(self._send(delivery))
                 self._sending[task] = delivery.account_id
@@ -204,8 +204,10 @@ class WebhookSender:
         outcome, values = self._outcome(delivery, status_code, error)
         try:
             held = await asyncio.to_thread(self._record, delivery.id, attempt, values)
-        except Exception:  # the lease passes, and the delivery is sent again
-            log.exception("recording webhook delivery %s failed", delivery.id)
+        except Exception as exc:  # the lease passes, and the delivery is sent again
+            log.warning(
+                "recording webhook delivery %s failed", delivery.id, exc_info=not is_transient(exc)
+            )
             return
         if not held:
             log.warning(
