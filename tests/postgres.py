@@ -66,6 +66,16 @@ class PostgresServer:
         if self.as_root:
             shutil.chown(self.root, OS_USER, OS_USER)
         self._run(str(initdb), "-D", str(self.data), "-U", OS_USER, "--auth=trust", "--no-sync")
+        self.resume()
+        self._execute(f"CREATE DATABASE {TEMPLATE}")
+        template = Database(self.url(TEMPLATE))
+        try:
+            template.migrate()
+        finally:
+            template.dispose()
+
+    def resume(self) -> None:
+        """Start the server on its data directory and port (again, after :meth:`halt`)."""
         options = f"-p {self.port} -h 127.0.0.1 -k {self.root} {SERVER_OPTIONS}"
         if not self.durable:
             options += f" {NOT_DURABLE}"
@@ -74,12 +84,13 @@ class PostgresServer:
             str(BIN / "pg_ctl"), "-D", str(self.data), "-l", str(log), "-o", options, "-w", "start"
         )
         self._running = True
-        self._execute(f"CREATE DATABASE {TEMPLATE}")
-        template = Database(self.url(TEMPLATE))
-        try:
-            template.migrate()
-        finally:
-            template.dispose()
+
+    def halt(self) -> None:
+        """Stop the server as an operator would for maintenance (``pg_ctl stop -m fast``:
+        transactions in flight are rolled back, every connection is closed), keeping its data
+        for :meth:`resume`."""
+        self._run(str(BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+        self._running = False
 
     def create_database(self, *, migrated: bool = True) -> str:
         """A new database, with the newest schema and no rows (or with nothing at all when not

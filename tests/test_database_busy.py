@@ -1,8 +1,10 @@
 """A database that stays busy for longer than SQLite's busy timeout (30 s) does not freeze the HTTP
 server and loses nothing: another connection holds the write lock (on PostgreSQL, an exclusive
-lock on the tables) for 35 s while ``/healthz`` keeps
-answering at once, and the project that was rendering, and the one created meanwhile, complete
-once the lock is gone (their writes are retried), charged exactly as the ledger says."""
+lock on the tables) for 35 s while ``/healthz`` keeps answering at once, a create meanwhile is
+told to come back (503 with Retry-After within the request's patience, nothing charged) instead
+of being held, and the project that was rendering, and the create retried with its
+Idempotency-Key, complete once the lock is gone (the worker's writes wait it out), charged
+exactly as the ledger says."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -92,9 +95,17 @@ def test_a_35_second_write_lock_neither_freezes_the_server_nor_loses_a_project(
     created: dict[str, Any] = {}
 
     def create_while_locked() -> None:
-        headers = {"Authorization": f"Bearer {account.key}"}
+        """A careful client: on a 503 it comes back after Retry-After, with the same key."""
+        headers = {"Authorization": f"Bearer {account.key}", "Idempotency-Key": "locked-create"}
+        created["refusals"] = []
         with httpx.Client(base_url=server.url, headers=headers, timeout=120) as http:
-            response = http.post("/v1/ai-image-generator", json=BODY)
+            while time.monotonic() - locked_at < HOLD_SECONDS + 30:
+                started = time.monotonic()
+                response = http.post("/v1/ai-image-generator", json=BODY)
+                if response.status_code != 503:
+                    break
+                created["refusals"].append((time.monotonic() - started, response))
+                time.sleep(float(response.headers["retry-after"]))
         created["at"] = time.monotonic()
         created["response"] = response
 
@@ -125,7 +136,14 @@ def test_a_35_second_write_lock_neither_freezes_the_server_nor_loses_a_project(
         if not unlocked.is_set():
             unlock()
         slow.release.set()
-    # The create was held by the lock, not refused: it answered once the lock was gone.
+    # The create was not held for the lock's 35 s: each try was answered 503 with Retry-After
+    # within the request's patience (5 s), nothing charged, until the lock was gone.
+    refusals = created["refusals"]
+    assert refusals, "a create during the lock should have been told to come back"
+    for took, refused in refusals:
+        assert took < 10, f"a refusal took {took:.1f} s"
+        assert refused.json()["message"].startswith("The database is busy")
+        assert int(refused.headers["retry-after"]) >= 1
     assert created["response"].status_code == 200, created["response"].text
     assert created["at"] - locked_at >= HOLD_SECONDS - 1
     waited = created["response"].json()["id"]
@@ -138,7 +156,7 @@ def test_a_35_second_write_lock_neither_freezes_the_server_nor_loses_a_project(
     assert server.balance(account) == before - charged == ledger_sum(server, account)
 
 
-def test_a_database_still_busy_after_the_retries_is_a_503_with_retry_after() -> None:
+def test_a_database_busy_or_unreachable_after_the_retries_is_a_503_with_retry_after() -> None:
     """What a request answers when the lock outlasts every retry: try again, not a crash."""
     app = FastAPI()
     errors.install(app, [("/v1/images/", errors.openai_error)])
@@ -150,6 +168,12 @@ def test_a_database_still_busy_after_the_retries_is_a_503_with_retry_after() -> 
             "BEGIN IMMEDIATE", {}, sqlite3.OperationalError("database is locked")
         )
 
+    @app.get("/v1/image-projects/down/{project_id}")
+    @app.get("/v1/images/down/{project_id}")
+    def down(project_id: str) -> None:
+        # What psycopg raises when PostgreSQL refuses the connection: no SQLSTATE at all.
+        raise OperationalError("SELECT", {}, psycopg.OperationalError("Connection refused"))
+
     @app.get("/v1/broken/{project_id}")
     def broken(project_id: str) -> None:
         raise OperationalError("SELECT", {}, sqlite3.OperationalError("no such table: projects"))
@@ -158,8 +182,15 @@ def test_a_database_still_busy_after_the_retries_is_a_503_with_retry_after() -> 
         magichour = client.get("/v1/image-projects/img_1")
         openai = client.get("/v1/images/img_1")
         other = client.get("/v1/broken/img_1")
+        down_magichour = client.get("/v1/image-projects/down/img_1")
+        down_openai = client.get("/v1/images/down/img_1")
     assert magichour.status_code == openai.status_code == 503
     assert magichour.headers["retry-after"] == openai.headers["retry-after"] == "1"
     assert "busy" in magichour.json()["message"]
     assert openai.json()["error"]["code"] == "database_busy"
     assert other.status_code == 500  # not transient: a crash, logged as one
+    # A server that cannot be reached is unavailable (not a crash): come back in a moment.
+    assert down_magichour.status_code == down_openai.status_code == 503
+    assert down_magichour.headers["retry-after"] == down_openai.headers["retry-after"] == "2"
+    assert "unavailable" in down_magichour.json()["message"]
+    assert down_openai.json()["error"]["code"] == "database_unavailable"
