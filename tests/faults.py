@@ -4,11 +4,15 @@ client hears the answer (the server did the work; the client saw a network failu
 
 from __future__ import annotations
 
+import errno
+import io
+import os
 import socket
 import socketserver
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 PASS = "pass"
@@ -149,3 +153,46 @@ def canned(action: str) -> bytes:
 
 def creates(proxy: FaultProxy) -> Iterator[Seen]:
     return (s for s in proxy.seen if s.method == "POST" and s.path == "/v1/ai-image-generator")
+
+
+# -- storage that refuses writes ------------------------------------------------------------------
+
+FULL = "full"  # no room left: a full disk (ENOSPC), a bucket over its quota (QuotaExceeded)
+REFUSED = "refused"  # the write is refused: a read-only disk (EROFS), a bucket's AccessDenied
+
+
+def refuse_writes(monkeypatch: Any, store: object, fault: str) -> None:
+    """Make ``store`` (a LocalStore or an S3Store) fail every write the way the real thing does:
+    the local store's file write raises the OSError a full or read-only disk gives (after the
+    temporary file was created, as it happens), the bucket's PutObject answers the S3 error.
+    ``monkeypatch.undo()`` lifts the fault."""
+    from botocore.exceptions import ClientError
+
+    from darkroom.storage.local import LocalStore
+    from darkroom.storage.s3 import S3Store
+
+    if isinstance(store, S3Store):
+        code = "QuotaExceeded" if fault == FULL else "AccessDenied"
+
+        def put_object(**params: Any) -> None:
+            error = {"Error": {"Code": code, "Message": f"injected {code}"}}
+            raise ClientError(error, "PutObject")  # type: ignore[arg-type]
+
+        monkeypatch.setattr(store._client, "put_object", put_object)
+        return
+    assert isinstance(store, LocalStore)
+    number = errno.ENOSPC if fault == FULL else errno.EROFS
+    root = str(store.root.resolve())
+    real_fdopen = os.fdopen
+
+    class Refusing(io.BufferedWriter):
+        def write(self, data: Any) -> int:
+            raise OSError(number, os.strerror(number))
+
+    def fdopen(fd: int, *args: Any, **kwargs: Any) -> Any:
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        if path.startswith(root) and os.path.basename(path).startswith(".tmp-"):
+            return Refusing(io.FileIO(fd, "wb"))
+        return real_fdopen(fd, *args, **kwargs)
+
+    monkeypatch.setattr(os, "fdopen", fdopen)

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import update
 
 from darkroom.engine.registry import Backends
+from tests import faults
 from darkroom.storage.objects import StorageError
 from darkroom.store.database import utcnow
 from darkroom.store.tables import projects
@@ -151,3 +152,45 @@ def test_a_storage_that_refuses_writes_ends_the_render_with_a_refund(
     assert project["credits_charged"] == 0
     assert server.balance(account) == balance
     eventually(lambda: server.stored(project_id) == [])  # image 1 did not stay
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [(faults.FULL, "storage full"), (faults.REFUSED, "storage refused the write")],
+)
+def test_a_full_or_refusing_store_ends_the_render_refunded_and_the_server_keeps_serving(
+    server: LiveServer, account: Account, monkeypatch: pytest.MonkeyPatch, fault: str, reason: str
+) -> None:
+    """A full disk (ENOSPC) or bucket (QuotaExceeded), and a read-only disk (EROFS) or a bucket
+    that denies the write (AccessDenied), injected where the store writes: the render ends in
+    error with a reason that says which, a full refund and nothing left behind; the server goes
+    on answering, and once the fault is lifted a new render completes."""
+    store = server.services.files.store
+    balance = server.balance(account)
+    faults.refuse_writes(monkeypatch, store, fault)
+
+    project_id = create(server, account)
+    project = server.wait(account, project_id)
+    assert project["status"] == "error"
+    assert project["error"]["code"] == "storage_error"
+    assert project["error"]["message"].startswith(reason), project["error"]["message"]
+    assert project["credits_charged"] == 0
+    assert server.balance(account) == balance
+    eventually(lambda: server.stored(project_id) == [])
+    local_root = getattr(store, "root", None)
+    if local_root is not None:  # not even a half-written temporary file
+        assert not [p for p in local_root.rglob(".tmp-*")]
+
+    # The server keeps serving meanwhile: reads answer, and a create is taken (and refunded).
+    with server.client(account) as client:
+        assert client.get(f"/v1/image-projects/{project_id}").status_code == 200
+        assert client.get("/healthz").status_code == 200
+    second = server.wait(account, create(server, account))
+    assert second["status"] == "error" and second["error"]["message"].startswith(reason)
+    assert server.balance(account) == balance
+
+    monkeypatch.undo()  # room again
+    done = server.wait(account, create(server, account))
+    assert done["status"] == "complete"
+    assert len(server.stored(done["id"])) == 2
+    assert server.balance(account) == balance - done["credits_charged"]

@@ -8,12 +8,21 @@ to a temporary name and renamed, so a reader sees all of it or none.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from darkroom.storage.objects import LocalFile, ObjectMissing, Served, StorageConfigError
+from darkroom.storage.objects import (
+    LocalFile,
+    ObjectMissing,
+    Served,
+    StorageConfigError,
+    StorageError,
+    StorageFull,
+    StorageRefused,
+)
 
 
 class LocalStore:
@@ -40,14 +49,19 @@ class LocalStore:
 
     def put(self, key: str, data: bytes, *, content_type: str) -> None:
         target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=target.suffix)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=target.suffix)
+        except OSError as exc:
+            raise write_error(exc) from None
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
             Path(tmp).replace(target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+        except BaseException as exc:
+            Path(tmp).unlink(missing_ok=True)  # no half-written file stays behind
+            if isinstance(exc, OSError):
+                raise write_error(exc) from None
             raise
 
     def get(self, key: str) -> bytes:
@@ -93,3 +107,17 @@ class LocalStore:
         if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
             raise ValueError(f"not an object key: {key!r}")
         return self.root.joinpath(*parts)
+
+
+_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_REFUSED = {errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+def write_error(exc: OSError) -> StorageError:
+    """A failed write as one line for people (no path: it may reach an API caller)."""
+    reason = exc.strerror or type(exc).__name__
+    if exc.errno in _FULL:
+        return StorageFull(f"storage: the disk is full ({reason})")
+    if exc.errno in _REFUSED:
+        return StorageRefused(f"storage: the disk refused the write ({reason})")
+    return StorageError(f"storage: the write failed ({reason})")

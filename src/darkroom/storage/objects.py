@@ -27,6 +27,14 @@ class StorageError(Exception):
         self.message = message
 
 
+class StorageFull(StorageError):
+    """A write found no room: the disk is full, or the bucket's quota is reached."""
+
+
+class StorageRefused(StorageError):
+    """The store refused a write: permissions, a read-only disk, an object it will not take."""
+
+
 class StorageConfigError(StorageError, ValueError):
     """The configured storage cannot be used (unknown bucket, refused credentials, unreachable
     endpoint, an unusable URL): darkroom refuses to start, with this one line."""

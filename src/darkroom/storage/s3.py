@@ -36,6 +36,8 @@ from darkroom.storage.objects import (
     Served,
     StorageConfigError,
     StorageError,
+    StorageFull,
+    StorageRefused,
     Stream,
 )
 
@@ -46,6 +48,8 @@ MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # SigV4
 CHUNK = 256 * 1024
 _T = TypeVar("_T")
 _MISSING = {"NoSuchKey", "404", "NotFound"}
+# What buckets answer a write when out of room: Ceph RGW and AWS (a quota), MinIO (its disks).
+_FULL = {"QuotaExceeded", "XMinioStorageFull", "InsufficientStorage", "507"}
 
 
 class S3Store:
@@ -100,6 +104,7 @@ class S3Store:
             lambda: self._client.put_object(
                 Bucket=self.bucket, Key=self.prefix + key, Body=data, ContentType=content_type
             ),
+            write=True,
         )
 
     def get(self, key: str) -> bytes:
@@ -173,14 +178,20 @@ def _chunks(body: Any) -> Iterator[bytes]:
 
 
 def _guarded(
-    store: S3Store, call: Callable[[], _T], *, config: bool = False, key: str | None = None
+    store: S3Store,
+    call: Callable[[], _T],
+    *,
+    config: bool = False,
+    key: str | None = None,
+    write: bool = False,
 ) -> _T:
     """``call()``, with boto3's exceptions turned into :class:`StorageError` (or
     :class:`StorageConfigError` while checking the configuration) with one line that says what
-    to fix, and a missing ``key`` into :class:`ObjectMissing`."""
+    to fix, and a missing ``key`` into :class:`ObjectMissing`. A ``write`` the bucket answered
+    with an error is :class:`StorageFull` (a quota reached) or :class:`StorageRefused`."""
     from botocore import exceptions as boto
 
-    error = StorageConfigError if config else StorageError
+    error: type[StorageError] = StorageConfigError if config else StorageError
     try:
         return call()
     except boto.ClientError as exc:
@@ -188,6 +199,8 @@ def _guarded(
         code = str(details.get("Code", ""))
         if key is not None and code in _MISSING:
             raise ObjectMissing(f"no object {key}") from None
+        if write and not config:
+            error = StorageFull if code in _FULL else StorageRefused
         raise error(_client_error(store, code, str(details.get("Message") or ""))) from None
     except (boto.NoCredentialsError, boto.PartialCredentialsError):
         raise error(
@@ -202,6 +215,8 @@ def _guarded(
 
 def _client_error(store: S3Store, code: str, message: str) -> str:
     where = f"bucket {store.bucket!r} at {store.endpoint}"
+    if code in _FULL:
+        return f"storage: {where} is full ({code})"
     if code in ("NoSuchBucket", "404"):
         return f"storage: {where} does not exist (create it first)"
     if code == "InvalidAccessKeyId":

@@ -35,7 +35,7 @@ from darkroom.engine.registry import Backends
 from darkroom.observe.context import request_context
 from darkroom.queue.notify import CHANGES, JOBS, Notifier
 from darkroom.storage.files import ProjectFiles, new_attempt, quietly
-from darkroom.storage.objects import ObjectMissing, StorageError
+from darkroom.storage.objects import ObjectMissing, StorageError, StorageFull, StorageRefused
 from darkroom.store.database import is_transient, utcnow
 
 log = logging.getLogger("darkroom.runner")
@@ -358,6 +358,15 @@ class Runner:
             job.keys = self.files.save_outputs(
                 project.id, job.attempt, encoded, project.output_format
             )
+        except StorageFull as exc:
+            raise BackendError(
+                "storage_error", f"storage full: the images could not be stored ({exc.message})"
+            ) from None
+        except StorageRefused as exc:
+            raise BackendError(
+                "storage_error",
+                f"storage refused the write: the images could not be stored ({exc.message})",
+            ) from None
         except StorageError as exc:
             raise BackendError(
                 "storage_error", f"the images could not be stored ({exc.message})"
