@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import update
 
 from darkroom.engine.registry import Backends
-from tests import faults
 from darkroom.storage.objects import StorageError
 from darkroom.store.database import utcnow
 from darkroom.store.tables import projects
+from tests import faults
 from tests.backends import Failing, Slow
 from tests.conftest import Account, LiveServer, ServerFactory
 
@@ -179,7 +179,7 @@ def test_a_full_or_refusing_store_ends_the_render_refunded_and_the_server_keeps_
     eventually(lambda: server.stored(project_id) == [])
     local_root = getattr(store, "root", None)
     if local_root is not None:  # not even a half-written temporary file
-        assert not [p for p in local_root.rglob(".tmp-*")]
+        assert not list(local_root.rglob(".tmp-*"))
 
     # The server keeps serving meanwhile: reads answer, and a create is taken (and refunded).
     with server.client(account) as client:
