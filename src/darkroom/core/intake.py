@@ -12,7 +12,6 @@ before its project is committed.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
@@ -21,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from darkroom.core.errors import DarkroomError
 from darkroom.core.jobs import Jobs
 from darkroom.core.projects import Project, Submission
-from darkroom.store.database import is_transient
+from darkroom.store.database import current_deadline, deadline_at, is_transient
 
 log = logging.getLogger("darkroom.intake")
 
@@ -33,14 +32,16 @@ Outcome = Project | DarkroomError
 class Intake:
     def __init__(self, jobs: Jobs) -> None:
         self.jobs = jobs
-        self._waiting: list[tuple[Submission, asyncio.Future[Outcome]]] = []
+        # Each create waiting for the next batch, with the moment its request stops waiting
+        # for the database (None: no limit).
+        self._waiting: list[tuple[Submission, asyncio.Future[Outcome], float | None]] = []
         self._committer: ThreadPoolExecutor | None = None
         self._drain_task: asyncio.Task[None] | None = None
 
     async def submit(self, item: Submission) -> Project:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Outcome] = loop.create_future()
-        self._waiting.append((item, future))
+        self._waiting.append((item, future, current_deadline()))
         if self._drain_task is None or self._drain_task.done():
             self._drain_task = loop.create_task(self._drain())
         outcome = await future
@@ -55,26 +56,32 @@ class Intake:
         await asyncio.sleep(0)  # let the requests of this turn of the loop join the batch
         while self._waiting:
             batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
-            items = [item for item, _ in batch]
+            items = [item for item, _, _ in batch]
+            # A batch waits for the database as long as its most patient request does.
+            deadlines = [deadline for _, _, deadline in batch]
+            patience = None if None in deadlines else max(d for d in deadlines if d is not None)
             try:
-                outcomes = await self._commit(items)
+                outcomes = await self._commit(items, patience)
             except Exception as exc:
                 log.warning(
                     "a batch of %d creates failed", len(batch), exc_info=not is_transient(exc)
                 )
-                for _, future in batch:
+                for _, future, _ in batch:
                     if not future.done():
                         future.set_exception(exc)
                 continue
-            for (_, future), outcome in zip(batch, outcomes, strict=True):
+            for (_, future, _), outcome in zip(batch, outcomes, strict=True):
                 if not future.done():
                     future.set_result(outcome)
 
-    async def _commit(self, items: list[Submission]) -> list[Outcome]:
+    async def _commit(self, items: list[Submission], deadline: float | None) -> list[Outcome]:
         loop = asyncio.get_running_loop()
-        # In the context of the request that started the drain: its database patience holds.
-        context = contextvars.copy_context()
-        return await loop.run_in_executor(self._committer, context.run, self._commit_now, items)
+
+        def commit() -> list[Outcome]:
+            with deadline_at(deadline):
+                return self._commit_now(items)
+
+        return await loop.run_in_executor(self._committer, commit)
 
     def _commit_now(self, items: list[Submission]) -> list[Outcome]:
         """Charge, store and queue one batch (on the committer thread)."""

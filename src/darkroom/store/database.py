@@ -40,22 +40,44 @@ CONNECT_TIMEOUT_SECONDS = 5  # a PostgreSQL server that does not even refuse (li
 SQLITE_BUSY_MS = 30_000  # how long a SQLite statement waits for a lock, unless patience says less
 
 
-# How long the work of this context (an API request) may retry a transient error; None: the
-# database's own ``retry_seconds`` (the background loops, which wait out an outage).
-_patience: ContextVar[float | None] = ContextVar("darkroom_database_patience", default=None)
+# When the work of this context (an API request) stops retrying a transient error, on
+# time.monotonic()'s clock; None: the database's own ``retry_seconds`` (the background loops,
+# which wait out an outage).
+_deadline: ContextVar[float | None] = ContextVar("darkroom_database_deadline", default=None)
 
 
 @contextmanager
 def patience(seconds: float) -> Iterator[None]:
     """Within this block (and the threads and tasks it starts), give up on a database that
-    stays locked or unreachable after ``seconds``: someone is waiting for an answer, and a
+    stays locked or unreachable ``seconds`` from now: someone is waiting for an answer, and a
     quick "try again" beats a hang. On SQLite the lock wait is cut to it as well, and on
-    PostgreSQL a write waits at most this long for a lock."""
-    token = _patience.set(seconds)
+    PostgreSQL a write waits at most that long for a lock."""
+    with deadline_at(time.monotonic() + seconds):
+        yield
+
+
+@contextmanager
+def deadline_at(deadline: float | None) -> Iterator[None]:
+    """:func:`patience` with the moment to give up given (None: no limit but the database's)."""
+    token = _deadline.set(deadline)
     try:
         yield
     finally:
-        _patience.reset(token)
+        _deadline.reset(token)
+
+
+def current_deadline() -> float | None:
+    """The deadline of the work in this context, if someone waits for it."""
+    return _deadline.get()
+
+
+def _lock_wait(default: float) -> float:
+    """Seconds a statement may wait for a lock now: what is left of the deadline (a little at
+    least, so that a last try can still succeed), at most ``default``."""
+    deadline = _deadline.get()
+    if deadline is None:
+        return default
+    return max(0.05, min(default, deadline - time.monotonic()))
 
 
 def is_unreachable(exc: BaseException) -> bool:
@@ -154,11 +176,10 @@ class Database:
                 conn = conn.execution_options(darkroom_write=True)
                 try:
                     with conn.begin():
-                        limit = _patience.get()
-                        if limit is not None and not self.is_sqlite:
+                        if _deadline.get() is not None and not self.is_sqlite:
                             # Someone waits for this answer: a lock held elsewhere (a
                             # migration, an operator's transaction) fails it in time instead.
-                            ms = max(1, round(limit * 1000))
+                            ms = round(_lock_wait(3600.0) * 1000)
                             conn.exec_driver_sql(f"SET LOCAL lock_timeout = {ms}")
                         yield conn
                 except BaseException:
@@ -208,9 +229,11 @@ class Database:
             return work(conn)
 
     def _retrying(self, attempt: Callable[[], T]) -> T:
-        limit = _patience.get()
         started = time.monotonic()
-        deadline = started + (self.retry_seconds if limit is None else limit)
+        deadline = started + self.retry_seconds
+        waited_for = _deadline.get()
+        if waited_for is not None:
+            deadline = min(deadline, waited_for)
         delay = 0.01
         tries = 0
         while True:
@@ -268,9 +291,8 @@ def _configure_sqlite(engine: Engine, synchronous: str) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        # The lock wait of this transaction: the caller's patience, if it has less than 30 s.
-        limit = _patience.get()
-        busy_ms = SQLITE_BUSY_MS if limit is None else min(SQLITE_BUSY_MS, round(limit * 1000))
+        # The lock wait of this transaction: what is left of the caller's patience, if less.
+        busy_ms = round(_lock_wait(SQLITE_BUSY_MS / 1000) * 1000)
         if conn.info.get("darkroom_busy_ms", SQLITE_BUSY_MS) != busy_ms:
             conn.exec_driver_sql(f"PRAGMA busy_timeout={busy_ms}")
             conn.info["darkroom_busy_ms"] = busy_ms
