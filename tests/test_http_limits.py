@@ -338,15 +338,21 @@ def test_multipart_edits_over_the_limit_get_413_before_any_spooling(
 def test_a_head_over_64_kib_is_refused(server_factory: ServerFactory) -> None:
     """httptools, which has no limit of its own (h11 has one on a head still incomplete)."""
     server = server_factory()
+    answer = b""
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
-        for _ in range(80):  # 80 headers of 1 KiB
-            sock.sendall(b"X-Padding: " + b"a" * 1024 + b"\r\n")
-        sock.sendall(b"\r\n")
-        answer = b""
-        while chunk := sock.recv(4096):  # the server closes the connection after its answer
-            answer += chunk
-    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+        try:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            for _ in range(80):  # 80 headers of 1 KiB
+                sock.sendall(b"X-Padding: " + b"a" * 1024 + b"\r\n")
+            sock.sendall(b"\r\n")
+            while chunk := sock.recv(4096):  # the server closes the connection after its answer
+                answer += chunk
+        except (ConnectionResetError, BrokenPipeError):
+            # The server answered 400 and closed while headers were still coming: the kernel
+            # then resets the connection, and may drop the answer before it is read.
+            answer = answer or b"reset"
+    assert answer.startswith(b"HTTP/1.1 400") or answer == b"reset", answer[:200]
+    assert healthz_ms(server.port) < 1000  # and it goes on serving
 
 
 def read_answer(sock: socket.socket, timeout: float) -> tuple[bytes, float]:
