@@ -187,9 +187,27 @@ def test_postgresql_stopped_for_20_seconds_under_load_loses_nothing_and_restarts
         assert hook.status_code == 201, hook.text
         receiver.secret = hook.json()["secret"]
         load = Load(server, account)
+        sync_account = server.account(credits=1000, name="sync")
+        sync_answers: list[httpx.Response] = []
+
+        def sync_generate() -> None:
+            with server.client(sync_account) as http:
+                wait = OUTAGE_SECONDS + RECOVERY_DEADLINE
+                answer = http.post("/v1/images/generations", json={"prompt": "x"}, timeout=wait)
+                sync_answers.append(answer)
+
+        def sync_charged() -> bool:
+            return server.balance(sync_account) < 1000
+
+        sync = threading.Thread(target=sync_generate)
         load.start()
         try:
             wait_for(lambda: len(load.created) >= 8, 20, "8 projects created before the outage")
+            # An OpenAI-dialect request, charged and waiting for its images (queued behind the
+            # load) when the database goes: it waits the outage out and gets them, rather than
+            # a 503 that its SDK would answer by creating, and paying for, the images again.
+            sync.start()
+            wait_for(lambda: sync_charged(), 10, "the synchronous request's project charged")
 
             own_postgres.halt()
             down_at = time.monotonic()
@@ -228,6 +246,13 @@ def test_postgresql_stopped_for_20_seconds_under_load_loses_nothing_and_restarts
         )
         delivered = {r.event["payload"]["id"] for r in receiver.accepted("image.completed")}
         assert ids <= delivered
+        sync.join(timeout=RECOVERY_DEADLINE)
+        assert [a.status_code for a in sync_answers] == [200], [a.text for a in sync_answers]
+        images = sync_answers[0].json()["data"]
+        assert len(images) == 1 and (images[0].get("b64_json") or images[0].get("url"))
+        sync_rows = project_rows(server, sync_account)
+        assert [row.status for row in sync_rows] == ["complete"]
+        assert server.balance(sync_account) == 1000 - sync_rows[0].credits_charged
         assert server.thread.is_alive()
         assert services is server.services and services.node.id == node
         assert services.runner.running and services.sender.running and services.heartbeat.running

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
 
 from darkroom.core.jobs import Jobs
 from darkroom.core.loops import call_soon_in
@@ -99,7 +100,10 @@ class Watch:
         try:
             while True:
                 waiter.event.clear()
-                project = await anyio.to_thread.run_sync(self.jobs.get, account_id, project_id)
+                read = await self._read(account_id, project_id, deadline)
+                if read is None:  # the database is unreachable for now: the wait goes on
+                    continue
+                project = read
                 waiter.status = project.status
                 remaining = deadline - loop.time()
                 moved = since is not None and project.status is not since
@@ -125,6 +129,23 @@ class Watch:
             if not self._waiters and self._poller is not None:
                 self._poller.cancel()  # nobody waits: it starts again with the next waiter
                 self._poller = None
+
+    async def _read(self, account_id: str, project_id: str, deadline: float) -> Project | None:
+        """The project as the database has it now; None, after a pause, while the database is
+        unreachable or locked and the wait has time left. A caller waiting for a project that it
+        was already charged for (the OpenAI dialect's synchronous answer) then gets its images
+        once the database is back, instead of a 503 that its client would answer by creating
+        (and paying for) the project again."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await anyio.to_thread.run_sync(self.jobs.get, account_id, project_id)
+        except DBAPIError as exc:
+            remaining = deadline - loop.time()
+            if not is_transient(exc) or remaining <= 0:
+                raise
+            log.debug("project %s: the database does not answer; waiting on", project_id)
+            await asyncio.sleep(min(remaining, self.poll_seconds))
+            return None
 
     async def _poll(self) -> None:
         """Every ``poll_seconds`` while anyone waits: wake the waiters whose project's status
