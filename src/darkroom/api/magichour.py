@@ -22,7 +22,7 @@ router = APIRouter(tags=["Magic Hour v1"])
 
 
 class StyleBody(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     prompt: str = Field(description="The prompt used for the image(s).")
     tool: str | None = Field(default=None, description="Style tool; `general` when absent.")
@@ -32,7 +32,7 @@ class StyleBody(BaseModel):
 
 
 class CreateImageBody(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     image_count: int = Field(ge=1, le=16, description="Number of images; allowed values vary.")
     style: StyleBody

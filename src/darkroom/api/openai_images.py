@@ -21,6 +21,7 @@ from starlette.datastructures import UploadFile
 from darkroom.api import openai_results as results
 from darkroom.api.deps import PrincipalDep, ServicesDep, body_schema, fingerprint, json_body
 from darkroom.api.errors import validation_message
+from darkroom.api.forms import typed_fields
 from darkroom.api.sources import Source, SourceSet, load_sources
 from darkroom.core import openai_models
 from darkroom.core.accounts import Principal
@@ -41,7 +42,9 @@ OPENAI_FIELDS = FieldNames(prompt="prompt", image_count="n", tool="tool")
 class ImageRequest(BaseModel):
     """The fields that generations and edits share (OpenAI's names, plus darkroom's own)."""
 
-    model_config = ConfigDict(extra="ignore")
+    # Strict: a boolean is not a number, nor a number a string (JSON as sent, form fields as
+    # forms.typed_fields reads them).
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     prompt: str = Field(description="What to draw (or how to change the source image).")
     model: str | None = Field(
@@ -139,7 +142,7 @@ async def edit_images(
         form = await request.form(max_files=MAX_SOURCES + 1, max_fields=64, max_part_size=1 << 20)
     except Exception as exc:  # malformed multipart: python-multipart and Starlette raise several
         raise InvalidRequest(f"malformed multipart/form-data body: {exc}") from None
-    fields: dict[str, Any] = {}
+    fields: dict[str, str] = {}
     given: dict[str, list[Source]] = {"image": [], "mask": []}
     identity: list[bytes] = []  # what makes two requests the same, for an Idempotency-Key
     try:
@@ -161,7 +164,7 @@ async def edit_images(
     finally:
         await form.close()
     try:
-        body = ImageRequest.model_validate(fields)
+        body = ImageRequest.model_validate(typed_fields(ImageRequest, fields))
     except ValidationError as exc:
         message, field = validation_message(exc.errors())
         raise InvalidRequest(message, field=field) from None

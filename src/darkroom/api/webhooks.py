@@ -53,7 +53,7 @@ def delivery_view(delivery: Delivery) -> dict[str, Any]:
 
 
 class CreateWebhookBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     url: str = Field(max_length=4096, description="Where to POST events (http or https).")
     events: list[str] | None = Field(
