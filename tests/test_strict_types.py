@@ -15,7 +15,8 @@ from sqlalchemy import func, select
 from darkroom.store.tables import projects
 from tests.conftest import LiveServer
 
-NOT_NUMBERS: list[Any] = [True, False, "1", 1.5, 1.0, {}, [], [1]]
+# 2.0 is an integer (JSON Schema says so, and the document is JSON Schema); 1.5 is not.
+NOT_NUMBERS: list[Any] = [True, False, "1", 1.5, "1.0", {}, [], [1]]
 NOT_STRINGS: list[Any] = [True, 1, 1.5, {}, [], ["a"]]
 
 

@@ -12,6 +12,8 @@ from darkroom.api import (
     account,
     admin,
     catalog,
+    catalog_values,
+    document,
     downloads,
     errors,
     health,
@@ -52,6 +54,7 @@ def app_for(services: Services) -> FastAPI:
     app.state.services = services
     openai_paths = ("/v1/images/", "/api/images/", "/v1/models")
     errors.install(app, [(prefix, errors.openai_error) for prefix in openai_paths])
+    document.install(app, services.catalog, openai_paths, refine=[catalog_values.refine])
     app.add_middleware(RequestMiddleware, metrics=services.metrics)
     app.include_router(metrics.router)
     modules = (health, magichour, openai_images, catalog, account, downloads, admin, webhooks)

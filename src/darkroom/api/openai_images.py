@@ -20,8 +20,9 @@ from starlette.datastructures import UploadFile
 
 from darkroom.api import openai_results as results
 from darkroom.api.deps import PrincipalDep, ServicesDep, body_schema, fingerprint, json_body
+from darkroom.api.document import answers, form_fields, prompt_field
 from darkroom.api.errors import validation_message
-from darkroom.api.forms import typed_fields
+from darkroom.api.forms import JsonInt, typed_fields
 from darkroom.api.sources import Source, SourceSet, load_sources
 from darkroom.core import openai_models
 from darkroom.core.accounts import Principal
@@ -46,11 +47,11 @@ class ImageRequest(BaseModel):
     # forms.typed_fields reads them).
     model_config = ConfigDict(extra="ignore", strict=True)
 
-    prompt: str = Field(description="What to draw (or how to change the source image).")
+    prompt: str = prompt_field("What to draw (or how to change the source image).")
     model: str | None = Field(
         default=None, description="A catalog model, or dall-e-2 (default), dall-e-3, gpt-image-1."
     )
-    n: int | None = Field(default=None, ge=1, le=10, description="How many images (1..10).")
+    n: JsonInt | None = Field(default=None, ge=1, le=10, description="How many images (1..10).")
     size: str | None = Field(
         default=None, description="WIDTHxHEIGHT (1024x1024 by default) or auto."
     )
@@ -60,7 +61,7 @@ class ImageRequest(BaseModel):
     quality: str | None = Field(default=None, description="standard, hd, low, medium, high, auto.")
     style: str | None = Field(default=None, description="vivid or natural: rewrites the prompt.")
     output_format: Literal["png", "jpeg", "webp"] | None = Field(default=None)
-    output_compression: int | None = Field(default=None, ge=0, le=100)
+    output_compression: JsonInt | None = Field(default=None, ge=0, le=100)
     background: Literal["auto", "opaque", "transparent"] | None = None
     user: str | None = Field(default=None, max_length=256, description="Accepted, not stored.")
     stream: bool | None = Field(
@@ -68,7 +69,7 @@ class ImageRequest(BaseModel):
     )
     # darkroom's own (the openai package sends them with extra_body=)
     tool: str | None = Field(default=None, description="darkroom: a style tool (see /v1/catalog).")
-    seed: int | None = Field(default=None, ge=0, le=MAX_SEED, description="darkroom: a seed.")
+    seed: JsonInt | None = Field(default=None, ge=0, le=MAX_SEED, description="darkroom: a seed.")
 
     @field_validator("model", "size", "quality", "style", "tool", mode="before")
     @classmethod
@@ -85,8 +86,25 @@ class GenerationRequest(ImageRequest):
     )
 
 
-@router.post("/v1/images/generations", openapi_extra=body_schema(GenerationRequest))
-@router.post("/api/images/generations", openapi_extra=body_schema(GenerationRequest))
+IMAGE_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The images (JSON), or with stream: true server-sent events.",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    },
+    **answers(401, 402, 403, 409, 422, 429, 500, 504),
+}
+
+
+@router.post(
+    "/v1/images/generations",
+    openapi_extra=body_schema(GenerationRequest),
+    responses=IMAGE_ANSWERS,
+)
+@router.post(
+    "/api/images/generations",
+    openapi_extra=body_schema(GenerationRequest),
+    responses=IMAGE_ANSWERS,
+)
 async def generate_images(
     request: Request,
     who: PrincipalDep,
@@ -116,11 +134,15 @@ EDIT_FORM = {
                             "description": "The image(s) to edit (repeat the part, or image[]).",
                             "type": "array",
                             "items": {"type": "string", "format": "binary"},
+                            "minItems": 1,
+                            "maxItems": MAX_SOURCES,
                         },
                         "mask": {"type": "string", "format": "binary"},
-                        **body_schema(ImageRequest)["requestBody"]["content"]["application/json"][
-                            "schema"
-                        ]["properties"],
+                        **form_fields(
+                            body_schema(ImageRequest)["requestBody"]["content"]["application/json"][
+                                "schema"
+                            ]
+                        ),
                     },
                 }
             }
@@ -129,8 +151,8 @@ EDIT_FORM = {
 }
 
 
-@router.post("/v1/images/edits", openapi_extra=EDIT_FORM)
-@router.post("/api/images/edits", openapi_extra=EDIT_FORM, include_in_schema=False)
+@router.post("/v1/images/edits", openapi_extra=EDIT_FORM, responses=IMAGE_ANSWERS)
+@router.post("/api/images/edits", include_in_schema=False)
 async def edit_images(
     request: Request,
     who: PrincipalDep,
