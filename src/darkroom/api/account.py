@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 
 from darkroom.api.deps import PrincipalDep, ServicesDep
+from darkroom.api.document import answers
 from darkroom.core import usage
 from darkroom.core.errors import NotFound
 from darkroom.store import accounts as account_sql
@@ -18,7 +19,7 @@ from darkroom.store.database import as_utc
 router = APIRouter(tags=["Account"])
 
 
-@router.get("/v1/account")
+@router.get("/v1/account", responses=answers(401, 404))
 def get_account(who: PrincipalDep, services: ServicesDep) -> dict[str, Any]:
     account = services.db.query(lambda conn: account_sql.get_account(conn, who.account_id))
     if account is None:  # deleted between the key check and this read
@@ -50,11 +51,17 @@ def usage_query(
     ] = None,
     limit: Annotated[
         int | None,
-        Query(description=f"Entries per page, 1..{usage.MAX_LIMIT} (default 100)."),
+        Query(
+            json_schema_extra={"minimum": 1, "maximum": usage.MAX_LIMIT},
+            description=f"Entries per page, 1..{usage.MAX_LIMIT} (default 100).",
+        ),
     ] = None,
     before: Annotated[
         int | None,
-        Query(description="The next page: entries older than this entry id (`next_before`)."),
+        Query(
+            json_schema_extra={"minimum": 1, "maximum": usage.MAX_ENTRY_ID},
+            description="The next page: entries older than this entry id (`next_before`).",
+        ),
     ] = None,
 ) -> dict[str, Any]:
     """The usage query parameters, as :func:`darkroom.core.usage.report` takes them."""
@@ -64,6 +71,6 @@ def usage_query(
 UsageQuery = Annotated[dict[str, Any], Depends(usage_query)]
 
 
-@router.get("/v1/account/usage")
+@router.get("/v1/account/usage", responses=answers(401))
 def get_usage(who: PrincipalDep, services: ServicesDep, query: UsageQuery) -> dict[str, Any]:
     return usage.report(services.db, who.account_id, **query)

@@ -12,6 +12,8 @@ from darkroom.api import (
     account,
     admin,
     catalog,
+    catalog_values,
+    document,
     downloads,
     errors,
     health,
@@ -53,6 +55,7 @@ def app_for(services: Services) -> FastAPI:
     )
     app.state.services = services
     errors.install(app)
+    document.install(app, services.catalog, errors.OPENAI_PATHS, refine=[catalog_values.refine])
     settings = services.settings
     app.add_middleware(  # inside RequestMiddleware: a 413 is logged and has a request id
         BodyLimitMiddleware,

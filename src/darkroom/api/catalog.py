@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from darkroom.api.deps import OptionalPrincipalDep, ServicesDep
+from darkroom.api.document import answers
 from darkroom.core.catalog import Catalog
 from darkroom.core.errors import NotFound
 from darkroom.engine.diffusers_backend import weights_status
@@ -87,7 +88,7 @@ def usable_models(catalog: Catalog, tier: str | None) -> list[dict[str, Any]]:
     return [*models.values(), *alias_entries(catalog, models)]
 
 
-@router.get("/v1/models")
+@router.get("/v1/models", responses=answers(401))
 async def list_models(services: ServicesDep, who: OptionalPrincipalDep) -> dict[str, Any]:
     catalog = services.catalog
     return {
@@ -98,7 +99,7 @@ async def list_models(services: ServicesDep, who: OptionalPrincipalDep) -> dict[
     }
 
 
-@router.get("/v1/models/{model_id}")
+@router.get("/v1/models/{model_id}", responses=answers(401, 404))
 async def get_model(
     model_id: str, services: ServicesDep, who: OptionalPrincipalDep
 ) -> dict[str, Any]:
@@ -108,7 +109,7 @@ async def get_model(
     raise NotFound(f"The model {model_id!r} does not exist or this key may not use it")
 
 
-@router.get("/v1/catalog")
+@router.get("/v1/catalog", responses=answers(401))
 async def full_catalog(services: ServicesDep, who: OptionalPrincipalDep) -> dict[str, Any]:
     catalog = services.catalog
     return {

@@ -11,6 +11,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response, Streamin
 from starlette.concurrency import iterate_in_threadpool
 
 from darkroom.api.deps import ServicesDep
+from darkroom.api.document import answers
 from darkroom.core.downloads import LocalFile, Redirect
 from darkroom.engine.encode import media_type
 from darkroom.storage.signing import DOWNLOAD_PATH
@@ -18,7 +19,21 @@ from darkroom.storage.signing import DOWNLOAD_PATH
 router = APIRouter(tags=["Downloads"])
 
 
-@router.get(DOWNLOAD_PATH + "/{name}")
+IMAGE = {"schema": {"type": "string", "format": "binary"}}
+
+
+@router.get(
+    DOWNLOAD_PATH + "/{name}",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The image.",
+            "content": {"image/png": IMAGE, "image/jpeg": IMAGE, "image/webp": IMAGE},
+        },
+        307: {"description": "A presigned link to the image in the bucket."},
+        **answers(403, 404, 410),
+    },
+)
 async def download(
     name: str, services: ServicesDep, expires: str = "", signature: str = ""
 ) -> Response:

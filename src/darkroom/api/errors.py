@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
+from starlette.routing import Match, Route
 
 from darkroom.core.errors import (
     AlreadyEnded,
@@ -157,6 +158,28 @@ def answer(path: str, error: DarkroomError) -> JSONResponse:
     return renderer_for_path(path)(status_of(error), error)
 
 
+def allowed_methods(request: Request) -> str:
+    """Every method some route of this path takes (Starlette's 405 names only the first route
+    that matched the path, so GET /x and DELETE /x would say ``GET, HEAD``)."""
+    methods: set[str] = set()
+    for route in _routes(request.app.router.routes):
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE and route.methods:
+            methods |= route.methods
+    return ", ".join(sorted(methods))
+
+
+def _routes(routes: Iterable[Any]) -> Iterator[Route]:
+    """Every route, those of included routers too."""
+    for route in routes:
+        if isinstance(route, Route):
+            yield route
+        elif hasattr(route, "original_router"):  # FastAPI's include_router
+            yield from _routes(route.original_router.routes)
+        elif hasattr(route, "routes"):
+            yield from _routes(route.routes)
+
+
 def install(app: FastAPI, dialects: Sequence[tuple[str, Renderer]] = DIALECTS) -> None:
     """Register the handlers; ``dialects`` maps a path prefix to its renderer (Magic Hour's
     shape is the default)."""
@@ -182,6 +205,8 @@ def install(app: FastAPI, dialects: Sequence[tuple[str, Renderer]] = DIALECTS) -
         response = renderer_for(request)(exc.status_code, error)
         if exc.headers:
             response.headers.update(exc.headers)
+        if exc.status_code == 405:
+            response.headers["Allow"] = allowed_methods(request)
         return response
 
     async def on_disconnect(request: Request, exc: Exception) -> JSONResponse:

@@ -21,7 +21,15 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    responses={
+        503: {
+            "description": "Not ready: the body says which check failed.",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+    },
+)
 def readyz(services: ServicesDep) -> JSONResponse:
     # A plain function (run on a thread): an unreachable database may take a while to say so.
     checks: dict[str, Any] = {"workers": services.runner.running}

@@ -11,9 +11,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from darkroom.api.deps import PrincipalDep, ServicesDep, body_schema, fingerprint, json_body
+from darkroom.api.document import answers, prompt_field
+from darkroom.api.forms import JsonInt
 from darkroom.core import project_view
 from darkroom.core.catalog import ImageSpec
 from darkroom.core.errors import AlreadyEnded
+from darkroom.core.jobs import MAX_PAGE
 from darkroom.core.projects import MAX_SEED, Project
 from darkroom.core.status import Status
 from darkroom.services import Services
@@ -22,9 +25,9 @@ router = APIRouter(tags=["Magic Hour v1"])
 
 
 class StyleBody(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
-    prompt: str = Field(description="The prompt used for the image(s).")
+    prompt: str = prompt_field("The prompt used for the image(s).")
     tool: str | None = Field(default=None, description="Style tool; `general` when absent.")
     quality_mode: str | None = Field(
         default=None, description="Deprecated: `standard` or `pro`; `model` wins."
@@ -32,9 +35,9 @@ class StyleBody(BaseModel):
 
 
 class CreateImageBody(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
-    image_count: int = Field(ge=1, le=16, description="Number of images; allowed values vary.")
+    image_count: JsonInt = Field(ge=1, le=16, description="Number of images; allowed values vary.")
     style: StyleBody
     model: str | None = Field(default=None, description="`default` or a catalog model.")
     aspect_ratio: str | None = Field(default=None, description="`1:1` (default), `16:9`, `9:16`.")
@@ -43,7 +46,7 @@ class CreateImageBody(BaseModel):
     )
     resolution: str | None = Field(default=None, description="640px, 1k, 2k, 4k or auto.")
     name: str | None = Field(default=None, max_length=500)
-    seed: int | None = Field(
+    seed: JsonInt | None = Field(
         default=None, ge=0, le=MAX_SEED, description="darkroom: a seed for reproducible images."
     )
 
@@ -69,6 +72,7 @@ class CreateImageResponse(BaseModel):
 @router.post(
     "/v1/ai-image-generator",
     response_model=CreateImageResponse,
+    responses=answers(401, 402, 403, 422, 429),
     openapi_extra=body_schema(CreateImageBody),
 )
 async def create_image(
@@ -101,11 +105,17 @@ async def create_image(
 MAX_WAIT_SECONDS = 60.0
 
 
-@router.get("/v1/image-projects")
+@router.get("/v1/image-projects", responses=answers(401))
 def list_projects(
     who: PrincipalDep,
     services: ServicesDep,
-    limit: Annotated[int, Query(description="Projects in this page (1 to 100).")] = 20,
+    limit: Annotated[
+        int,
+        Query(
+            description=f"Projects in this page (1 to {MAX_PAGE}).",
+            json_schema_extra={"minimum": 1, "maximum": MAX_PAGE},
+        ),
+    ] = 20,
     before: Annotated[
         str | None,
         Query(
@@ -127,7 +137,7 @@ def list_projects(
     }
 
 
-@router.get("/v1/image-projects/{project_id}")
+@router.get("/v1/image-projects/{project_id}", responses=answers(401, 404))
 async def get_project(
     project_id: str,
     who: PrincipalDep,
@@ -161,7 +171,7 @@ async def get_project(
     return body
 
 
-@router.post("/v1/image-projects/{project_id}/cancel")
+@router.post("/v1/image-projects/{project_id}/cancel", responses=answers(401, 404, 409))
 def cancel_project(project_id: str, who: PrincipalDep, services: ServicesDep) -> dict[str, Any]:
     """darkroom: stop a queued or rendering project and refund it in full; the worker stops at
     its next step. Canceling a canceled project answers it again; a project that already
@@ -175,7 +185,7 @@ def cancel_project(project_id: str, who: PrincipalDep, services: ServicesDep) ->
     return project_body(project, services)
 
 
-@router.delete("/v1/image-projects/{project_id}", status_code=204)
+@router.delete("/v1/image-projects/{project_id}", status_code=204, responses=answers(401, 404))
 def delete_project(project_id: str, who: PrincipalDep, services: ServicesDep) -> Response:
     services.jobs.delete(who.account_id, project_id)
     return Response(status_code=204)

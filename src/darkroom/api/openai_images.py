@@ -20,7 +20,9 @@ from starlette.datastructures import UploadFile
 
 from darkroom.api import openai_results as results
 from darkroom.api.deps import PrincipalDep, ServicesDep, body_schema, fingerprint, json_body
+from darkroom.api.document import answers, form_fields, prompt_field
 from darkroom.api.errors import validation_message
+from darkroom.api.forms import JsonInt, typed_fields
 from darkroom.api.sources import Source, SourceSet, load_sources
 from darkroom.core import openai_models
 from darkroom.core.accounts import Principal
@@ -49,13 +51,15 @@ OPENAI_FIELDS = FieldNames(prompt="prompt", image_count="n", tool="tool")
 class ImageRequest(BaseModel):
     """The fields that generations and edits share (OpenAI's names, plus darkroom's own)."""
 
-    model_config = ConfigDict(extra="ignore")
+    # Strict: a boolean is not a number, nor a number a string (JSON as sent, form fields as
+    # forms.typed_fields reads them).
+    model_config = ConfigDict(extra="ignore", strict=True)
 
-    prompt: str = Field(description="What to draw (or how to change the source image).")
+    prompt: str = prompt_field("What to draw (or how to change the source image).")
     model: str | None = Field(
         default=None, description="A catalog model, or dall-e-2 (default), dall-e-3, gpt-image-1."
     )
-    n: int | None = Field(default=None, ge=1, le=10, description="How many images (1..10).")
+    n: JsonInt | None = Field(default=None, ge=1, le=10, description="How many images (1..10).")
     size: str | None = Field(
         default=None, description="WIDTHxHEIGHT (1024x1024 by default) or auto."
     )
@@ -65,7 +69,7 @@ class ImageRequest(BaseModel):
     quality: str | None = Field(default=None, description="standard, hd, low, medium, high, auto.")
     style: str | None = Field(default=None, description="vivid or natural: rewrites the prompt.")
     output_format: Literal["png", "jpeg", "webp"] | None = Field(default=None)
-    output_compression: int | None = Field(default=None, ge=0, le=100)
+    output_compression: JsonInt | None = Field(default=None, ge=0, le=100)
     background: Literal["auto", "opaque", "transparent"] | None = None
     user: str | None = Field(default=None, max_length=256, description="Accepted, not stored.")
     stream: bool | None = Field(
@@ -73,7 +77,7 @@ class ImageRequest(BaseModel):
     )
     # darkroom's own (the openai package sends them with extra_body=)
     tool: str | None = Field(default=None, description="darkroom: a style tool (see /v1/catalog).")
-    seed: int | None = Field(default=None, ge=0, le=MAX_SEED, description="darkroom: a seed.")
+    seed: JsonInt | None = Field(default=None, ge=0, le=MAX_SEED, description="darkroom: a seed.")
 
     @field_validator("model", "size", "quality", "style", "tool", mode="before")
     @classmethod
@@ -90,8 +94,43 @@ class GenerationRequest(ImageRequest):
     )
 
 
-@router.post("/v1/images/generations", openapi_extra=body_schema(GenerationRequest))
-@router.post("/api/images/generations", openapi_extra=body_schema(GenerationRequest))
+# One server-sent event of a streamed answer: ``image_generation.completed`` (or
+# ``image_edit.completed``) with the image, or ``error``; its data is a JSON object.
+SSE_EVENT = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {
+            "type": "string",
+            "enum": ["image_generation.completed", "image_edit.completed", "error"],
+        },
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": {"type": "object"},
+        },
+    },
+}
+
+IMAGE_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The images (JSON), or with stream: true server-sent events.",
+        "content": {"text/event-stream": {"schema": SSE_EVENT}},
+    },
+    **answers(401, 402, 403, 409, 422, 429, 500, 504),
+}
+
+
+@router.post(
+    "/v1/images/generations",
+    openapi_extra=body_schema(GenerationRequest),
+    responses=IMAGE_ANSWERS,
+)
+@router.post(
+    "/api/images/generations",
+    openapi_extra=body_schema(GenerationRequest),
+    responses=IMAGE_ANSWERS,
+)
 async def generate_images(
     request: Request,
     who: PrincipalDep,
@@ -121,11 +160,15 @@ EDIT_FORM = {
                             "description": "The image(s) to edit (repeat the part, or image[]).",
                             "type": "array",
                             "items": {"type": "string", "format": "binary"},
+                            "minItems": 1,
+                            "maxItems": MAX_SOURCES,
                         },
                         "mask": {"type": "string", "format": "binary"},
-                        **body_schema(ImageRequest)["requestBody"]["content"]["application/json"][
-                            "schema"
-                        ]["properties"],
+                        **form_fields(
+                            body_schema(ImageRequest)["requestBody"]["content"]["application/json"][
+                                "schema"
+                            ]
+                        ),
                     },
                 }
             }
@@ -134,8 +177,8 @@ EDIT_FORM = {
 }
 
 
-@router.post("/v1/images/edits", openapi_extra=EDIT_FORM)
-@router.post("/api/images/edits", openapi_extra=EDIT_FORM, include_in_schema=False)
+@router.post("/v1/images/edits", openapi_extra=EDIT_FORM, responses=IMAGE_ANSWERS)
+@router.post("/api/images/edits", include_in_schema=False)
 async def edit_images(
     request: Request,
     who: PrincipalDep,
@@ -147,7 +190,7 @@ async def edit_images(
         form = await request.form(max_files=MAX_SOURCES + 1, max_fields=64, max_part_size=1 << 20)
     except Exception as exc:  # malformed multipart: python-multipart and Starlette raise several
         raise InvalidRequest(f"malformed multipart/form-data body: {exc}") from None
-    fields: dict[str, Any] = {}
+    fields: dict[str, str] = {}
     given: dict[str, list[Source]] = {"image": [], "mask": []}
     identity: list[bytes] = []  # what makes two requests the same, for an Idempotency-Key
     try:
@@ -169,7 +212,7 @@ async def edit_images(
     finally:
         await form.close()
     try:
-        body = ImageRequest.model_validate(fields)
+        body = ImageRequest.model_validate(typed_fields(ImageRequest, fields))
     except ValidationError as exc:
         message, field = validation_message(exc.errors())
         raise InvalidRequest(message, field=field) from None

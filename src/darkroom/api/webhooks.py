@@ -10,9 +10,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, WithJsonSchema
 
 from darkroom.api.deps import PrincipalDep, ServicesDep, body_schema, json_body
+from darkroom.api.document import answers
 from darkroom.core.project_view import iso
 from darkroom.core.webhooks import EVENT_NAMES, Delivery
 
@@ -57,17 +58,30 @@ def delivery_view(delivery: Delivery) -> dict[str, Any]:
 
 
 class CreateWebhookBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    url: str = Field(max_length=4096, description="Where to POST events (http or https).")
-    events: list[str] | None = Field(
+    url: str = Field(
+        max_length=4096,
+        description="Where to POST events (http or https); its host must resolve to an "
+        "address the server may reach.",
+        json_schema_extra={"pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"},
+    )
+    events: (
+        list[Annotated[str, WithJsonSchema({"type": "string", "enum": list(EVENT_NAMES)})]] | None
+    ) = Field(
         default=None,
         max_length=len(EVENT_NAMES),
+        json_schema_extra={"minItems": 1},  # core.webhooks refuses an empty list
         description=f"Events to receive, of {', '.join(EVENT_NAMES)}; all when absent.",
     )
 
 
-@router.post("/v1/webhooks", status_code=201, openapi_extra=body_schema(CreateWebhookBody))
+@router.post(
+    "/v1/webhooks",
+    status_code=201,
+    openapi_extra=body_schema(CreateWebhookBody),
+    responses=answers(401),
+)
 async def create_webhook(
     request: Request, who: PrincipalDep, services: ServicesDep
 ) -> JSONResponse:
@@ -77,7 +91,7 @@ async def create_webhook(
     return JSONResponse({**endpoint_view(created), "secret": created.secret}, status_code=201)
 
 
-@router.get("/v1/webhooks")
+@router.get("/v1/webhooks", responses=answers(401))
 def list_webhooks(who: PrincipalDep, services: ServicesDep) -> dict[str, Any]:
     return {"data": [endpoint_view(row) for row in services.webhooks.endpoints(who.account_id)]}
 
@@ -91,12 +105,16 @@ class UpdateWebhookBody(BaseModel):
     )
 
 
-@router.get("/v1/webhooks/{webhook_id}")
+@router.get("/v1/webhooks/{webhook_id}", responses=answers(401, 404))
 def get_webhook(webhook_id: str, who: PrincipalDep, services: ServicesDep) -> dict[str, Any]:
     return endpoint_view(services.webhooks.get(who.account_id, webhook_id))
 
 
-@router.patch("/v1/webhooks/{webhook_id}", openapi_extra=body_schema(UpdateWebhookBody))
+@router.patch(
+    "/v1/webhooks/{webhook_id}",
+    openapi_extra=body_schema(UpdateWebhookBody),
+    responses=answers(401, 404),
+)
 async def update_webhook(
     webhook_id: str, request: Request, who: PrincipalDep, services: ServicesDep
 ) -> dict[str, Any]:
@@ -112,6 +130,7 @@ async def update_webhook(
     "/v1/webhooks/{webhook_id}/test",
     responses={
         202: {"description": "Queued; not yet attempted within `wait` seconds."},
+        **answers(401, 404),
         409: {"description": "The endpoint is disabled."},
     },
 )
@@ -129,13 +148,13 @@ async def test_webhook(
     return JSONResponse(delivery_view(delivery), status_code=200 if delivery.row.attempts else 202)
 
 
-@router.delete("/v1/webhooks/{webhook_id}", status_code=204)
+@router.delete("/v1/webhooks/{webhook_id}", status_code=204, responses=answers(401, 404))
 def delete_webhook(webhook_id: str, who: PrincipalDep, services: ServicesDep) -> Response:
     services.webhooks.delete(who.account_id, webhook_id)
     return Response(status_code=204)
 
 
-@router.get("/v1/webhooks/{webhook_id}/deliveries")
+@router.get("/v1/webhooks/{webhook_id}/deliveries", responses=answers(401, 404))
 def list_deliveries(
     webhook_id: str,
     who: PrincipalDep,
@@ -148,7 +167,11 @@ def list_deliveries(
     return {"data": [delivery_view(delivery) for delivery in found]}
 
 
-@router.post("/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/resend", status_code=202)
+@router.post(
+    "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/resend",
+    status_code=202,
+    responses=answers(401, 404),
+)
 def resend_delivery(
     webhook_id: str, delivery_id: str, who: PrincipalDep, services: ServicesDep
 ) -> JSONResponse:

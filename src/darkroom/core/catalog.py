@@ -161,12 +161,13 @@ class Catalog(_Strict):
         return entry.credits_per_image * self.price_multipliers[resolution] * count
 
     def resolve_model(self, requested: str | None, quality_mode: str | None = None) -> str:
+        # A deprecated field is checked even where a newer one wins over it: a typo is a 400.
+        if quality_mode is not None and quality_mode not in self.quality_modes:
+            raise InvalidRequest(
+                f"style.quality_mode must be one of {listing(self.quality_modes)}",
+                field="style.quality_mode",
+            )
         if requested is None and quality_mode is not None:
-            if quality_mode not in self.quality_modes:
-                raise InvalidRequest(
-                    f"style.quality_mode must be one of {listing(self.quality_modes)}",
-                    field="style.quality_mode",
-                )
             return self.quality_modes[quality_mode]
         if requested is None or requested == "default":
             return self.default_model
@@ -289,6 +290,10 @@ class Catalog(_Strict):
         return ratio, resolution
 
     def _aspect_ratio(self, spec: ImageSpec) -> str:
+        if spec.orientation is not None and spec.orientation not in self.orientations:
+            raise InvalidRequest(
+                f"orientation must be one of {listing(self.orientations)}", field="orientation"
+            )
         if spec.aspect_ratio is not None:
             if spec.aspect_ratio not in self.sizes:
                 raise InvalidRequest(
@@ -296,11 +301,6 @@ class Catalog(_Strict):
                 )
             return spec.aspect_ratio
         if spec.orientation is not None:
-            if spec.orientation not in self.orientations:
-                raise InvalidRequest(
-                    f"orientation must be one of {listing(self.orientations)}",
-                    field="orientation",
-                )
             return self.orientations[spec.orientation]
         return self.default_aspect_ratio
 
