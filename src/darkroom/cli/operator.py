@@ -247,7 +247,11 @@ def secrets_rotate(args: argparse.Namespace) -> int:
     if not settings.is_sqlite and not settings.secret_key:
         # A key made up here would be one that no node has.
         raise ValueError("a shared database needs DARKROOM_SECRET_KEY: the one its nodes use")
-    census = reseal(open_database(settings), secret_box(settings))
+    db = open_database(settings)
+    try:
+        census = reseal(db, secret_box(settings))
+    finally:
+        db.dispose()
     data = {
         "reencrypted": census.sealed,
         "already_current": census.current,
