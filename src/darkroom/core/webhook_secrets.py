@@ -109,11 +109,13 @@ def seal_plaintext(db: Database, box: SecretBox) -> Census:
 
     def work(conn: Connection) -> Census:
         census = Census()
+        changes = []
         for row in sql.all_secrets(conn):
             if row.secret.startswith(SECRET_PREFIX):
-                _reseal(conn, box, row.id, row.secret, row.secret, census)
+                changes.append((row.id, row.secret, row.secret))
             elif not _opens(box, row.secret):
                 census.unreadable.append(row.id)
+        _reseal(conn, box, changes, census)
         return census
 
     census = db.transact(work)
@@ -129,16 +131,16 @@ def reseal(db: Database, box: SecretBox) -> Census:
 
     def work(conn: Connection) -> Census:
         census = Census()
+        changes = []
         for row in sql.all_secrets(conn):
             if box.sealed_with_current(row.secret):
                 census.current += 1
                 continue
             try:
-                secret = box.open(row.secret)
+                changes.append((row.id, row.secret, box.open(row.secret)))
             except SecretUnreadable:
                 census.unreadable.append(row.id)
-                continue
-            _reseal(conn, box, row.id, row.secret, secret, census)
+        _reseal(conn, box, changes, census)
         return census
 
     census = db.transact(work)
@@ -147,15 +149,16 @@ def reseal(db: Database, box: SecretBox) -> Census:
 
 
 def _reseal(
-    conn: Connection, box: SecretBox, endpoint_id: str, stored: str, secret: str, census: Census
+    conn: Connection, box: SecretBox, changes: list[tuple[str, str, str]], census: Census
 ) -> None:
-    try:
-        sealed = box.seal(secret)
-    except ValueError:
-        census.skipped.append(endpoint_id)
-        return
-    if sql.replace_secret(conn, endpoint_id, stored, sealed):
-        census.sealed += 1
+    """Store each ``(endpoint_id, stored, secret)`` sealed under the current key."""
+    sealed = []
+    for endpoint_id, stored, secret in changes:
+        try:
+            sealed.append((endpoint_id, stored, box.seal(secret)))
+        except ValueError:
+            census.skipped.append(endpoint_id)
+    census.sealed += sql.replace_secrets(conn, sealed)
 
 
 def _report(census: Census) -> None:

@@ -53,22 +53,43 @@ def own_file(path: Path) -> None:
 
 
 def tighten(root: Path) -> int:
-    """Take the group and other bits off ``root`` and everything under it (symbolic links are
-    left alone); the number of files and directories changed. A file that cannot be changed (of
-    another owner) is logged and skipped."""
+    """Take the group and other bits off ``root`` and what it holds (symbolic links are left
+    alone); the number of files and directories changed. A file that cannot be changed (of
+    another owner) is logged and skipped.
+
+    When ``root`` is open to others (an older version's data directory), everything under it is
+    walked, ``root`` last (an interrupted pass is finished at the next start). When it is
+    already owner-only, nobody else can enter it, and only its own entries are checked: a large
+    image store is not walked again at every start."""
+    top = os.fspath(root)
+    try:
+        open_root = bool(os.lstat(top).st_mode & SHARED_BITS)
+    except FileNotFoundError:
+        return 0
+    changed = _tighten_below(top, recursive=open_root)
+    return changed + _tighten_one(top)
+
+
+def _tighten_below(directory: str, *, recursive: bool) -> int:
     changed = 0
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in (*dirnames, *filenames):
-            changed += _tighten_one(Path(dirpath, name))
-    return changed + _tighten_one(root)
+    try:
+        entries = list(os.scandir(directory))
+    except OSError as exc:
+        log.warning("cannot list %s: %s", directory, exc.strerror or exc)
+        return 0
+    for entry in entries:
+        if recursive and entry.is_dir(follow_symlinks=False):
+            changed += _tighten_below(entry.path, recursive=True)
+        changed += _tighten_one(entry.path)
+    return changed
 
 
-def _tighten_one(path: Path) -> int:
+def _tighten_one(path: str) -> int:
     try:
         mode = os.lstat(path).st_mode
         if stat.S_ISLNK(mode) or not mode & SHARED_BITS:
             return 0
-        _restrict(path, mode)
+        os.chmod(path, stat.S_IMODE(mode) & ~SHARED_BITS)  # noqa: PTH101 (strings: many files)
     except FileNotFoundError:  # removed meanwhile
         return 0
     except OSError as exc:

@@ -3,7 +3,7 @@ re-sealing them: core/webhook_secrets.py)."""
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, Row, select, update
+from sqlalchemy import Connection, Row, bindparam, select, update
 
 from darkroom.store.tables import webhook_endpoints
 
@@ -14,12 +14,18 @@ def all_secrets(conn: Connection) -> list[Row]:  # type: ignore[type-arg]
     return list(conn.execute(query.order_by(webhook_endpoints.c.id)))
 
 
-def replace_secret(conn: Connection, endpoint_id: str, old: str, new: str) -> bool:
-    """Store ``new`` as the endpoint's secret if it still holds ``old`` (another node may have
-    replaced it meanwhile); whether it did."""
+def replace_secrets(conn: Connection, changes: list[tuple[str, str, str]]) -> int:
+    """For each ``(endpoint_id, old, new)``, store ``new`` as the endpoint's secret if it still
+    holds ``old`` (another node may have replaced it meanwhile); how many were replaced."""
+    if not changes:
+        return 0
     result = conn.execute(
         update(webhook_endpoints)
-        .where(webhook_endpoints.c.id == endpoint_id, webhook_endpoints.c.secret == old)
-        .values(secret=new)
+        .where(
+            webhook_endpoints.c.id == bindparam("endpoint_id"),
+            webhook_endpoints.c.secret == bindparam("old"),
+        )
+        .values(secret=bindparam("new")),
+        [{"endpoint_id": i, "old": old, "new": new} for i, old, new in changes],
     )
-    return result.rowcount == 1
+    return result.rowcount
