@@ -4,9 +4,13 @@ the workers and the operator commands."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
 
 from darkroom.core.accounts import Authenticator
 from darkroom.core.admin import Admin, load_admin_token
@@ -21,6 +25,7 @@ from darkroom.core.ratelimit import RateLimiter
 from darkroom.core.recovery import Recovery
 from darkroom.core.retention import Retention
 from darkroom.core.watch import Watch
+from darkroom.core.webhook_secrets import SecretBox, seal_plaintext
 from darkroom.core.webhooks import Webhooks
 from darkroom.core.work import Work
 from darkroom.engine.base import Backend
@@ -34,11 +39,17 @@ from darkroom.queue.heartbeat import Heartbeat, Node
 from darkroom.queue.notify import AUTH, CHANGES, WEBHOOKS, Notifier
 from darkroom.settings import Settings
 from darkroom.storage.files import ProjectFiles
+from darkroom.storage.local import LocalStore
 from darkroom.storage.location import open_store
+from darkroom.storage.objects import ObjectStore
+from darkroom.storage.permissions import make_dirs, own_file, tighten
 from darkroom.storage.signing import URLSigner, load_or_create_secret
 from darkroom.store.database import Database
 from darkroom.worker.runner import Runner
 from darkroom.worker.webhook_sender import Policy, WebhookSender
+
+log = logging.getLogger("darkroom.data")
+SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
 
 
 @dataclass
@@ -69,8 +80,18 @@ class Services:
 
 
 def open_database(settings: Settings) -> Database:
-    """The database, migrated to the newest schema."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    """The database, migrated to the newest schema; the data directory (and a SQLite file
+    anywhere) readable by the owner only."""
+    make_dirs(settings.data_dir)
+    make_private(settings.data_dir)
+    sqlite_file = _sqlite_file(settings.sqlalchemy_url)
+    if sqlite_file is not None:
+        # Created owner-only before SQLite opens it: its -wal and -shm files get its mode.
+        own_file(sqlite_file)
+        for suffix in SQLITE_COMPANIONS:
+            companion = sqlite_file.with_name(sqlite_file.name + suffix)
+            if companion.exists():
+                own_file(companion)
     db = Database(
         settings.sqlalchemy_url,
         sqlite_synchronous=settings.sqlite_synchronous,
@@ -78,6 +99,26 @@ def open_database(settings: Settings) -> Database:
     )
     db.migrate()
     return db
+
+
+def make_private(root: Path) -> None:
+    """Take the group and other bits off ``root`` and everything in it (left by an older
+    version), saying so in the log."""
+    changed = tighten(root)
+    if changed:
+        log.warning(
+            "%s: made %d files and directories readable by the owner only (they were readable "
+            "by other users)",
+            root.resolve(),
+            changed,
+        )
+
+
+def _sqlite_file(url: str) -> Path | None:
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
 
 
 def load_catalog(settings: Settings) -> Catalog:
@@ -138,14 +179,17 @@ def default_backends(
 
 
 def build_webhooks(
-    settings: Settings, db: Database, links: Downloads, owner: str
+    settings: Settings, db: Database, links: Downloads, owner: str, box: SecretBox
 ) -> tuple[Webhooks, WebhookSender]:
     """Webhook endpoints and deliveries, and the sender that posts them (holding its leases in
-    the name of ``owner``, this node)."""
+    the name of ``owner``, this node); ``box`` seals and opens their signing secrets."""
     ttl = settings.download_ttl_seconds
     allow_private = settings.allow_private_webhooks
     webhooks = Webhooks(
-        db, lambda project: project_body(project, links, ttl), allow_private=allow_private
+        db,
+        lambda project: project_body(project, links, ttl),
+        allow_private=allow_private,
+        box=box,
     )
     policy = Policy(
         timeout=settings.webhook_timeout_seconds,
@@ -158,8 +202,25 @@ def build_webhooks(
         poll=settings.poll_seconds,
         allow_private=allow_private,
     )
-    sender = WebhookSender(db, policy, owner)
+    sender = WebhookSender(db, policy, owner, box=box)
     return webhooks, sender
+
+
+def server_secret(settings: Settings) -> bytes:
+    """The server's secret: ``secret_key``, else the one generated once in the data directory."""
+    return load_or_create_secret(settings.secret_key, settings.secret_key_file)
+
+
+def secret_box(settings: Settings) -> SecretBox:
+    """What seals webhook secrets under the server's secret and opens them with it or a
+    previous one."""
+    return SecretBox([server_secret(settings), *settings.previous_secrets])
+
+
+def make_store_private(store: ObjectStore, data_dir: Path) -> None:
+    """A local storage directory outside the data directory, readable by the owner only."""
+    if isinstance(store, LocalStore) and not store.root.is_relative_to(data_dir.resolve()):
+        make_private(store.root)
 
 
 def with_availability(catalog: Catalog, backends: Backends) -> Catalog:
@@ -197,10 +258,13 @@ def build_services(
     store = open_store(settings.storage_url, settings.data_dir, links=settings.storage_links)
     files = ProjectFiles(store)
     db = open_database(settings)
+    make_store_private(store, settings.data_dir)
     catalog = load_catalog(settings)
     backends = backends or default_backends(catalog, settings)
     catalog = with_availability(catalog, backends)
-    secret = load_or_create_secret(settings.secret_key, settings.data_dir / "secret.key")
+    secret = server_secret(settings)
+    box = secret_box(settings)
+    seal_plaintext(db, box)  # what an older version stored in clear
     node = Node(
         id=new_id("node"),
         kind=node_kind(settings, serves_api=serves_api),
@@ -239,9 +303,9 @@ def build_services(
     heartbeat.tasks += [runner.renew, recovery.sweep, retention.tick]
     auth = Authenticator(db, settings.auth_cache_seconds)
     notifier.subscribe(AUTH, lambda _account_id: auth.forget())
-    signer = URLSigner(secret, settings.base_url)
+    signer = URLSigner(secret, settings.base_url, settings.previous_secrets)
     downloads = Downloads(db, files, signer)
-    webhooks, sender = build_webhooks(settings, db, downloads, node.id)
+    webhooks, sender = build_webhooks(settings, db, downloads, node.id, box)
     events.recorders.append(webhooks.record)
     notifier.subscribe(WEBHOOKS, lambda _payload: sender.wake())
     metrics = Metrics(db, jobs.queue_depth, catalog.models)

@@ -40,8 +40,14 @@ class Settings(BaseSettings):
     retention_days: float = Field(default=0, ge=0)
     # Operator catalog merged over the shipped one.
     catalog: Path | None = None
-    # HMAC key for download links; empty means a key generated once and kept in the data dir.
+    # The server's secret: the HMAC key of download links and the source of the key that
+    # encrypts webhook signing secrets at rest; empty means one generated once and kept in the
+    # data dir (secret.key, readable by the owner only).
     secret_key: str = ""
+    # Rotating the secret: the previous secret keys, comma-separated. They still decrypt webhook
+    # secrets (until `darkroom secrets rotate` re-encrypts them under secret_key) and still
+    # verify download links (until those expire); nothing new is signed or encrypted with them.
+    previous_secret_keys: str = ""
     # How long download links work (at most a week: the limit of S3's presigned URLs).
     download_ttl_seconds: int = Field(default=24 * 3600, ge=1, le=7 * 24 * 3600)
     # Projects rendered through a vendor's API (openai, gemini, seedream backends) at once by
@@ -207,6 +213,16 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'darkroom.sqlite3').resolve()}"
+
+    @property
+    def previous_secrets(self) -> list[bytes]:
+        """``previous_secret_keys``, each as bytes (blanks dropped)."""
+        return [k.strip().encode() for k in self.previous_secret_keys.split(",") if k.strip()]
+
+    @property
+    def secret_key_file(self) -> Path:
+        """Where the generated secret is kept when ``secret_key`` is empty."""
+        return self.data_dir / "secret.key"
 
     @property
     def dev_key_file(self) -> Path:

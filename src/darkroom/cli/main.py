@@ -14,7 +14,7 @@ from darkroom.cli import hooks, remote
 from darkroom.core.errors import DarkroomError
 
 # The commands that run the service or work on its data: they need the server extra.
-SERVER_COMMANDS = ("serve", "worker", "accounts", "keys", "credits", "catalog")
+SERVER_COMMANDS = ("serve", "worker", "accounts", "keys", "credits", "catalog", "secrets")
 SERVER_EXTRA = "pip install 'darkroom[server]'"
 # What the server extra installs (import names): one of them missing means a client-only install.
 SERVER_PACKAGES = frozenset(
@@ -29,6 +29,7 @@ SERVER_PACKAGES = frozenset(
         "multipart",
         "python_multipart",
         "prometheus_client",
+        "cryptography",
     }
 )
 

@@ -11,8 +11,9 @@ from typing import Any
 
 from darkroom.cli.options import add_data_options, settings_from
 from darkroom.core.admin import Admin
+from darkroom.core.webhook_secrets import reseal
 from darkroom.engine.diffusers_backend import weights_status
-from darkroom.services import load_catalog, open_database
+from darkroom.services import load_catalog, open_database, secret_box
 
 
 def add_parsers(commands: Any) -> None:
@@ -74,6 +75,17 @@ def add_parsers(commands: Any) -> None:
         help="show the catalog as serve runs it with this setting (DARKROOM_PREVIEW_ONLY)",
     )
     _common(catalog, catalog_list)
+
+    keys_of_server = commands.add_parser(
+        "secrets", help="the server's secret: re-encrypt stored secrets after rotating it"
+    )
+    secret_cmds = keys_of_server.add_subparsers(dest="action", required=True, metavar="ACTION")
+    rotate = secret_cmds.add_parser(
+        "rotate",
+        help="re-encrypt every webhook signing secret under DARKROOM_SECRET_KEY, so that "
+        "DARKROOM_PREVIOUS_SECRET_KEYS can be dropped (README: Rotating the server secret)",
+    )
+    _common(rotate, secrets_rotate)
 
 
 def _common(parser: argparse.ArgumentParser, run: Any) -> None:
@@ -228,3 +240,33 @@ def catalog_list(args: argparse.Namespace) -> int:
             f"n ≤ {alias.max_n}{better}"
         )
     return _emit(args, data, lines)
+
+
+def secrets_rotate(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    if not settings.is_sqlite and not settings.secret_key:
+        # A key made up here would be one that no node has.
+        raise ValueError("a shared database needs DARKROOM_SECRET_KEY: the one its nodes use")
+    db = open_database(settings)
+    try:
+        census = reseal(db, secret_box(settings))
+    finally:
+        db.dispose()
+    data = {
+        "reencrypted": census.sealed,
+        "already_current": census.current,
+        "unreadable": census.unreadable,
+        "not_darkroom_secrets": census.skipped,
+    }
+    lines = [
+        f"webhook secrets: {census.sealed} re-encrypted under the current key, "
+        f"{census.current} already were"
+    ]
+    if census.unreadable:
+        lines.append(
+            f"{len(census.unreadable)} cannot be decrypted with DARKROOM_SECRET_KEY or "
+            f"DARKROOM_PREVIOUS_SECRET_KEYS and were left as they are: "
+            f"{', '.join(census.unreadable)}"
+        )
+    _emit(args, data, lines)
+    return 1 if census.unreadable else 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from darkroom.observe.logs import configure as configure_logging
     from darkroom.services import build_services
 
+    os.umask(0o077)  # what this process writes is the owner's only (storage/permissions.py)
     args.weights = parse_weights(args.weights)
     settings = settings_from(
         args, "host", "port", "public_url", "workers", "preview_only", "weights", "device", "dtype"

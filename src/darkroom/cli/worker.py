@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from typing import Any
 
@@ -58,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from darkroom.observe.logs import configure as configure_logging
     from darkroom.services import build_services
 
+    os.umask(0o077)  # what this process writes is the owner's only (storage/permissions.py)
     args.weights = parse_weights(args.weights)
     args.worker_models = args.models
     settings = settings_from(

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from darkroom.core import accounts
 from darkroom.core.catalog import Catalog
+from darkroom.storage.permissions import write_new
 from darkroom.store import accounts as sql
 from darkroom.store.database import Database
 
@@ -31,9 +31,7 @@ def ensure_dev_account(
             known_tiers=list(catalog.tiers),
         )
         key_file.unlink(missing_ok=True)
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(key.key + "\n")
+        write_new(key_file, f"{key.key}\n".encode())
         return key.key
     if key_file.exists():
         return key_file.read_text().strip() or None

@@ -16,10 +16,10 @@ event (``webhook.test``) goes to one endpoint on request, whatever events it sub
 from __future__ import annotations
 
 import json
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import anyio
@@ -30,6 +30,7 @@ from darkroom.core.ids import new_id
 from darkroom.core.project_view import iso
 from darkroom.core.projects import Project, Transition
 from darkroom.core.status import Status
+from darkroom.core.webhook_secrets import SecretBox, new_secret
 from darkroom.net import guard
 from darkroom.net.fetch import DEFAULT_PORTS, FetchError, parse_url
 from darkroom.queue.notify import WEBHOOKS
@@ -45,7 +46,6 @@ EVENTS: dict[Status, str] = {
 EVENT_NAMES = tuple(EVENTS.values())
 TEST_EVENT = "webhook.test"  # sent on request only, to one endpoint
 MAX_ENDPOINTS = 20
-SECRET_PREFIX = "whsec_"
 
 Render = Callable[[Project], dict[str, Any]]
 
@@ -62,25 +62,32 @@ class Delivery:
 
 
 class Webhooks:
-    def __init__(self, db: Database, render: Render, *, allow_private: bool) -> None:
+    def __init__(
+        self, db: Database, render: Render, *, allow_private: bool, box: SecretBox
+    ) -> None:
+        """``box`` seals the endpoints' signing secrets before they are stored."""
         self.db = db
         self.render = render
         self.allow_private = allow_private
+        self.box = box
 
     # -- endpoints -----------------------------------------------------------------------------
 
     async def create(self, account_id: str, url: str, events: list[str] | None) -> Row:
-        """Register an endpoint; its row carries the secret, which the API shows this once."""
+        """Register an endpoint; its row, with the secret in clear (stored sealed), which the API
+        shows this once."""
         chosen = _events(events)
         await self.check_url(url)
+        secret = new_secret()
         row = {
             "id": new_id("wh"),
             "account_id": account_id,
             "url": url,
             "events": json.dumps(chosen),
-            "secret": SECRET_PREFIX + secrets.token_urlsafe(32),
+            "secret": self.box.seal(secret),
         }
-        return await anyio.to_thread.run_sync(self._insert_endpoint, row)
+        created = await anyio.to_thread.run_sync(self._insert_endpoint, row)
+        return SimpleNamespace(**{**created._mapping, "secret": secret})
 
     def _insert_endpoint(self, row: dict[str, Any]) -> Row:
         def insert(conn: Connection) -> Row:

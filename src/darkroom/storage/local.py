@@ -2,7 +2,9 @@
 directory that every node of a cluster mounts.
 
 A key ``images/img_x/a1-1.png`` is the file ``<root>/images/img_x/a1-1.png``. A file is written
-to a temporary name and renamed, so a reader sees all of it or none.
+to a temporary name and renamed, so a reader sees all of it or none. Directories and files are
+readable by their owner only (``storage/permissions.py``): the nodes of a cluster that share the
+directory run as one user.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from darkroom.storage.objects import (
     StorageFull,
     StorageRefused,
 )
+from darkroom.storage.permissions import make_dirs
 
 
 class LocalStore:
@@ -35,7 +38,7 @@ class LocalStore:
 
     def check(self, *, write: bool = False) -> None:
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            make_dirs(self.root)
             if write:
                 probe = self.root / f".probe-{os.getpid()}"
                 probe.write_bytes(b"")
@@ -50,7 +53,8 @@ class LocalStore:
     def put(self, key: str, data: bytes, *, content_type: str) -> None:
         target = self._path(key)
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            make_dirs(target.parent)
+            # mkstemp creates the file owner-only (0600); the rename keeps its mode.
             fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=target.suffix)
         except OSError as exc:
             raise write_error(exc) from None

@@ -1,24 +1,29 @@
 """Signed, expiring download links: HMAC-SHA256 over the file name and the expiry time.
 
 A link works without an API key until it expires; changing any part of it breaks the signature.
+Links are signed with the current secret; those signed with a previous one (the server's secret
+was rotated, ``DARKROOM_PREVIOUS_SECRET_KEYS``) keep working until they expire.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import quote, urlencode
+
+from darkroom.storage.permissions import make_dirs, write_new
 
 DOWNLOAD_PATH = "/downloads"
 
 
 class URLSigner:
-    def __init__(self, secret: bytes, base_url: str) -> None:
+    def __init__(self, secret: bytes, base_url: str, previous: Sequence[bytes] = ()) -> None:
         self.secret = secret
+        self.previous = tuple(previous)
         self.base_url = base_url.rstrip("/")
 
     def sign(self, name: str, expires: int) -> str:
@@ -29,12 +34,15 @@ class URLSigner:
         """Whether the link is genuine and not expired."""
         if not (expires.isascii() and expires.isdigit()) or len(expires) > 12:
             return False
-        good = hmac.compare_digest(self._mac(name, int(expires)).encode(), signature.encode())
+        given = signature.encode()
+        good = False
+        for key in (self.secret, *self.previous):  # every key tried: no timing hint of which
+            good |= hmac.compare_digest(self._mac(name, int(expires), key).encode(), given)
         return good and int(expires) > (time.time() if now is None else now)
 
-    def _mac(self, name: str, expires: int) -> str:
+    def _mac(self, name: str, expires: int, key: bytes | None = None) -> str:
         message = f"{name}\n{expires}".encode()
-        return hmac.new(self.secret, message, hashlib.sha256).hexdigest()
+        return hmac.new(self.secret if key is None else key, message, hashlib.sha256).hexdigest()
 
 
 def load_or_create_secret(configured: str, key_file: Path) -> bytes:
@@ -43,9 +51,7 @@ def load_or_create_secret(configured: str, key_file: Path) -> bytes:
         return configured.encode()
     if key_file.exists():
         return key_file.read_bytes().strip()
-    key_file.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(key_file.parent)
     value = secrets.token_hex(32).encode()
-    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(value)
+    write_new(key_file, value)
     return value

@@ -42,6 +42,7 @@ from sqlalchemy import Connection
 from darkroom import __version__
 from darkroom.core.ids import new_id
 from darkroom.core.loops import call_soon_in
+from darkroom.core.webhook_secrets import SecretBox, SecretUnreadable
 from darkroom.net import guard
 from darkroom.net.fetch import FetchError, guarded_client, parse_url, vetted_request
 from darkroom.sdk.webhooks import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
@@ -78,12 +79,21 @@ class Policy:
 
 
 class WebhookSender:
-    def __init__(self, db: Database, policy: Policy, owner: str | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        policy: Policy,
+        owner: str | None = None,
+        *,
+        box: SecretBox | None = None,
+    ) -> None:
         """``owner`` names this sender on the leases it takes (at most 40 characters); by
-        default a fresh random id, so no two senders share one."""
+        default a fresh random id, so no two senders share one. ``box`` opens the endpoints'
+        sealed secrets (without it, only secrets stored in clear can sign)."""
         self.db = db
         self.policy = policy
         self.owner = owner or new_id("node")
+        self.box = box or SecretBox(())
         self.hooks: list[AttemptHook] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup: asyncio.Event | None = None
@@ -249,6 +259,10 @@ class WebhookSender:
 
     async def _post(self, delivery: Any) -> tuple[int | None, str | None]:
         """The answer's status code, and why the attempt failed (None if it did not)."""
+        try:
+            secret = self.box.open(delivery.secret)
+        except SecretUnreadable as exc:  # nothing is sent unsigned; retried, as any failure
+            return None, str(exc)
         body = delivery.body.encode()
         stamp = int(time.time())
         headers = {
@@ -256,7 +270,7 @@ class WebhookSender:
             "User-Agent": f"darkroom-webhooks/{__version__}",
             ID_HEADER: delivery.id,
             TIMESTAMP_HEADER: str(stamp),
-            SIGNATURE_HEADER: signature(delivery.secret, stamp, body),
+            SIGNATURE_HEADER: signature(secret, stamp, body),
         }
         timeout = self.policy.timeout
         try:
