@@ -54,6 +54,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/cluster.py
 	$(BIN)/python benchmarks/storage.py
 	$(BIN)/python benchmarks/upstream.py
+	$(BIN)/python benchmarks/secrets_at_rest.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
