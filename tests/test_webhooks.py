@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -577,3 +578,35 @@ def test_sdk_and_cli_test_and_disable(server: LiveServer, receiver: Receiver) ->
     refused = darkroom("test", hook.id)
     assert refused.returncode == 14 and "HTTP 500" in refused.stdout
     assert len(receiver.accepted("webhook.test")) == 3
+
+
+def test_a_delivery_held_past_its_age_expires_unsent(
+    server_factory: ServerFactory, receiver: Receiver
+) -> None:
+    """Pending deliveries of a disabled endpoint wait for it, but no longer than
+    webhook_max_age_seconds: enabled after that, the endpoint is not sent stale news."""
+    max_age = 4.0
+    receiver.accepting = False
+    server = server_factory(**FAST, webhook_max_age_seconds=max_age)
+    account = server.account()
+    webhook_id = register(server, account, receiver, events=["image.completed"])
+    project = create(server, account)
+    wait_until(lambda: len(receiver.received) >= 1)  # refused, and being retried
+    with server.client(account) as client:
+        assert (
+            client.patch(f"/v1/webhooks/{webhook_id}", json={"disabled": True}).status_code == 200
+        )
+    (held,) = deliveries(server, account, webhook_id)
+    assert held["status"] == "pending" and held["project_id"] == project
+    created = datetime.fromisoformat(held["created_at"])
+    wait_until(lambda: datetime.now(UTC) > created + timedelta(seconds=max_age + 0.2))
+    tried = len(receiver.received)
+    receiver.accepting = True
+    with server.client(account) as client:
+        assert (
+            client.patch(f"/v1/webhooks/{webhook_id}", json={"disabled": False}).status_code == 200
+        )
+    wait_until(lambda: deliveries(server, account, webhook_id)[0]["status"] == "failed")
+    (expired,) = deliveries(server, account, webhook_id)
+    assert "expired" in expired["last_error"]
+    assert len(receiver.received) == tried  # nothing sent
