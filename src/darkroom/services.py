@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -346,12 +347,24 @@ async def start_node(services: Services) -> None:
     """Start what runs beside the API (or without it, in a worker): the notification listener,
     the heartbeat (which also takes over what dead nodes left), the render workers and, in a
     process that renders, the webhook sender."""
-    services.watch.bind(asyncio.get_running_loop())
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(ThreadPoolExecutor(threads_for(services.settings), "darkroom"))
+    services.watch.bind(loop)
     await asyncio.to_thread(services.notifier.start)
     await asyncio.to_thread(services.heartbeat.start)
     await services.runner.start()
     if services.settings.workers:  # the process that renders also sends the webhooks
         await services.sender.start()
+
+
+def threads_for(settings: Settings) -> int:
+    """Threads for the blocking calls of this process (``asyncio.to_thread``): one for each
+    render, vendor call and webhook send that may be in flight, and 32 for the API. asyncio's
+    default (CPUs + 4) would let background work that waits out a database outage (each call
+    retries for up to database_retry_seconds) hold every thread, and queue the API's calls
+    behind it."""
+    in_flight = settings.workers + settings.upstream_concurrency + settings.webhook_concurrency
+    return 32 + in_flight
 
 
 async def stop_node(services: Services) -> None:
