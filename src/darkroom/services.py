@@ -191,6 +191,7 @@ def build_webhooks(
         lambda project: project_body(project, links, ttl),
         allow_private=allow_private,
         box=box,
+        max_age=settings.webhook_max_age_seconds,
     )
     policy = Policy(
         timeout=settings.webhook_timeout_seconds,

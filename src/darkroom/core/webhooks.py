@@ -19,6 +19,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -63,10 +64,18 @@ class Delivery:
 
 class Webhooks:
     def __init__(
-        self, db: Database, render: Render, *, allow_private: bool, box: SecretBox
+        self,
+        db: Database,
+        render: Render,
+        *,
+        allow_private: bool,
+        box: SecretBox,
+        max_age: float = 24 * 3600.0,
     ) -> None:
-        """``box`` seals the endpoints' signing secrets before they are stored."""
+        """``box`` seals the endpoints' signing secrets before they are stored; ``max_age``:
+        the seconds after its event that a delivery is still worth sending."""
         self.db = db
+        self.max_age = max_age
         self.render = render
         self.allow_private = allow_private
         self.box = box
@@ -130,6 +139,13 @@ class Webhooks:
                 sql.set_disabled(conn, endpoint_id, utcnow())
             elif not disabled and row.disabled_at is not None:
                 sql.set_disabled(conn, endpoint_id, None)
+                # What waited longer than the policy's age is no longer news: not sent.
+                why = (
+                    f"expired: not sent within {self.max_age:g} s of its event (the endpoint "
+                    "was disabled meanwhile)"
+                )
+                cutoff = utcnow() - timedelta(seconds=self.max_age)
+                sql.expire_pending(conn, endpoint_id, cutoff, why)
                 self.db.notify_in(conn, WEBHOOKS, endpoint_id)  # its held deliveries are due
             return sql.get_endpoint(conn, endpoint_id)
 

@@ -37,6 +37,20 @@ def set_disabled(conn: Connection, endpoint_id: str, disabled_at: datetime | Non
     )
 
 
+def expire_pending(conn: Connection, endpoint_id: str, created_before: datetime, why: str) -> int:
+    """Fail the endpoint's pending deliveries made before ``created_before``; how many."""
+    result = conn.execute(
+        update(webhook_deliveries)
+        .where(
+            webhook_deliveries.c.endpoint_id == endpoint_id,
+            webhook_deliveries.c.status == PENDING,
+            webhook_deliveries.c.created_at < created_before,
+        )
+        .values(status=FAILED, next_attempt_at=None, last_error=why)
+    )
+    return result.rowcount
+
+
 def get_endpoint(conn: Connection, endpoint_id: str) -> Row | None:  # type: ignore[type-arg]
     query = select(webhook_endpoints).where(webhook_endpoints.c.id == endpoint_id)
     return conn.execute(query).first()

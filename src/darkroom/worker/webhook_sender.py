@@ -204,15 +204,7 @@ class WebhookSender:
 
     async def _send(self, delivery: Any) -> None:
         started = time.monotonic()
-        if utcnow() > self._deadline(delivery.created_at):
-            # Held past its age (its endpoint was disabled meanwhile): too old to be news.
-            status_code: int | None = None
-            error: str | None = (
-                f"expired: not sent within {self.policy.max_age:g} s of its event (the "
-                "endpoint was disabled meanwhile)"
-            )
-        else:
-            status_code, error = await self._post(delivery)
+        status_code, error = await self._post(delivery)
         attempt = {
             "attempted_at": utcnow(),
             "status_code": status_code,
