@@ -20,7 +20,8 @@ from darkroom.store.database import Database, as_utc, utcnow
 DEFAULT_SPAN = timedelta(days=30)
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
-MAX_ENTRY_ID = 2**63 - 1
+# The ledger's ids are INTEGER: 32 bits on PostgreSQL, where a larger one cannot be compared.
+MAX_ENTRY_ID = 2**31 - 1
 
 
 def parse_time(value: str, param: str) -> datetime:
