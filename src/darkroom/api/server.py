@@ -75,14 +75,22 @@ class HeadTimer:
 
 
 class Limits:
-    """The connection cap, shared by both protocols."""
+    """The connection cap and the head timer, shared by both protocols."""
 
     max_connections: int
+    head_timeout: float
     connections: set[Any]
     tasks: set[Any]
+    loop: asyncio.AbstractEventLoop
     _warned = 0.0
 
     app: Any  # the ASGI app that uvicorn's protocol starts a request's task with
+
+    def arm_head_timer(self, transport: asyncio.Transport) -> None:
+        """On a new connection: its first head is due within the head timeout."""
+        self.head_timer = HeadTimer(self.loop, self.head_timeout)
+        self.head_timer.transport = transport
+        self.head_timer.start()
 
     def start_or_refuse(self, parse: Callable[[], None]) -> None:
         """Run uvicorn's ``parse`` step, which starts the task of a request whose head it
@@ -114,13 +122,9 @@ async def connections_full(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 class H11HeadLimits(H11Protocol, Limits):
-    head_timeout: float
-
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self.head_timer = HeadTimer(self.loop, self.head_timeout)
-        self.head_timer.transport = transport
-        self.head_timer.start()
+        self.arm_head_timer(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.head_timer.stop()
@@ -149,14 +153,10 @@ def _httptools_class() -> type[asyncio.Protocol] | None:
         return None
 
     class HttpToolsHeadLimits(base, Limits):  # type: ignore[misc]
-        head_timeout: float
-
         def connection_made(self, transport: asyncio.Transport) -> None:
             super().connection_made(transport)
             self.head_bytes = 0
-            self.head_timer = HeadTimer(self.loop, self.head_timeout)
-            self.head_timer.transport = transport
-            self.head_timer.start()
+            self.arm_head_timer(transport)
 
         def connection_lost(self, exc: Exception | None) -> None:
             self.head_timer.stop()
