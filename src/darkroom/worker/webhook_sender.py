@@ -99,6 +99,10 @@ class WebhookSender:
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._sending: dict[asyncio.Task[None], str] = {}  # each send's account
+        # The take in progress on its thread: a cancel does not stop a thread, so stop() waits
+        # for it before freeing the leases (else a lease it commits afterwards would hold its
+        # deliveries for a lease's length after this sender is gone).
+        self._taking: asyncio.Task[list[Any]] | None = None
 
     @property
     def running(self) -> bool:
@@ -119,6 +123,10 @@ class WebhookSender:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._task = None
+        if self._taking is not None:
+            with contextlib.suppress(Exception):
+                await self._taking
+            self._taking = None
         if tasks:
             try:
                 await asyncio.to_thread(self._release)
@@ -140,7 +148,8 @@ class WebhookSender:
             try:
                 if free > 0:
                     held = Counter(self._sending.values())  # read here, not on the thread
-                    due = await asyncio.to_thread(self._take, free, held)
+                    self._taking = asyncio.create_task(asyncio.to_thread(self._take, free, held))
+                    due = await asyncio.shield(self._taking)
                 if not due:
                     pause = await asyncio.to_thread(self._pause)
             except RuntimeError:  # no more threads: the interpreter is exiting
