@@ -66,7 +66,7 @@ class BodyLimitMiddleware:
         limit = self.limit_for(scope["path"])
         declared = declared_length(scope)
         if declared is not None and declared > limit:
-            await refuse(scope, receive, send, BodyTooLarge(limit))
+            await errors.refuse_and_close(scope, receive, send, BodyTooLarge(limit))
             return
         received = 0
         body_done = False
@@ -104,10 +104,4 @@ class BodyLimitMiddleware:
             if refused is None:
                 raise
         if refused is not None and not started:
-            await refuse(scope, receive, send, refused)
-
-
-async def refuse(scope: Scope, receive: Receive, send: Send, error: DarkroomError) -> None:
-    response = errors.answer(scope["path"], error)
-    response.headers["connection"] = "close"
-    await response(scope, receive, send)
+            await errors.refuse_and_close(scope, receive, send, refused)

@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.routing import Match, Route
+from starlette.types import Receive, Scope, Send
 
 from darkroom.core.errors import (
     AlreadyEnded,
@@ -156,6 +157,16 @@ def answer(path: str, error: DarkroomError) -> JSONResponse:
     """The error as the dialect of ``path`` answers it: for answers given outside the routes
     (by ASGI middleware, or by the HTTP server itself)."""
     return renderer_for_path(path)(status_of(error), error)
+
+
+async def refuse_and_close(
+    scope: Scope, receive: Receive, send: Send, error: DarkroomError
+) -> None:
+    """Answer ``error`` in the dialect of the request's path and close the connection: for
+    requests refused outside the routes (a body too large or stalled, the connection cap)."""
+    response = answer(scope["path"], error)
+    response.headers["connection"] = "close"
+    await response(scope, receive, send)
 
 
 def allowed_methods(request: Request) -> str:

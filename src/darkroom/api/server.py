@@ -116,9 +116,7 @@ class Limits:
 
 async def connections_full(scope: Scope, receive: Receive, send: Send) -> None:
     """The answer to a request beyond the connection cap."""
-    response = errors.answer(scope["path"], ConnectionsFull())
-    response.headers["connection"] = "close"
-    await response(scope, receive, send)
+    await errors.refuse_and_close(scope, receive, send, ConnectionsFull())
 
 
 class H11HeadLimits(H11Protocol, Limits):
