@@ -34,7 +34,8 @@ from darkroom.api.server import config_for
 from darkroom.core import accounts
 from darkroom.core.projects import Project
 from darkroom.engine.registry import Backends
-from darkroom.services import Services, build_services
+from darkroom.node import NodeProcess, build
+from darkroom.services import Services
 from darkroom.settings import Settings
 from darkroom.store.database import Database
 from tests.postgres import PostgresServer
@@ -249,9 +250,10 @@ class LiveServer:
         self.port = self.sock.getsockname()[1]
         self.settings = settings.model_copy(update={"port": self.port})
         self.url = f"http://127.0.0.1:{self.port}"
-        self.services: Services = build_services(self.settings, backends)
+        built: tuple[Services, NodeProcess] = build(self.settings, backends)
+        self.services, self.node = built
         config = config_for(  # darkroom's limits: head timeout, connection cap
-            app_for(self.services),
+            app_for(self.services, self.node),
             self.settings,
             http=http,  # httptools when installed; "h11" for uvicorn's other protocol
             log_level="warning",

@@ -150,8 +150,8 @@ def test_a_35_second_write_lock_neither_freezes_the_server_nor_loses_a_project(
 
     for project_id in (rendering, waited):
         assert server.wait(account, project_id, timeout=60)["status"] == "complete"
-    assert server.services.runner.running
-    assert server.services.sender.running
+    assert server.node.runner.running
+    assert server.node.sender.running
     charged = 2 * created["response"].json()["credits_charged"]
     assert server.balance(account) == before - charged == ledger_sum(server, account)
 

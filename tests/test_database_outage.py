@@ -176,8 +176,8 @@ def test_postgresql_stopped_for_20_seconds_under_load_loses_nothing_and_restarts
         database_url=own_postgres.create_database(),
         workers=2,
     )
-    services = server.services
-    node = services.node.id
+    services, running = server.services, server.node
+    node = running.id
     grant = 1_000_000
     account = server.account(credits=grant)
     receiver = Receiver()
@@ -254,8 +254,8 @@ def test_postgresql_stopped_for_20_seconds_under_load_loses_nothing_and_restarts
         assert [row.status for row in sync_rows] == ["complete"]
         assert server.balance(sync_account) == 1000 - sync_rows[0].credits_charged
         assert server.thread.is_alive()
-        assert services is server.services and services.node.id == node
-        assert services.runner.running and services.sender.running and services.heartbeat.running
+        assert services is server.services and running is server.node and running.id == node
+        assert running.runner.running and running.sender.running and running.heartbeat.running
     finally:
         receiver.close()
 

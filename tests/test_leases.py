@@ -60,7 +60,7 @@ def test_claims_are_fair_across_accounts(server_factory: ServerFactory) -> None:
     busy, other = server.account(name="busy"), server.account(name="other")
     backlog = submit(server, busy, 5)
     [single] = submit(server, other)
-    work = server.services.work
+    work = server.node.work
     order = []
     for _ in range(6):
         claimed = work.claim_next("node_a")
@@ -76,8 +76,8 @@ def test_a_worker_takes_only_its_models(server_factory: ServerFactory) -> None:
     server = server_factory(workers=0)
     account = server.account()
     [project] = submit(server, account)
-    assert server.services.work.claim_next("gpu_b", ["z-image-turbo"]) is None
-    claimed = server.services.work.claim_next("gpu_a", ["flux-schnell", "z-image-turbo"])
+    assert server.node.work.claim_next("gpu_b", ["z-image-turbo"]) is None
+    claimed = server.node.work.claim_next("gpu_a", ["flux-schnell", "z-image-turbo"])
     assert claimed is not None and claimed.id == project.id
     assert row(server, project.id)["lease_owner"] == "gpu_a"
 
@@ -86,7 +86,7 @@ def test_a_worker_that_lost_its_lease_cannot_end_the_job(server_factory: ServerF
     server = server_factory(workers=0, max_attempts=3)
     account = server.account()
     [project] = submit(server, account)
-    work, recovery = server.services.work, server.services.recovery
+    work, recovery = server.node.work, server.node.recovery
     first = work.claim_next("node_a")
     assert first is not None and first.id == project.id
     assert work.renew("node_a", [project.id]) == {project.id}
@@ -123,11 +123,11 @@ def test_a_job_out_of_attempts_fails_once_with_a_refund(server_factory: ServerFa
     server = server_factory(workers=0, max_attempts=1)
     account = server.account()
     [project] = submit(server, account)
-    assert server.services.work.claim_next("node_a") is not None
+    assert server.node.work.claim_next("node_a") is not None
     expire_lease(server, project.id)
     now = utcnow()
-    assert server.services.recovery.sweep(now).failed == 1
-    assert server.services.recovery.sweep(now).failed == 0  # a second sweep moves nothing
+    assert server.node.recovery.sweep(now).failed == 1
+    assert server.node.recovery.sweep(now).failed == 0  # a second sweep moves nothing
     failed = row(server, project.id)
     assert (failed["status"], failed["error_code"], failed["credits_charged"]) == (
         "error",
@@ -143,10 +143,10 @@ def test_a_live_lease_is_left_alone(server_factory: ServerFactory) -> None:
     server = server_factory(workers=0)
     account = server.account()
     [project] = submit(server, account)
-    assert server.services.work.claim_next("node_a") is not None
-    assert server.services.recovery.sweep(utcnow()).requeued == 0
+    assert server.node.work.claim_next("node_a") is not None
+    assert server.node.recovery.sweep(utcnow()).requeued == 0
     other = server_factory(workers=1)  # starts, sweeps, and its workers look for jobs
-    assert other.services.heartbeat.beats >= 1
+    assert other.node.heartbeat.beats >= 1
     assert row(server, project.id)["lease_owner"] == "node_a"
 
 
@@ -157,11 +157,11 @@ def test_a_project_awaited_by_a_gone_node_is_canceled_and_refunded(
     account = server.account()
     [awaited] = submit(server, account, awaited=True)
     [plain] = submit(server, account)
-    assert row(server, awaited.id)["awaited_by"] == server.services.node.id
-    assert server.services.recovery.sweep(utcnow()).abandoned == 0  # its node is alive
+    assert row(server, awaited.id)["awaited_by"] == server.node.id
+    assert server.node.recovery.sweep(utcnow()).abandoned == 0  # its node is alive
 
     server.stop()  # the node that held the waiting request is gone
-    swept = server.services.recovery.sweep(utcnow())
+    swept = server.node.recovery.sweep(utcnow())
     assert swept.abandoned == 1
     assert row(server, awaited.id)["status"] == "canceled"
     assert ledger_kinds(server, awaited.id) == ["charge", "refund"]

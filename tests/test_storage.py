@@ -106,7 +106,7 @@ def test_retention_deletes_old_images_and_the_project_says_so(
             .where(projects.c.id == recent)
             .values(completed_at=utcnow() + timedelta(hours=2))
         )
-    assert server.services.retention.sweep(later) == 1
+    assert server.node.retention.sweep(later) == 1
     after = server.wait(account, old)
     assert after["status"] == "complete"
     assert after["downloads"] == []
@@ -121,13 +121,13 @@ def test_retention_deletes_old_images_and_the_project_says_so(
     # The other one is untouched, and a second sweep finds nothing more.
     assert len(server.wait(account, recent)["downloads"]) == 2
     assert len(server.stored(recent)) == 2
-    assert server.services.retention.sweep(later) == 0
+    assert server.node.retention.sweep(later) == 0
 
 
 def test_retention_is_off_by_default(server: LiveServer, account: Account) -> None:
     project_id = create(server, account)
     server.wait(account, project_id)
-    assert not server.services.retention.enabled
+    assert not server.node.retention.enabled
     assert len(server.stored(project_id)) == 2
 
 

@@ -1,4 +1,5 @@
-"""``create_app(settings)``: the darkroom HTTP service."""
+"""``app_for(services, node)``: the darkroom HTTP service over the services it was built with
+(:func:`darkroom.node.build`), starting and stopping the node beside it."""
 
 from __future__ import annotations
 
@@ -25,25 +26,20 @@ from darkroom.api import (
 )
 from darkroom.api.body_limit import BodyLimitMiddleware
 from darkroom.api.patience import Patience
-from darkroom.engine.registry import Backends
+from darkroom.core.readiness import RunningNode
 from darkroom.observe.middleware import RequestMiddleware
-from darkroom.services import Services, build_services, start_node, stop_node
-from darkroom.settings import Settings
+from darkroom.services import Services
 
 
-def create_app(settings: Settings, *, backends: Backends | None = None) -> FastAPI:
-    services = build_services(settings, backends)
-    return app_for(services)
-
-
-def app_for(services: Services) -> FastAPI:
+def app_for(services: Services, node: RunningNode) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await start_node(services)
+        await node.start()
         try:
             yield
         finally:
-            await stop_node(services)
+            await node.stop()
+            services.close()
 
     app = FastAPI(
         title="darkroom",
@@ -54,6 +50,7 @@ def app_for(services: Services) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.services = services
+    app.state.node = node
     errors.install(app)
     document.install(app, services.catalog, errors.OPENAI_PATHS, refine=[catalog_values.refine])
     settings = services.settings

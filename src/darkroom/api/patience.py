@@ -1,5 +1,5 @@
 """How long a request waits for the database: each HTTP request runs within
-``DARKROOM_DATABASE_REQUEST_SECONDS`` of patience (``darkroom.store.database.patience``), so a
+``DARKROOM_DATABASE_REQUEST_SECONDS`` of patience (:mod:`darkroom.core.outages`), so a
 database that stays locked or unreachable answers 503 with Retry-After in a few seconds instead
 of holding the caller for the minute the background loops wait it out."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from darkroom.store.database import patience
+from darkroom.core.outages import patience
 
 
 class Patience:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from darkroom import __version__
 from darkroom.cli import hooks, remote
-from darkroom.core.errors import DarkroomError
+from darkroom.core.errors import DomainError
 
 # The commands that run the service or work on its data: they need the server extra.
 SERVER_COMMANDS = ("serve", "worker", "accounts", "keys", "credits", "catalog", "secrets")
@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         result: int = args.run(args)
-    except DarkroomError as exc:
+    except DomainError as exc:
         print(f"darkroom: {exc.message}", file=sys.stderr)
         return 1
     except ValueError as exc:  # configuration problems (catalog, settings)

@@ -13,10 +13,13 @@ import contextlib
 import logging
 import os
 import signal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from darkroom.cli.options import add_data_options, settings_from
 from darkroom.cli.serve import add_engine_options, parse_weights
+
+if TYPE_CHECKING:
+    from darkroom.node import NodeProcess
 
 log = logging.getLogger("darkroom.worker")
 
@@ -56,8 +59,9 @@ def _models(value: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from darkroom.node import build_node
     from darkroom.observe.logs import configure as configure_logging
-    from darkroom.services import build_services
+    from darkroom.services import build_core
 
     os.umask(0o077)  # what this process writes is the owner's only (storage/permissions.py)
     args.weights = parse_weights(args.weights)
@@ -75,30 +79,31 @@ def run(args: argparse.Namespace) -> int:
     if settings.workers < 1:
         raise ValueError("a worker needs --concurrency 1 or more")
     configure_logging(settings)
-    services = build_services(settings, serves_api=False)
-    unknown = sorted(set(settings.worker_models) - set(services.catalog.models))
+    core = build_core(settings, serves_api=False)
+    unknown = sorted(set(settings.worker_models) - set(core.catalog.models))
     if unknown:
+        core.close()
         raise ValueError(f"--models: the catalog has no model {', '.join(unknown)}")
-    asyncio.run(_serve(services))
+    try:
+        asyncio.run(_serve(build_node(core)))
+    finally:
+        core.close()
     return 0
 
 
-async def _serve(services: Any) -> None:
-    from darkroom.services import start_node, stop_node
-
+async def _serve(node: NodeProcess) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):  # not on Windows
             loop.add_signal_handler(sig, stop.set)
-    await start_node(services)
-    models = ", ".join(services.node.models or ["every model"])
-    log.info(
-        "worker %s rendering %s, %d at a time", services.node.id, models, services.node.concurrency
-    )
+    await node.start()
+    member = node.core.node
+    models = ", ".join(member.models or ["every model"])
+    log.info("worker %s rendering %s, %d at a time", member.id, models, member.concurrency)
     try:
         await stop.wait()
         log.info("draining: jobs in hand finish or are handed back")
     finally:
-        await stop_node(services)
-    log.info("worker %s stopped", services.node.id)
+        await node.stop()
+    log.info("worker %s stopped", member.id)

@@ -11,7 +11,7 @@ the projects' ``(status, created_at)`` index).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector
 
 from darkroom.core.projects import Transition
 from darkroom.core.status import ACTIVE, Status
+from darkroom.store import leases
 from darkroom.store import projects as project_sql
 from darkroom.store.database import Database
 
@@ -34,7 +35,7 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
 
 class Metrics:
-    def __init__(self, db: Database, queue_depth: Callable[[], int], models: Iterable[str]) -> None:
+    def __init__(self, db: Database, models: Iterable[str]) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -56,7 +57,7 @@ class Metrics:
 
         def read_depth() -> float:
             try:
-                return float(queue_depth())
+                return float(db.query(leases.queued_total))
             except Exception:  # the database is away: the scrape goes on without it
                 return float("nan")
 

@@ -11,7 +11,7 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -39,11 +39,14 @@ class Node:
 
 
 class Heartbeat:
-    def __init__(self, db: Database, node: Node, lease_seconds: float) -> None:
+    def __init__(
+        self, db: Database, node: Node, lease_seconds: float, tasks: Sequence[Task] = ()
+    ) -> None:
+        """``tasks`` run after each beat, in order, each with the beat's time."""
         self.db = db
         self.node = node
         self.interval = lease_seconds / 3
-        self.tasks: list[Task] = []
+        self.tasks = tuple(tasks)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.beats = 0  # completed beats
