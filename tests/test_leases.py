@@ -101,12 +101,12 @@ def test_a_worker_that_lost_its_lease_cannot_end_the_job(server_factory: ServerF
     # node_a wakes up: every write it tries is refused; its renew reports the loss.
     assert work.renew("node_a", [project.id]) == set()
     assert not work.holds("node_a", project.id)
-    work.note("node_a", project.id, "still here")
+    work.set_status_reason("node_a", project.id, "still here")
     assert not work.complete("node_a", project.id, rendered_at=utcnow(), render_ms=5)
     assert not work.fail("node_a", project.id, "late", "too late")
     assert work.hand_back("node_a", project.id) is None
     current = row(server, project.id)
-    assert (current["status"], current["lease_owner"], current["status_note"]) == (
+    assert (current["status"], current["lease_owner"], current["status_reason"]) == (
         "rendering",
         "node_b",
         None,

@@ -65,7 +65,7 @@ class Retention:
         """Delete the images of every project past the retention age; how many projects."""
         now = now or utcnow()
         before = now - self.age
-        note = f"images deleted by the retention policy ({self.days:g} days after completion)"
+        reason = f"images deleted by the retention policy ({self.days:g} days after completion)"
         done = 0
         while True:
             rows = self.db.query(lambda conn: sql.outputs_to_delete(conn, before, BATCH))
@@ -75,6 +75,8 @@ class Retention:
             for project in projects:
                 self.files.delete_outputs(project)
             ids = [project.id for project in projects]
-            self.db.transact(partial(sql.mark_outputs_deleted, project_ids=ids, at=now, note=note))
+            self.db.transact(
+                partial(sql.mark_outputs_deleted, project_ids=ids, at=now, reason=reason)
+            )
             done += len(ids)
             log.info("retention: deleted the images of %d projects", len(ids))

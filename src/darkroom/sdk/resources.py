@@ -1,5 +1,5 @@
 """The resources of ``client.v1``, as twins: each sync method has an async one with the same
-signature. A method only builds its :class:`~darkroom.sdk.calls.Call` or plan and hands it to
+signature. A method only builds its :class:`~darkroom.sdk.calls.Call` or flow and hands it to
 the transport; the request, parsing, retries and waiting are written once elsewhere."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from darkroom.sdk import calls, flow
 from darkroom.sdk.calls import Call, with_options
-from darkroom.sdk.flow import Plan
+from darkroom.sdk.flow import Flow
 from darkroom.sdk.transport import AsyncTransport, SyncTransport, Transport
 from darkroom.sdk.types import (
     Account,
@@ -49,7 +49,7 @@ _CREATE = (
 )
 
 
-def _send(transport: Transport, call: Call[T], args: Args) -> Plan[T]:
+def _send(transport: Transport, call: Call[T], args: Args) -> Flow[T]:
     return flow.request(with_options(call, args.get("request_options")), transport.policy)
 
 
@@ -80,23 +80,23 @@ def _finish(transport: Transport, args: Args) -> flow.Finish:
     )
 
 
-def _create(transport: Transport, args: Args) -> Plan[CreateResponse]:
+def _create(transport: Transport, args: Args) -> Flow[CreateResponse]:
     return flow.request(_create_call(args), transport.policy)
 
 
-def _generate(transport: Transport, args: Args) -> Plan[ImageProjectWithDownloads]:
+def _generate(transport: Transport, args: Args) -> Flow[ImageProjectWithDownloads]:
     return flow.generate(_create_call(args), transport.policy, _finish(transport, args))
 
 
-def _check_result(transport: Transport, args: Args) -> Plan[ImageProjectWithDownloads]:
+def _check_result(transport: Transport, args: Args) -> Flow[ImageProjectWithDownloads]:
     return flow.check_result(args["id"], transport.policy, _finish(transport, args))
 
 
-def _get(transport: Transport, args: Args) -> Plan[ImageProject]:
+def _get(transport: Transport, args: Args) -> Flow[ImageProject]:
     return _send(transport, calls.get_project(args["id"], wait=args["wait"]), args)
 
 
-def _list(transport: Transport, args: Args) -> Plan[ProjectPage]:
+def _list(transport: Transport, args: Args) -> Flow[ProjectPage]:
     call = calls.list_projects(limit=args["limit"], before=args["before"], status=args["status"])
     return _send(transport, call, args)
 

@@ -406,7 +406,7 @@ class Runner:
             seed=project.seed,
             sources=sources,
             mask=mask,
-            report=lambda text: self.work.note(self.owner, project.id, text),
+            report=lambda text: self.work.set_status_reason(self.owner, project.id, text),
             canceled=canceled,
             usage=usage,
         )
