@@ -9,7 +9,6 @@ import socket
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from sqlalchemy import create_engine, select
 
 from darkroom.store.tables import metadata, projects
 from tests.conftest import current_databases
+from tests.waiting import wait_until
 
 DARKROOM = [sys.executable, "-m", "darkroom.cli.main"]
 
@@ -116,17 +116,19 @@ class Serve:
             text=True,
             env={**os.environ, **current_databases().env(data_dir), **(env or {})},
         )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{self.url}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                self.proc.kill()
-                raise AssertionError(self.proc.communicate()[0])
-            time.sleep(0.05)
+        try:
+            wait_until(lambda: self.proc.poll() is not None or self._healthy(), timeout=30)
+        except AssertionError:
+            self.proc.kill()
+            raise
+        if self.proc.poll() is not None:
+            raise AssertionError(self.proc.communicate()[0])
+
+    def _healthy(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/healthz").status_code == 200
+        except httpx.TransportError:
+            return False
 
     def stop(self, sig: int = signal.SIGTERM) -> str:
         self.proc.send_signal(sig)
@@ -135,14 +137,14 @@ class Serve:
 
 def wait_until_ended(url: str, headers: dict[str, str], timeout: float = 90) -> dict[str, Any]:
     """Long-poll a project until it has ended (or fail after ``timeout`` seconds)."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def ended() -> dict[str, Any] | None:
         project: dict[str, Any] = httpx.get(
             url, headers=headers, params={"wait": 10}, timeout=30
         ).json()
-        if project["status"] in ("complete", "error", "canceled"):
-            return project
-        assert time.monotonic() < deadline, f"project still {project['status']}"
+        return project if project["status"] in ("complete", "error", "canceled") else None
+
+    return wait_until(ended, "the project to end", timeout=timeout, interval=0)
 
 
 @pytest.fixture

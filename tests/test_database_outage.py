@@ -32,6 +32,7 @@ from tests.backends import Slow
 from tests.conftest import ON_POSTGRES, Account, LiveServer, ServerFactory
 from tests.postgres import PostgresServer
 from tests.test_database_busy import ledger_sum
+from tests.waiting import wait_until
 from tests.webhook_receiver import Receiver
 
 pytestmark = [
@@ -153,14 +154,6 @@ class Load:
             ]
 
 
-def wait_for(check: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:g} s: {what}")
-        time.sleep(0.05)
-
-
 def project_rows(server: LiveServer, account: Account) -> list[Any]:
     query = select(projects.c.id, projects.c.status, projects.c.credits_charged).where(
         projects.c.account_id == account.id
@@ -202,12 +195,16 @@ def test_postgresql_stopped_for_20_seconds_under_load_loses_nothing_and_restarts
         sync = threading.Thread(target=sync_generate)
         load.start()
         try:
-            wait_for(lambda: len(load.created) >= 8, 20, "8 projects created before the outage")
+            wait_until(
+                lambda: len(load.created) >= 8, "8 projects created before the outage", timeout=20
+            )
             # An OpenAI-dialect request, charged and waiting for its images (queued behind the
             # load) when the database goes: it waits the outage out and gets them, rather than
             # a 503 that its SDK would answer by creating, and paying for, the images again.
             sync.start()
-            wait_for(lambda: sync_charged(), 10, "the synchronous request's project charged")
+            wait_until(
+                lambda: sync_charged(), "the synchronous request's project charged", timeout=10
+            )
 
             own_postgres.halt()
             down_at = time.monotonic()
@@ -217,9 +214,15 @@ def test_postgresql_stopped_for_20_seconds_under_load_loses_nothing_and_restarts
             up_at = time.monotonic()
 
             # Load goes on until creates succeed again, and a little after.
-            wait_for(lambda: load.successes_since(up_at), 15, "a create after the database is back")
+            wait_until(
+                lambda: load.successes_since(up_at),
+                "a create after the database is back",
+                timeout=15,
+            )
             first_create = min(a.ended for a in load.successes_since(up_at)) - up_at
-            wait_for(lambda: len(load.successes_since(up_at)) >= 4, 15, "4 creates after it")
+            wait_until(
+                lambda: len(load.successes_since(up_at)) >= 4, "4 creates after it", timeout=15
+            )
         finally:
             load.join()
         assert not load.unfinished, f"creates given up on: {load.unfinished}"
@@ -228,7 +231,7 @@ def test_postgresql_stopped_for_20_seconds_under_load_loses_nothing_and_restarts
         def all_complete() -> bool:
             return all(row.status == "complete" for row in project_rows(server, account))
 
-        wait_for(all_complete, RECOVERY_DEADLINE, "every project complete")
+        wait_until(all_complete, "every project complete", timeout=RECOVERY_DEADLINE)
         all_done = time.monotonic() - up_at
         rows = project_rows(server, account)
         ids = {row.id for row in rows}
@@ -239,10 +242,10 @@ def test_postgresql_stopped_for_20_seconds_under_load_loses_nothing_and_restarts
         charged = sum(row.credits_charged for row in rows)
         assert server.balance(account) == grant - charged == ledger_sum(server, account)
         # Every completion reached the webhook receiver, once the sender could read them.
-        wait_for(
+        wait_until(
             lambda: ids <= {r.event["payload"]["id"] for r in receiver.accepted("image.completed")},
-            RECOVERY_DEADLINE,
             "every completion delivered",
+            timeout=RECOVERY_DEADLINE,
         )
         delivered = {r.event["payload"]["id"] for r in receiver.accepted("image.completed")}
         assert ids <= delivered

@@ -3,7 +3,6 @@ template and status, jobs by status and model, credits, render times, the queue,
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import httpx
@@ -16,6 +15,7 @@ from darkroom.engine.preview import PreviewBackend
 from darkroom.engine.registry import Backends
 from tests.backends import Failing, Slow
 from tests.conftest import LiveServer, ServerFactory
+from tests.waiting import wait_until
 from tests.webhook_receiver import Receiver
 
 CREATE = "/v1/ai-image-generator"
@@ -198,7 +198,7 @@ def test_webhook_attempts_are_counted_by_event_and_outcome(
         receiver.wait_for(1, "image.completed")
         deliveries = "darkroom_webhook_delivery_attempts_total"
         event = "image.completed"
-        samples = poll_until(
+        samples = scraped_once(
             server, lambda s: value(s, deliveries, event=event, outcome="delivered") == 1
         )
     finally:
@@ -211,11 +211,12 @@ def test_webhook_attempts_are_counted_by_event_and_outcome(
         server.services.metrics.webhook_attempt(event, "lost")
 
 
-def poll_until(server: LiveServer, done: Any, timeout: float = 10) -> Samples:
-    """Scrape until ``done(samples)`` (what is counted after an answer may lag behind it)."""
-    deadline = time.monotonic() + timeout
-    while True:
+def scraped_once(server: LiveServer, done: Any, timeout: float = 10) -> Samples:
+    """The first scrape for which ``done(samples)`` (what is counted after an answer may lag
+    behind it)."""
+
+    def scraped() -> Samples | None:
         samples = scrape(server)
-        if done(samples) or time.monotonic() > deadline:
-            return samples
-        time.sleep(0.02)
+        return samples if done(samples) else None
+
+    return wait_until(scraped, "the scrape to show it", timeout=timeout)

@@ -17,6 +17,7 @@ from darkroom import Client, WebhookVerificationError, verify_webhook
 from darkroom.engine.registry import Backends
 from tests.backends import Failing, Slow, Stuck
 from tests.conftest import ON_POSTGRES, Account, LiveServer, ServerFactory
+from tests.waiting import wait_until
 from tests.webhook_receiver import Receiver
 
 FAST = {"webhook_retry_seconds": 0.1, "webhook_retry_max_seconds": 0.4}
@@ -53,14 +54,6 @@ def deliveries(server: LiveServer, account: Account, webhook_id: str) -> list[di
     assert response.status_code == 200, response.text
     found: list[dict[str, Any]] = response.json()["data"]
     return found
-
-
-def wait_until(check: Any, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
 
 
 def test_endpoints_crud_and_validation(server: LiveServer, receiver: Receiver) -> None:
