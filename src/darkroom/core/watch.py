@@ -64,6 +64,10 @@ class Watch:
         self._waiters: dict[str, set[_Waiter]] = {}
         self._poller: asyncio.Task[None] | None = None
 
+    def waiting(self, project_id: str) -> int:
+        """How many requests wait for the project now."""
+        return len(self._waiters.get(project_id, ()))
+
     def changed(self, project_id: str) -> None:
         """A project's status changed (callable from any thread)."""
         loop = self._loop
