@@ -52,7 +52,7 @@ class Metrics:
     def __init__(self, db: Database, models: Iterable[str]) -> None:
         # The _created series (a timestamp per counter and histogram child) would double the
         # output for nothing a dashboard reads; the setting is the Python client's, global.
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry()
         r = self.registry
         Info("darkroom_build", "The darkroom version that runs", registry=r).info(
