@@ -675,65 +675,72 @@ def built(kind: str) -> Path:
     return path
 
 
-# --- self-check --------------------------------------------------------------------------------
-
-
-def _generate(
-    pipe: DiffusionPipeline, steps: int, width: int, height: int, seed: int
-) -> NDArray[np.uint8]:
-    """One image as a numpy array, checked for size and for not being blank."""
-    start = time.perf_counter()
-    image = pipe(
-        "a photo of a cat",
-        width=width,
-        height=height,
-        num_inference_steps=steps,
-        guidance_scale=0.0,
-        generator=torch.Generator("cpu").manual_seed(seed),
-        output_type="pil",
-    ).images[0]
-    pixels = np.asarray(image)
-    elapsed = time.perf_counter() - start
-    print(f"  {width}x{height} seed {seed}: {image.size} in {elapsed:.3f}s, std {pixels.std():.1f}")
-    assert image.size == (width, height), image.size
-    assert pixels.std() > 0, "blank (NaN or constant) image"
-    return pixels
+# --- self-check ---------------------------------------------------------------------------------
 
 
 def _self_check() -> None:  # pragma: no cover - run by hand
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
+    """Build every kind, load it as darkroom does (its family, from disk) and render: sizes,
+    not blank, the same seed the same pixels, another seed others."""
+    import io
+
+    from PIL import Image
+
+    from darkroom.engine.base import RenderRequest, StyleHint
+    from darkroom.engine.diffusers_backend import DiffusersBackend
+    from darkroom.engine.weights import WeightsEntry
 
     os.environ["HF_HUB_OFFLINE"] = "1"
-    diffusers_logging.disable_progress_bar()
-    transformers_logging.disable_progress_bar()
-    builders: list[tuple[Callable[[Path], Path], int]] = [
-        (build_flux, 4),
-        (build_zimage, 9),
-        (build_sdxl, 1),
-    ]
-    with tempfile.TemporaryDirectory() as tmp:
-        for build, steps in builders:
-            directory = Path(tmp) / build.__name__
+
+    def render(backend: DiffusersBackend, width: int, height: int, seed: int) -> NDArray[Any]:
+        sources = () if family.capabilities.generate else (_png(Image.new("RGB", (64, 64))),)
+        request = RenderRequest(
+            "img_check",
+            "m",
+            "a photo of a cat",
+            "a cat",
+            StyleHint("general", (), "scatter"),
+            width,
+            height,
+            1,
+            seed,
+            sources=sources,
+        )
+        with Image.open(io.BytesIO(backend.render(request)[0])) as image:
+            assert image.size == (width, height), image.size
+            return np.asarray(image.convert("RGB"))
+
+    for kind in BUILDERS:
+        start = time.perf_counter()
+        directory = built(kind)
+        build_s = time.perf_counter() - start
+        size = sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
+        backend = DiffusersBackend(
+            {"m": WeightsEntry(source=str(directory), steps=2, max_sequence_length=64)},
+            device="cpu",
+        )
+        start = time.perf_counter()
+        family = backend.family("m", backend.weights["m"])
+        load_s = time.perf_counter() - start
+        print(
+            f"{kind}: {type(family.pipeline).__name__}, build+save {build_s:.3f}s, "
+            f"load {load_s:.3f}s, {size / 1e6:.2f} MB on disk"
+        )
+        for width, height in [(64, 64), (128, 64), (64, 128)]:
             start = time.perf_counter()
-            build(directory)
-            built = time.perf_counter() - start
-            size = sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
-            start = time.perf_counter()
-            pipe = DiffusionPipeline.from_pretrained(directory, local_files_only=True)
-            loaded = time.perf_counter() - start
-            pipe.set_progress_bar_config(disable=True)
-            print(
-                f"{build.__name__}: {type(pipe).__name__}, build+save {built:.3f}s, "
-                f"load {loaded:.3f}s, {size / 1e6:.2f} MB on disk"
-            )
-            for width, height in [(64, 64), (128, 64), (64, 128)]:
-                first = _generate(pipe, steps, width, height, seed=1)
-                again = _generate(pipe, steps, width, height, seed=1)
-                other = _generate(pipe, steps, width, height, seed=2)
-                assert np.array_equal(first, again), "same seed, different pixels"
-                assert not np.array_equal(first, other), "different seed, same pixels"
+            first = render(backend, width, height, seed=1)
+            print(f"  {width}x{height}: {time.perf_counter() - start:.3f}s, std {first.std():.1f}")
+            assert first.std() > 0, "blank (NaN or constant) image"
+            assert np.array_equal(first, render(backend, width, height, 1)), "same seed differs"
+            assert not np.array_equal(first, render(backend, width, height, 2)), "seeds agree"
     print("ok")
+
+
+def _png(image: Any) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 if __name__ == "__main__":
