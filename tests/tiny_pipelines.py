@@ -271,24 +271,55 @@ def build_flux(directory: Path) -> Path:
     return _save(pipe, directory)
 
 
+def _qwen3_config(
+    tokenizer: Qwen2Tokenizer, hidden: int, layers: int, head_dim: int, **extra: Any
+) -> Qwen3Config:
+    """A tiny Qwen3 text encoder's config (Z-Image, FLUX.2 [klein])."""
+    return Qwen3Config(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        head_dim=head_dim,
+        max_position_embeddings=1024,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        **extra,
+    )
+
+
+def _vl_text(tokenizer: Qwen2Tokenizer, **extra: Any) -> dict[str, Any]:
+    """A tiny Qwen-VL language model's text_config (two layers, 16 wide)."""
+    return {
+        "hidden_size": 16,
+        "intermediate_size": 16,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 2,
+        "vocab_size": len(tokenizer),
+        **extra,
+    }
+
+
+def _vl_vision(**extra: Any) -> dict[str, Any]:
+    """A tiny Qwen-VL vision tower's vision_config (one block, 16 wide, into 16)."""
+    return {
+        "depth": 1,
+        "hidden_size": 16,
+        "intermediate_size": 16,
+        "num_heads": 2,
+        "out_hidden_size": 16,
+        **extra,
+    }
+
+
 def build_zimage(directory: Path) -> Path:
     """A Z-Image-Turbo-shaped ``ZImagePipeline`` (Qwen3 text encoder), saved into directory."""
     with _seeded():
         tokenizer = qwen_tokenizer()
-        text_encoder = Qwen3Model(
-            Qwen3Config(
-                vocab_size=len(tokenizer),
-                hidden_size=HIDDEN,
-                intermediate_size=2 * HIDDEN,
-                num_hidden_layers=2,
-                num_attention_heads=2,
-                num_key_value_heads=2,
-                head_dim=16,
-                max_position_embeddings=1024,
-                pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
-            )
-        )
+        text_encoder = Qwen3Model(_qwen3_config(tokenizer, HIDDEN, layers=2, head_dim=16))
         transformer = ZImageTransformer2DModel(
             all_patch_size=(2,),
             all_f_patch_size=(1,),
@@ -368,19 +399,7 @@ def build_flux2_klein(directory: Path) -> Path:
     with _seeded():
         tokenizer = qwen_tokenizer()
         text_encoder = Qwen3ForCausalLM(
-            Qwen3Config(
-                vocab_size=len(tokenizer),
-                hidden_size=hidden,
-                intermediate_size=2 * hidden,
-                num_hidden_layers=27,
-                num_attention_heads=2,
-                num_key_value_heads=2,
-                head_dim=8,
-                max_position_embeddings=1024,
-                tie_word_embeddings=True,
-                pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
-            )
+            _qwen3_config(tokenizer, hidden, layers=27, head_dim=8, tie_word_embeddings=True)
         )
         pipe = Flux2KleinPipeline(
             scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True),
@@ -448,29 +467,18 @@ def build_qwen_edit(directory: Path) -> Path:
         ids = _vision_ids(tokenizer)
         text_encoder = Qwen2_5_VLForConditionalGeneration(
             Qwen2_5_VLConfig(
-                text_config={
-                    "hidden_size": 16,
-                    "intermediate_size": 16,
-                    "num_hidden_layers": 2,
-                    "num_attention_heads": 2,
-                    "num_key_value_heads": 2,
-                    "vocab_size": len(tokenizer),
-                    "bos_token_id": None,
-                    "eos_token_id": tokenizer.convert_tokens_to_ids("<|im_end|>"),
-                    "rope_scaling": {
+                text_config=_vl_text(
+                    tokenizer,
+                    bos_token_id=None,
+                    eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+                    rope_scaling={
                         "mrope_section": [1, 1, 2],
                         "rope_type": "default",
                         "type": "default",
                     },
-                    "rope_theta": 1000000.0,
-                },
-                vision_config={
-                    "depth": 1,
-                    "hidden_size": 16,
-                    "intermediate_size": 16,
-                    "num_heads": 2,
-                    "out_hidden_size": 16,
-                },
+                    rope_theta=1000000.0,
+                ),
+                vision_config=_vl_vision(),
                 hidden_size=16,
                 **ids,
             )
@@ -501,39 +509,29 @@ def build_qwen_edit(directory: Path) -> Path:
 
 def build_qwen_image(directory: Path) -> Path:
     """A Qwen-Image-2.1-shaped ``QwenImage21Pipeline`` (a Qwen3-VL encoder with its
-    ``Qwen3VLProcessor``, the 16x VAE of 64... here 8 latent channels), saved into directory."""
+    ``Qwen3VLProcessor``, its 16x VAE with 8 latent channels, not 64), saved into directory."""
     latent = 8
     with _seeded():
         tokenizer = qwen_tokenizer(vision=True)
         text_encoder = Qwen3VLForConditionalGeneration(
             Qwen3VLConfig(
-                text_config={
-                    "hidden_size": 16,
-                    "intermediate_size": 16,
-                    "num_hidden_layers": 2,
-                    "num_attention_heads": 2,
-                    "num_key_value_heads": 2,
-                    "head_dim": 8,
-                    "vocab_size": len(tokenizer),
-                    "rope_parameters": {
+                text_config=_vl_text(
+                    tokenizer,
+                    head_dim=8,
+                    rope_parameters={
                         "rope_type": "default",
                         "rope_theta": 1000000.0,
                         "mrope_section": [1, 1, 2],
                     },
-                },
-                vision_config={
-                    "depth": 1,
-                    "hidden_size": 16,
-                    "intermediate_size": 16,
-                    "num_heads": 2,
-                    "out_hidden_size": 16,
-                    # one merged vision token covers 32 pixels: a 2x2 group of 16x latents
-                    "patch_size": 16,
-                    "spatial_merge_size": 2,
-                    "temporal_patch_size": 2,
-                    "num_position_embeddings": 64,
-                    "deepstack_visual_indexes": [0],
-                },
+                ),
+                # one merged vision token covers 32 pixels: a 2x2 group of 16x latents
+                vision_config=_vl_vision(
+                    patch_size=16,
+                    spatial_merge_size=2,
+                    temporal_patch_size=2,
+                    num_position_embeddings=64,
+                    deepstack_visual_indexes=[0],
+                ),
                 **_vision_ids(tokenizer),
             )
         ).eval()
@@ -585,23 +583,8 @@ def build_krea2(directory: Path) -> Path:
         tokenizer = qwen_tokenizer(vision=True)
         text_encoder = Qwen3VLModel(
             Qwen3VLConfig(
-                text_config={
-                    "hidden_size": 16,
-                    "intermediate_size": 16,
-                    "num_hidden_layers": 2,
-                    "num_attention_heads": 2,
-                    "num_key_value_heads": 2,
-                    "head_dim": 8,
-                    "vocab_size": len(tokenizer),
-                },
-                vision_config={
-                    "depth": 1,
-                    "hidden_size": 16,
-                    "intermediate_size": 16,
-                    "num_heads": 2,
-                    "out_hidden_size": 16,
-                    "deepstack_visual_indexes": [0],
-                },
+                text_config=_vl_text(tokenizer, head_dim=8),
+                vision_config=_vl_vision(deepstack_visual_indexes=[0]),
                 **_vision_ids(tokenizer),
             )
         ).eval()
