@@ -212,6 +212,30 @@ def test_every_reference_counts(kind: str) -> None:
     assert not close(base, render(kind)[0])
 
 
+def test_klein_inpaints_with_references_too() -> None:
+    """A mask and several sources: the first is changed where the mask says, the others are
+    references for the change."""
+    source, mask = picture(3), left_half_mask()
+    alone = render("flux2-klein", sources=(source,), mask=mask)[0]
+    referenced = render("flux2-klein", sources=(source, picture(9)), mask=mask)[0]
+    half = WIDTH // 2
+    assert np.array_equal(referenced[:, half:], pixels(source)[:, half:])
+    assert not np.array_equal(referenced[:, :half], alone[:, :half])
+
+
+def test_references_are_sized_within_the_budget_at_their_own_aspect() -> None:
+    from darkroom.engine.sources import within
+
+    wide = Image.new("RGB", (3000, 1000))
+    width, height = within(wide, 1024 * 1024).size
+    assert width % 16 == 0 and height % 16 == 0
+    assert width * height <= 1024 * 1024
+    # scaled to 1773x591 (a megapixel at 3:1), then cropped by less than 16 pixels a side
+    assert 1773 - 16 < width <= 1773 and 591 - 16 < height <= 591
+    small = Image.new("RGB", (200, 120))
+    assert within(small, 1024 * 1024).size == (192, 112)  # never scaled up, cropped to /16
+
+
 def test_qwen_edit_edits_by_reference_and_reproduces() -> None:
     """The slowest tiny model (it encodes each source at about 1024x1024): one test."""
     first = render("qwen-edit", sources=(picture(4), picture(5)), seed=3)[0]
