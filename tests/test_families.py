@@ -333,3 +333,25 @@ def test_a_cancel_stops_at_the_next_denoising_step(kind: str, fields: dict[str, 
         (i, 20, 0, 2) for i in range(3)
     ]
     assert steps[0].latents.shape[0] == 2  # the batch's latents, for previews
+
+
+def test_weights_in_the_hub_cache_are_checked_for_their_family(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/v1/models says a cached hub snapshot of the wrong family is not loadable."""
+    from huggingface_hub import constants
+
+    snapshot = tmp_path / "models--owner--klein" / "snapshots" / ("0" * 40)
+    shutil.copytree(built("flux"), snapshot)  # FLUX.1 weights under a klein-sounding name
+    (tmp_path / "models--owner--klein" / "refs").mkdir()
+    (tmp_path / "models--owner--klein" / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    wrong = weights_status(WeightsEntry(source="owner/klein", family="flux2-klein"))
+    assert wrong["loadable"] is False and "FLUX.1 weights" in wrong["detail"]
+    right = weights_status(WeightsEntry(source="owner/klein", family="flux"))
+    assert right == {
+        "source": "owner/klein",
+        "local": False,
+        "loadable": True,
+        "detail": "in the Hugging Face cache",
+    }

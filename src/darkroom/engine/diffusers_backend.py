@@ -271,6 +271,15 @@ def weights_status(entry: WeightsEntry) -> dict[str, Any]:
         }
     cached = try_to_load_from_cache(entry.source, "model_index.json", revision=entry.revision)
     if isinstance(cached, str):
+        try:  # the cached snapshot's family, checked as a local directory's is
+            family_for("", entry, pipeline_class("", entry, Path(cached).parent))
+        except BackendError as exc:
+            return {
+                "source": entry.source,
+                "local": False,
+                "loadable": False,
+                "detail": exc.message,
+            }
         return {
             "source": entry.source,
             "local": False,
