@@ -22,7 +22,12 @@ import pytest
 from PIL import Image
 
 from darkroom.engine.base import BackendError, RenderCanceled, RenderRequest, Step, StyleHint
-from darkroom.engine.diffusers_backend import DiffusersBackend, known_family, weights_status
+from darkroom.engine.diffusers_backend import (
+    DiffusersBackend,
+    known_family,
+    model_capabilities,
+    weights_status,
+)
 from darkroom.engine.families import FAMILIES, Mode, by_name
 from darkroom.engine.weights import WeightsEntry
 from tests.tiny_pipelines import built
@@ -140,6 +145,11 @@ def test_the_family_of_a_directory_is_read_from_its_model_index() -> None:
     assert known_family(WeightsEntry(source=str(built("flux2-klein")))) is by_name("flux2-klein")
     assert known_family(WeightsEntry(source="owner/repo")) is None  # a hub id: not without it
     assert known_family(WeightsEntry(source="owner/repo", family="krea2")) is by_name("krea2")
+    capped = model_capabilities(
+        WeightsEntry(source="owner/repo", family="qwen-edit", max_sources=2)
+    )
+    assert capped is not None and capped.references == 2 and capped.generate is False
+    assert model_capabilities(WeightsEntry(source="owner/repo")) is None
 
 
 @pytest.mark.parametrize("kind", GENERATORS)

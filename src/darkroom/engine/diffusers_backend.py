@@ -28,7 +28,7 @@ from typing import Any
 
 from darkroom.engine import devices
 from darkroom.engine.base import BackendError, RenderRequest, StyleHint
-from darkroom.engine.families import Family, by_name, for_pipeline_class
+from darkroom.engine.families import Capabilities, Family, by_name, for_pipeline_class
 from darkroom.engine.weights import WeightsEntry
 
 log = logging.getLogger("darkroom.diffusers")
@@ -231,6 +231,13 @@ def known_family(entry: WeightsEntry) -> type[Family] | None:
         return for_pipeline_class(pipeline_class("", entry, local))
     except BackendError:
         return None
+
+
+def model_capabilities(entry: WeightsEntry) -> Capabilities | None:
+    """What a model served from ``entry`` can do, without loading it; None when its family
+    cannot be known yet (a hub id whose weights table names no family)."""
+    family = known_family(entry)
+    return None if family is None else family.capabilities_for(entry)
 
 
 def warmup_request(model: str, width: int, height: int) -> RenderRequest:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -172,6 +172,13 @@ class Family:
             max_batch=entry.max_batch,
             max_sources=min(limit, entry.max_sources) if entry.max_sources else limit,
         )
+
+    @classmethod
+    def capabilities_for(cls, entry: WeightsEntry) -> Capabilities:
+        """What a model of this family can do as its weights table runs it (``max_sources``
+        lowers the family's source cap): what the catalog and /v1/models show."""
+        limit = cls.settings(entry).max_sources
+        return replace(cls.capabilities, references=limit)
 
     def multiple(self) -> int:
         """What both sides of a render must be a multiple of (VAE scale x patch size)."""
