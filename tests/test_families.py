@@ -182,6 +182,9 @@ def test_image_to_image_follows_the_source_and_the_strength(kind: str) -> None:
     steps.clear()
     render(kind, sources=(source,), strength=0.1, on_step=steps.append)
     assert len(steps) == 1
+    # image i is seed + i's, with a source too
+    _, second = render(kind, sources=(source,), strength=0.5, count=2, seed=1)
+    assert close(second, render(kind, sources=(source,), strength=0.5, seed=2)[0])
 
 
 @pytest.mark.parametrize("kind", INPAINTERS)
