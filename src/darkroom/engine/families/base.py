@@ -26,6 +26,7 @@ family without loading any of it.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
@@ -101,7 +102,7 @@ class Job:
     strength: float | None = None  # IMAGE and INPAINT
 
 
-class Family:
+class Family(ABC):
     """One model family; an instance holds one loaded model's pipelines."""
 
     name: ClassVar[str]  # what a weights table's ``family`` says
@@ -185,9 +186,9 @@ class Family:
         scale = int(getattr(self.pipeline, "vae_scale_factor", 8))
         return _lcm(source_images.MULTIPLE, 2 * scale)
 
+    @abstractmethod
     def arguments(self, job: Job) -> dict[str, Any]:
         """The family's own call arguments for ``job`` (guidance, sources, strength...)."""
-        raise NotImplementedError
 
     def batch_arguments(self, job: Job, size: int) -> dict[str, Any]:
         """What changes with the batch: the image to change, once per image, so that each
