@@ -38,14 +38,14 @@ router = APIRouter(tags=["OpenAI images"])
 
 MAX_SOURCES = 16
 # The routes whose body may carry source images (uploaded, or base64 in JSON): they take the
-# larger body limit (Settings.upload_max_bytes).
+# larger body limit (Settings.source_body_max_bytes).
 SOURCE_PATHS = (
     "/v1/images/generations",
     "/api/images/generations",
     "/v1/images/edits",
     "/api/images/edits",
 )
-OPENAI_FIELDS = FieldNames(prompt="prompt", image_count="n", tool="tool")
+OPENAI_FIELDS = FieldNames(prompt="prompt", image_count="n", tool="tool", images="image")
 
 
 class ImageRequest(BaseModel):
@@ -72,6 +72,14 @@ class ImageRequest(BaseModel):
     output_compression: JsonInt | None = Field(default=None, ge=0, le=100)
     background: Literal["auto", "opaque", "transparent"] | None = None
     user: str | None = Field(default=None, max_length=256, description="Accepted, not stored.")
+    moderation: Literal["low", "auto"] | None = Field(
+        default=None, description="GPT Image's filtering level; passed to vendors that take it."
+    )
+    input_fidelity: Literal["high", "low"] | None = Field(
+        default=None,
+        description="Edits: how closely to keep the input's features; passed to vendors that "
+        "take it.",
+    )
     stream: bool | None = Field(
         default=None, description="Server-sent events, one completed event per image (base64)."
     )
@@ -263,8 +271,18 @@ async def _render(
         image_counts=choice.image_counts,
         prompt_template=openai_models.style_template(catalog, body.style),
         edit=bool(sources.images),
+        source_count=len(sources.images),
+        max_inputs=choice.max_images,
         fields=OPENAI_FIELDS,
     )
+    options = {
+        name: value
+        for name, value in (
+            ("moderation", body.moderation),
+            ("input_fidelity", body.input_fidelity),
+        )
+        if value is not None
+    }
     fmt = body.output_format or "png"
     quality = None if fmt == "png" else encode.quality(body.output_compression)
     prepared = services.jobs.prepare(
@@ -276,6 +294,7 @@ async def _render(
         output=Output(fmt, quality),
         source_count=len(sources.images),
         has_mask=sources.mask is not None,
+        options=options,
         awaited=True,  # canceled and refunded if this process dies before answering
     )
     if sources.images:

@@ -12,7 +12,7 @@ Only a backend whose ``edits`` is true can honour that.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -42,6 +42,9 @@ class RenderRequest:
     # PNG with an alpha channel, the size of sources[0]: fully transparent pixels mark where the
     # image should change, opaque ones where it must stay (OpenAI's semantics); None: anywhere
     mask: bytes | None = field(default=None, repr=False)
+    # What the caller asked of a vendor beyond the prompt (OpenAI's "moderation",
+    # "input_fidelity"); a provider passes on those its upstream takes, others ignore them.
+    options: Mapping[str, str] = field(default_factory=dict, hash=False)
     # Tells the project's status what the backend is doing before it renders (e.g. "loading the
     # weights"); None clears it. Absent in tests and benchmarks that call a backend directly.
     report: Callable[[str | None], None] | None = field(default=None, repr=False, compare=False)

@@ -3,8 +3,11 @@ AIGNE Hub): ``POST {base_url}/images/generations`` (JSON) and ``POST {base_url}/
 (multipart: ``image[]``, ``mask``), ``Authorization: Bearer``. GPT Image models answer in base64
 (``b64_json``) with their token usage; DALL-E models are asked for base64 too.
 
-Sizes: GPT Image takes 1024x1024, 1536x1024 (landscape) and 1024x1536 (portrait); the nearest
-shape is asked for and the image fitted to the project's size.
+Sizes: GPT Image 1 takes 1024x1024, 1536x1024 (landscape) and 1024x1536 (portrait); the nearest
+shape is asked for and the image fitted to the project's size. An upstream marked ``exact_size``
+(GPT Image 2, an OpenAI-compatible server of an open model such as SGLang Diffusion or
+vLLM-Omni) is asked for the project's size itself. The request options its upstream lists
+(``moderation``, ``input_fidelity`` on edits) are passed on.
 """
 
 from __future__ import annotations
@@ -33,12 +36,19 @@ class OpenAI(OpenAIShaped):
     def call(
         self, request: RenderRequest, upstream: UpstreamEntry, key: str, n: int, first: int
     ) -> Call:
-        size = SIZES[aspect(request.width, request.height, tuple(SIZES))]
+        if upstream.exact_size:
+            size = f"{request.width}x{request.height}"
+        else:
+            size = SIZES[aspect(request.width, request.height, tuple(SIZES))]
         base = upstream.base_url.rstrip("/")
         fields: dict[str, Any] = {"model": upstream.model, "prompt": request.prompt, "n": n}
         fields["size"] = size
         if upstream.model.startswith("dall-e"):
             fields["response_format"] = "b64_json"
+        for name in upstream.options:
+            value = request.options.get(name)
+            if value is not None and (name != "input_fidelity" or request.sources):
+                fields[name] = value
         if not request.sources:
             return Call(f"{base}/images/generations", bearer(key), json=fields)
         files = [
