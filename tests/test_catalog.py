@@ -26,7 +26,7 @@ def published(module: str) -> dict[str, dict[str, str]]:
     the price, ``resolutions``, ``tiers``, ``counts``, ``inputs``)."""
     spec = find_spec(f"magic_hour.types.params.{module}")
     assert spec is not None and spec.origin is not None
-    text = Path(spec.origin).read_text().split('class _Serializer')[0]
+    text = Path(spec.origin).read_text().split("class _Serializer")[0]
     models: dict[str, dict[str, str]] = {}
     pattern = re.compile(
         r"- `([a-z0-9.-]+)` - from (\d+) credits/image\n\s+- Supported resolutions: (.*)\n"
@@ -198,7 +198,7 @@ def test_inconsistent_override_is_refused(tmp_path: Path) -> None:
             "price at its lowest resolution",
         ),
         ('default_edit_model = "z-image-turbo"\n', "cannot edit"),
-        ('[models.flux-2-klein]\nedits = false\ngenerates = false\n', "neither generates"),
+        ("[models.flux-2-klein]\nedits = false\ngenerates = false\n", "neither generates"),
         ('[openai.aliases.dall-e-3]\nsizes = ["huge"]\n', "'huge' is not WIDTHxHEIGHT"),
         ('[openai.aliases.dall-e-3]\nquality = { ultra = "seedream-v4" }\n', "unknown quality"),
         ('[openai]\ndefault_model = "nope"\n', "openai.default_model 'nope' unknown"),

@@ -44,6 +44,7 @@ class EditorAssets(BaseModel):
 
     image_file_paths: list[Annotated[str, Field(min_length=1, max_length=4096)]] | None = Field(
         default=None,
+        min_length=1,
         max_length=MAX_ASSETS,
         description="The image(s) to edit, first the one edited: URLs, or file_path values "
         "from POST /v1/files/upload-urls (at most 10; each model takes its own maximum).",

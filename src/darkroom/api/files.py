@@ -22,14 +22,10 @@ router = APIRouter(tags=["Files"])
 class UploadItem(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
 
-    type: Literal["image", "video", "audio"] = Field(
-        description="image (video and audio are not taken here: a 400)."
-    )
-    extension: str = Field(
-        min_length=1,
-        max_length=8,
-        pattern="^[A-Za-z0-9]+$",
-        description="png, jpg, jpeg, webp, avif, bmp, tif or tiff (no dot).",
+    # Magic Hour also takes video and audio (for its other tools); darkroom takes images only.
+    type: Literal["image"] = Field(description="image (video and audio are not taken here).")
+    extension: Literal["png", "jpg", "jpeg", "webp", "avif", "bmp", "tif", "tiff"] = Field(
+        description="The file's extension, without the dot."
     )
 
 

@@ -232,11 +232,13 @@ def models_list(client: sdk.Client, args: argparse.Namespace) -> int:
         if model.weights is not None:
             state = "loadable" if model.weights.get("loadable") else "not loadable"
             runs_on += f" ({model.weights.get('source')}, {state})"
+        most = model.max_input_images or 1
+        inputs = f"{most} {'image' if most == 1 else 'images'}"
         does = "generates" if model.generates is not False else "edits only"
         if model.edits and model.generates is not False:
-            does += f", edits up to {model.max_input_images} images"
+            does += f", edits up to {inputs}"
         elif model.edits:
-            does += f" (up to {model.max_input_images} images)"
+            does += f" (up to {inputs})"
         lines.append(f"{model.id:<20} credits/image: {prices}; images: {counts}; {does}; {runs_on}")
     show(args, models, lines)
     return 0

@@ -262,14 +262,20 @@ class Catalog(_Strict):
         return self.edit_style_models[style_model]
 
     def check_inputs(
-        self, model_name: str, count: int, *, limit: int | None = None, field: str = "image"
+        self,
+        model_name: str,
+        count: int,
+        *,
+        limit: int | None = None,
+        field: str = "image",
+        label: str | None = None,
     ) -> None:
         """Refuse an edit with more input images than the model takes (``limit``: what the
-        name the caller used allows instead)."""
+        name the caller used allows instead; ``label``: that name, for the message)."""
         most = limit or self.models[model_name].max_input_images
         if count > most:
             raise InvalidRequest(
-                f"model {model_name!r} takes at most {most} input "
+                f"model {label or repr(model_name)} takes at most {most} input "
                 f"{'image' if most == 1 else 'images'} in one edit; {count} were sent "
                 "(nothing was charged)",
                 field=field,
@@ -320,7 +326,11 @@ class Catalog(_Strict):
             )
         if spec.edit:
             self.check_inputs(
-                model_name, spec.source_count, limit=spec.max_inputs, field=spec.fields.images
+                model_name,
+                spec.source_count,
+                limit=spec.max_inputs,
+                field=spec.fields.images,
+                label=label,
             )
         if spec.size is not None:
             width, height = spec.size
