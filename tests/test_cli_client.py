@@ -121,8 +121,8 @@ def test_models_and_balance(server: LiveServer) -> None:
         "generates, edits up to 1 image; preview"
     ) in text
     assert (
-        "qwen-edit            credits/image: 640px 10, 1k 10; images: 1,2,3,4; edits only (up to 3 images)"
-        in text
+        "qwen-edit            credits/image: 640px 10, 1k 10; images: 1,2,3,4; "
+        "edits only (up to 3 images)" in text
     )
 
 
