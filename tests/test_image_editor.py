@@ -85,6 +85,15 @@ def test_the_published_sdk_uploads_edits_waits_and_downloads(
     project = server.wait(account, created.id)
     assert (project["status"], project["width"], project["height"]) == ("complete", 1024, 576)
     assert project["model"] == server.services.catalog.default_edit_model
+    # A retry with the same Idempotency-Key is the same project, charged once.
+    body = {"assets": {"image_file_paths": [path]}, "style": {"prompt": "once"}}
+    with server.client(account) as api:
+        first, again = (
+            api.post("/v1/ai-image-editor", json=body, headers={"Idempotency-Key": "edit-1"}).json()
+            for _ in range(2)
+        )
+    assert first == again and server.balance(account) == 10_000 - 5 - 5 - 10  # auto: 2k
+    assert server.wait(account, first["id"])["status"] == "complete"
     if not ON_S3:
         item = upload_url(server, account)
         assert item["upload_url"].startswith(server.url + "/v1/files/uploads/")

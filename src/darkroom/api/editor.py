@@ -13,7 +13,6 @@ shape.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated
@@ -25,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from darkroom.api.deps import PrincipalDep, ServicesDep, body_schema, fingerprint, json_body
 from darkroom.api.document import answers, prompt_field
 from darkroom.api.forms import JsonInt
-from darkroom.api.magichour import CreateImageResponse
+from darkroom.api.magichour import CreateImageResponse, created
 from darkroom.api.sources import Source, load_images
 from darkroom.core.catalog import ImageSpec
 from darkroom.core.errors import InvalidRequest
@@ -141,18 +140,5 @@ async def edit_image(
         source_count=len(loaded),
     )
     images = [png for png, _ in loaded]
-    await asyncio.to_thread(services.jobs.keep_sources, prepared.id, images, None)
-    try:
-        project = await services.intake.submit(prepared)
-    except BaseException:
-        await asyncio.to_thread(services.jobs.discard_sources, prepared.id, len(images))
-        raise
-    if project.id != prepared.id:  # a repeat of an earlier request with this Idempotency-Key
-        await asyncio.to_thread(services.jobs.discard_sources, prepared.id, len(images))
-    return JSONResponse(
-        {
-            "id": project.id,
-            "credits_charged": project.credits_charged,
-            "frame_cost": project.credits_charged,
-        }
-    )
+    project = await services.intake.submit_with_sources(prepared, images, None)
+    return created(project)

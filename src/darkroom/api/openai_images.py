@@ -10,7 +10,6 @@ signed URLs or base64. A job that outlives ``sync_timeout_seconds`` is canceled 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from typing import Annotated, Any, Literal
 
@@ -297,18 +296,11 @@ async def _render(
         options=options,
         awaited=True,  # canceled and refunded if this process dies before answering
     )
+    images: list[bytes] = []
+    mask = None
     if sources.images:
         images, mask = await load_sources(sources, services.settings)
-        await asyncio.to_thread(services.jobs.keep_sources, prepared.id, images, mask)
-    try:
-        project = await services.intake.submit(prepared)
-    except BaseException:
-        await asyncio.to_thread(
-            services.jobs.discard_sources, prepared.id, len(sources.images)
-        )  # not stored
-        raise
-    if project.id != prepared.id:  # a repeat of an earlier request with this Idempotency-Key
-        await asyncio.to_thread(services.jobs.discard_sources, prepared.id, len(sources.images))
+    project = await services.intake.submit_with_sources(prepared, images, mask)
     if body.stream:
         return results.event_stream(who, services, project, edit=bool(sources.images))
     project = await results.finished(who, services, project, abandoned=request.is_disconnected)
