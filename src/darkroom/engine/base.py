@@ -17,7 +17,7 @@ A backend that denoises calls ``on_step`` after every denoising step with a :cla
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -61,6 +61,9 @@ class RenderRequest:
     # How far an image-to-image edit moves from its source, 0 (not at all) to 1 (only its layout
     # is kept, or nothing); None: the model's default. Ignored by models that take none.
     strength: float | None = None
+    # What the caller asked of a vendor beyond the prompt (OpenAI's "moderation",
+    # "input_fidelity"); a provider passes on those its upstream takes, others ignore them.
+    options: Mapping[str, str] = field(default_factory=dict, hash=False)
     # Tells the project's status what the backend is doing before it renders (e.g. "loading the
     # weights"); None clears it. Absent in tests and benchmarks that call a backend directly.
     report: Callable[[str | None], None] | None = field(default=None, repr=False, compare=False)
