@@ -55,6 +55,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tests.waiting import wait_until
+
 NOT_AN_IMAGE = b"hello"
 MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 EXPIRED = (
@@ -208,12 +210,18 @@ class FakeVendor:
             target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
         )
         self._thread.start()
-        deadline = time.monotonic() + 20
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                self._sock.close()
-                raise RuntimeError(f"{type(self).__name__} did not start")
-            time.sleep(0.01)
+        try:
+            wait_until(
+                lambda: self._server.started or not self._thread.is_alive(),
+                f"{type(self).__name__} to start",
+                interval=0.01,
+            )
+        except AssertionError:
+            self._sock.close()
+            raise
+        if not self._server.started:
+            self._sock.close()
+            raise RuntimeError(f"{type(self).__name__} did not start")
 
     # -- the test's side --------------------------------------------------------------------
 
@@ -416,6 +424,16 @@ class FakeOpenAI(FakeVendor):
 
     prefix = "/v1"
     endpoints = {"/images/generations": "_generations", "/images/edits": "_edits"}
+    # Models besides OpenAI's that this server takes as GPT Image takes its (an OpenAI-compatible
+    # server of open models, as SGLang Diffusion and vLLM-Omni are: any WxH, base64 answers).
+    served: tuple[str, ...] = ()
+
+    @classmethod
+    def serving(cls, *models: str, api_key: str = "test-key") -> FakeOpenAI:
+        """An OpenAI-compatible server of these (open) models, not of OpenAI's."""
+        fake = cls(api_key)
+        fake.served = models
+        return fake
 
     GPT_IMAGE_1_SIZES = ("1024x1024", "1536x1024", "1024x1536", "auto")
     SIZES: ClassVar[dict[str, tuple[str, ...]]] = {
@@ -675,7 +693,9 @@ class FakeOpenAI(FakeVendor):
             if endpoint == "edits"
             else ("dall-e-2", "dall-e-3", "gpt-image-*")
         )
-        if isinstance(model, str) and model.startswith(("gpt-image-", "chatgpt-image")):
+        if isinstance(model, str) and (
+            model.startswith(("gpt-image-", "chatgpt-image")) or model in self.served
+        ):
             return "gpt"
         if model in models:
             return str(model)
@@ -1361,9 +1381,16 @@ class FakeSeedream(FakeVendor):
 
 
 HOSTED = {  # catalog model -> (backend, the vendor's model id, the fake's key name)
-    "gpt-image-2": ("openai", "gpt-image-1", "OPENAI"),
+    "gpt-image-2": ("openai", "gpt-image-2", "OPENAI"),
+    "gpt-image-2.5-flare": ("openai", "gpt-image-2.5-flare", "OPENAI"),
     "nano-banana": ("gemini", "gemini-2.5-flash-image", "GEMINI"),
+    "nano-banana-2": ("gemini", "gemini-3.1-flash-image-preview", "GEMINI"),
+    "nano-banana-2-lite": ("gemini", "gemini-3.1-flash-lite-image", "GEMINI"),
+    "nano-banana-2.1": ("gemini", "gemini-3.2-flash-image-preview", "GEMINI"),
+    "nano-banana-pro": ("gemini", "gemini-3-pro-image-preview", "GEMINI"),
     "seedream-v4": ("seedream", "seedream-4-0-250828", "ARK"),
+    "seedream-v4.5": ("seedream", "seedream-4-5-251128", "ARK"),
+    "seedream-v5-pro": ("seedream", "seedream-5-0-pro-260628", "ARK"),
 }
 
 
@@ -1388,6 +1415,6 @@ def catalog_override(
             f'api_key_env = "{env_prefix}_{key}_KEY", '
             f"timeout_seconds = {timeout}, max_retries = {retries}"
         )
-        tables.append(f'[models.{name}]\nbackend = "{backend}"\nupstream = {{ {upstream} }}\n')
+        tables.append(f'[models."{name}"]\nbackend = "{backend}"\nupstream = {{ {upstream} }}\n')
     path.write_text("\n".join(tables))
     return path

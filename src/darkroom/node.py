@@ -107,7 +107,8 @@ def build_node(core: Core, subscribers: dict[str, list[Subscriber]] | None = Non
     sender = WebhookSender(
         db, webhook_policy(settings), node.id, box=core.box, hooks=[core.metrics.webhook_attempt]
     )
-    heartbeat = Heartbeat(db, node, lease, tasks=[runner.renew, recovery.sweep, retention.tick])
+    tasks = [runner.renew, recovery.sweep, retention.tick, core.uploads.tick]
+    heartbeat = Heartbeat(db, node, lease, tasks=tasks)
     listeners: dict[str, list[Subscriber]] = {
         JOBS: [runner.job_ready],
         CHANGES: [runner.changed],

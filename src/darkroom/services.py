@@ -29,6 +29,7 @@ from darkroom.core.jobs import Jobs, QueueLimits
 from darkroom.core.project_view import project_body
 from darkroom.core.ratelimit import RateLimiter
 from darkroom.core.sources import SourceLimits
+from darkroom.core.uploads import UPLOAD_PATH, Uploads
 from darkroom.core.watch import Watch
 from darkroom.core.webhook_secrets import SecretBox, seal_plaintext
 from darkroom.core.webhooks import Webhooks
@@ -48,6 +49,7 @@ from darkroom.storage.location import open_store
 from darkroom.storage.objects import ObjectStore
 from darkroom.storage.permissions import make_dirs, own_file, tighten
 from darkroom.storage.signing import URLSigner, load_or_create_secret
+from darkroom.storage.uploads import UploadFiles
 from darkroom.store.database import Database
 
 log = logging.getLogger("darkroom.data")
@@ -226,6 +228,7 @@ class Core:
     webhooks: Webhooks
     metrics: Metrics
     events: JobEvents
+    uploads: Uploads  # files uploaded for the image editor (POST /v1/files/upload-urls)
     # Set while other processes' signals reach this one (the notifier's listening connection
     # is up); waiters and idle workers poll while it is not.
     cross_process: threading.Event = field(default_factory=threading.Event)
@@ -255,8 +258,17 @@ def build_core(
         models=settings.worker_models or None,
         concurrency=settings.workers,
     )
-    signer = URLSigner(server_secret(settings), settings.base_url, settings.previous_secrets)
+    secret = server_secret(settings)
+    signer = URLSigner(secret, settings.base_url, settings.previous_secrets)
     downloads = Downloads(db, files, signer)
+    uploads = Uploads(
+        db,
+        UploadFiles(store),
+        URLSigner(secret, settings.base_url, settings.previous_secrets, path=UPLOAD_PATH),
+        ttl_seconds=settings.upload_ttl_seconds,
+        max_bytes=settings.upload_max_bytes,
+        max_pixels=settings.source_max_pixels,
+    )
     webhooks = build_webhooks(settings, db, downloads, box)
     metrics = Metrics(db, catalog.models)
     events = JobEvents(db, recorders=[webhooks.record], observers=[metrics.observe, log_transition])
@@ -273,6 +285,7 @@ def build_core(
         webhooks=webhooks,
         metrics=metrics,
         events=events,
+        uploads=uploads,
     )
 
 
@@ -295,6 +308,7 @@ class Services:
     auth: Authenticator
     limiter: RateLimiter
     admin: Admin
+    uploads: Uploads
     core: Core
 
     def subscribers(self) -> dict[str, list[Subscriber]]:
@@ -342,10 +356,16 @@ def build_services(core: Core) -> Services:
         jobs=jobs,
         watch=watch,
         creation=Creation(
-            jobs, watch, limiter, sources, sync_timeout=settings.sync_timeout_seconds
+            jobs,
+            watch,
+            limiter,
+            sources,
+            core.uploads,
+            sync_timeout=settings.sync_timeout_seconds,
         ),
         auth=auth,
         limiter=limiter,
         admin=Admin(db, core.catalog, auth, admin_token),
+        uploads=core.uploads,
         core=core,
     )

@@ -46,6 +46,7 @@ async def full_catalog(services: ServicesDep, who: OptionalPrincipalDep) -> dict
     catalog = services.catalog
     return {
         "default_model": catalog.default_model,
+        "default_edit_model": catalog.default_edit_model,
         "model_aliases": catalog.model_aliases,
         "models": model_entries(catalog, who.tier if who else None),
         "tiers": {name: {"resolutions": list(t.resolutions)} for name, t in catalog.tiers.items()},

@@ -33,7 +33,7 @@ from darkroom.services import Services
 router = APIRouter(tags=["OpenAI images"])
 
 # The routes whose body may carry source images (uploaded, or base64 in JSON): they take the
-# larger body limit (Settings.upload_max_bytes).
+# larger body limit (Settings.source_body_max_bytes).
 SOURCE_PATHS = (
     "/v1/images/generations",
     "/api/images/generations",
@@ -66,6 +66,14 @@ class ImageRequest(BaseModel):
     output_compression: JsonInt | None = Field(default=None, ge=0, le=100)
     background: Literal["auto", "opaque", "transparent"] | None = None
     user: str | None = Field(default=None, max_length=256, description="Accepted, not stored.")
+    moderation: Literal["low", "auto"] | None = Field(
+        default=None, description="GPT Image's filtering level; passed to vendors that take it."
+    )
+    input_fidelity: Literal["high", "low"] | None = Field(
+        default=None,
+        description="Edits: how closely to keep the input's features; passed to vendors that "
+        "take it.",
+    )
     stream: bool | None = Field(
         default=None, description="Server-sent events, one completed event per image (base64)."
     )
@@ -244,6 +252,7 @@ async def _render(
             tool=body.tool,
             background=body.background,
             edit=bool(sources.images),
+            source_count=len(sources.images),
         ),
         seed=body.seed,
         idempotency_key=idempotency_key,
@@ -251,6 +260,15 @@ async def _render(
         output_format=body.output_format or "png",
         output_compression=body.output_compression,
         sources=sources,
+        # What the caller asked of a vendor beyond the prompt (passed to those that take it).
+        options={
+            name: value
+            for name, value in (
+                ("moderation", body.moderation),
+                ("input_fidelity", body.input_fidelity),
+            )
+            if value is not None
+        },
         awaited=True,  # canceled and refunded if this process dies before answering
     )
     project = await services.creation.create(who, order)

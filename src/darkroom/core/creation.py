@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import anyio
 from sqlalchemy.exc import IntegrityError
@@ -44,8 +44,9 @@ from darkroom.core.jobs import Jobs
 from darkroom.core.openai_models import OpenAIImages
 from darkroom.core.projects import PNG, Output, Project, Submission
 from darkroom.core.ratelimit import RateLimiter
-from darkroom.core.sources import SourceLimits, SourceSet, load_sources
+from darkroom.core.sources import SourceLimits, SourceSet, Uploaded, load_sources
 from darkroom.core.status import Status
+from darkroom.core.uploads import Uploads
 from darkroom.core.watch import Watch
 from darkroom.engine import encode
 from darkroom.store.database import current_deadline, deadline_at, is_transient
@@ -73,6 +74,11 @@ class Order:
     output_format: str = "png"
     output_compression: int | None = None  # jpeg and webp: 0..100 (90 when absent)
     sources: SourceSet = field(default_factory=SourceSet)
+    # The sources may name files uploaded through POST /v1/files/upload-urls (the image
+    # editor's assets): the caller's own, not expired.
+    uploaded_sources: bool = False
+    # What the caller asked of a vendor beyond the prompt (OpenAI's moderation...).
+    options: Mapping[str, str] | None = None
     # A request of this process waits to hand the images over (:meth:`Creation.deliver`);
     # should this process die first, the project is canceled and refunded.
     awaited: bool = False
@@ -85,6 +91,7 @@ class Creation:
         watch: Watch,
         limiter: RateLimiter,
         sources: SourceLimits,
+        uploads: Uploads,
         *,
         sync_timeout: float,
     ) -> None:
@@ -92,6 +99,7 @@ class Creation:
         self.watch = watch
         self.limiter = limiter
         self.sources = sources
+        self.uploads = uploads
         self.sync_timeout = sync_timeout  # how long a synchronous answer waits for its images
         self._intake = _Intake(jobs)
 
@@ -106,6 +114,17 @@ class Creation:
         await self.limiter.check_async(who.key_id)
         ask = order.ask
         spec = ask if isinstance(ask, ImageSpec) else ask.spec(self.jobs.catalog)
+        count = len(sources.images)
+        images: list[bytes] = []
+        mask = None
+        if count:
+            # Everything the request alone decides (model, tier, inputs, counts, sizes) is
+            # refused before any source is fetched or read.
+            self.jobs.catalog.plan(spec, who.tier)
+            loaded, mask = await load_sources(sources, self.sources, self._uploaded(who, order))
+            images = [png for png, _ in loaded]
+            if spec.follow is not None:  # aspect_ratio auto: the images take the first's shape
+                spec = replace(spec, follow=loaded[0][1])
         prepared = self.jobs.prepare(
             who,
             spec,
@@ -114,13 +133,12 @@ class Creation:
             idempotency_key=order.idempotency_key,
             request_hash=order.request_hash,
             output=_output(order.output_format, order.output_compression),
-            source_count=len(sources.images),
-            has_mask=sources.mask is not None,
+            source_count=count,
+            has_mask=mask is not None,
+            options=order.options,
             awaited=order.awaited,
         )
-        count = len(sources.images)
         if count:
-            images, mask = await load_sources(sources, self.sources)
             await asyncio.to_thread(self.jobs.keep_sources, prepared.id, images, mask)
         try:
             project = await self._intake.submit(prepared)
@@ -131,6 +149,12 @@ class Creation:
         if project.id != prepared.id and count:  # a repeat of an earlier request
             await asyncio.to_thread(self.jobs.discard_sources, prepared.id, count)
         return project
+
+    def _uploaded(self, who: Principal, order: Order) -> Uploaded | None:
+        """What reads the uploaded files an order's sources may name (the caller's own)."""
+        if not order.uploaded_sources:
+            return None
+        return lambda path, field: self.uploads.image(who.account_id, path, field=field)
 
     async def deliver(
         self,

@@ -31,6 +31,8 @@ class OpenAIAlias(_Strict):
     sizes: tuple[str, ...] = ()  # the sizes OpenAI documents for it; empty: any size the model has
     max_n: int = Field(default=10, ge=1, le=16)
     quality: dict[str, str] = Field(default_factory=dict)  # quality -> a better catalog model
+    # The most images an edit may send under this name (None: the catalog model's own limit).
+    max_images: int | None = Field(default=None, ge=1, le=16)
 
 
 class OpenAISection(_Strict):
@@ -50,6 +52,7 @@ class ModelChoice:
     model: str  # the catalog model
     sizes: tuple[str, ...]  # the sizes the name allows; empty: whatever the model can produce
     image_counts: tuple[int, ...] | None  # None: the catalog model's own
+    max_images: int | None = None  # the most images an edit may send; None: the model's own
 
 
 def problems(catalog: Catalog) -> list[str]:
@@ -89,7 +92,8 @@ def choose(catalog: Catalog, requested: str | None, quality: str | None) -> Mode
     alias = section.aliases.get(name)
     if alias is not None:
         target = alias.quality.get(quality or "", alias.model)
-        return ModelChoice(name, target, alias.sizes, tuple(range(1, alias.max_n + 1)))
+        counts = tuple(range(1, alias.max_n + 1))
+        return ModelChoice(name, target, alias.sizes, counts, alias.max_images)
     if name not in catalog.models:
         choices = [*section.aliases, *catalog.models]
         raise InvalidRequest(
@@ -146,6 +150,7 @@ class OpenAIImages:
     tool: str | None = None
     background: str | None = None
     edit: bool = False  # source images come with the request
+    source_count: int = 0  # how many
 
     def spec(self, catalog: Catalog) -> ImageSpec:
         """The request in the catalog's terms, or InvalidRequest naming the OpenAI field."""
@@ -170,5 +175,7 @@ class OpenAIImages:
             image_counts=choice.image_counts,
             prompt_template=style_template(catalog, self.style),
             edit=self.edit,
-            fields=FieldNames(prompt="prompt", image_count="n", tool="tool"),
+            source_count=self.source_count,
+            max_inputs=choice.max_images,
+            fields=FieldNames(prompt="prompt", image_count="n", tool="tool", images="image"),
         )

@@ -1,11 +1,13 @@
 """Source images of an edit, as a request gives them: uploaded files, base64 (or data URL) text,
-or URLs fetched without reaching private addresses. Every one becomes a checked, upright RGBA
-PNG before anything is charged (:mod:`darkroom.core.creation` loads them); any problem is a 400
-naming the field."""
+URLs fetched without reaching private addresses, or (the image editor's assets) the
+``api-assets/`` paths of files uploaded through ``POST /v1/files/upload-urls``. Every one becomes
+a checked, upright RGBA PNG before anything is charged (:mod:`darkroom.core.creation` loads
+them); any problem is a 400 naming the field."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from darkroom.core.errors import InvalidRequest
@@ -44,24 +46,33 @@ class SourceSet:
     mask: Source | None = None
 
 
+# An uploaded file's path (reference, field) → its PNG and size, or InvalidRequest; blocking.
+Uploaded = Callable[[str, str], tuple[bytes, tuple[int, int]]]
+
+
 async def load_sources(
-    sources: SourceSet, limits: SourceLimits
-) -> tuple[list[bytes], bytes | None]:
-    """The PNGs of the images (in order) and of the mask, which must match the first image."""
-    loaded = await asyncio.gather(*(_load(s, limits) for s in sources.images))
-    images = [png for png, _ in loaded]
+    sources: SourceSet, limits: SourceLimits, uploaded: Uploaded | None = None
+) -> tuple[list[tuple[bytes, tuple[int, int]]], bytes | None]:
+    """The PNGs of the images (in order, each with its size) and of the mask, which must match
+    the first image; ``uploaded`` reads the paths of uploaded files (without it, such a path
+    is refused)."""
+    loaded = list(await asyncio.gather(*(_load(s, limits, uploaded) for s in sources.images)))
     mask = None
     if sources.mask is not None:
         mask, mask_size = await _load(sources.mask, limits)
         check_mask(mask_size, loaded[0][1])
-    return images, mask
+    return loaded, mask
 
 
-async def _load(source: Source, limits: SourceLimits) -> tuple[bytes, tuple[int, int]]:
+async def _load(
+    source: Source, limits: SourceLimits, uploaded: Uploaded | None = None
+) -> tuple[bytes, tuple[int, int]]:
     limit = limits.max_bytes
     data = source.data
     if data is None:
         reference = source.reference or ""
+        if uploaded is not None and not looks_like_url(reference):
+            return await asyncio.to_thread(uploaded, reference.strip(), source.field)
         if looks_like_url(reference):
             data = await _fetch(reference, source.field, limits)
         else:

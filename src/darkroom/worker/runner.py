@@ -406,6 +406,7 @@ class Runner:
             seed=project.seed,
             sources=sources,
             mask=mask,
+            options=project.vendor_options,
             report=lambda text: self.work.set_status_reason(self.owner, project.id, text),
             canceled=canceled,
             usage=usage,
