@@ -19,7 +19,11 @@
 #   EXTRAS           more extras of pyproject.toml, comma-separated
 #   TORCH_INDEX_URL  where the cuda variant's torch comes from (PyTorch's CUDA 12.8 wheels)
 #   TORCH_SPEC       which torch, e.g. "torch==2.9.1" (default: the newest there)
-#   TORCH_FIND_LINKS a directory of wheels to take torch from instead (mounted into the build)
+#   TORCH_FIND_LINKS a directory of wheels to take torch from instead (mounted into the build;
+#                    its other requirements still come from PyPI). Built here, where no GPU
+#                    and no PyTorch index can be reached, on this machine's CPU wheel:
+#     podman build --build-arg VARIANT=cuda --build-arg TORCH_FIND_LINKS=/wheels \
+#       --build-arg TORCH_SPEC=torch==2.13.0+cpu -v /opt/wheels:/wheels:ro -t darkroom:cuda .
 
 ARG BASE=python:3.11-slim-bookworm
 
@@ -29,7 +33,8 @@ ARG EXTRAS=""
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
 ARG TORCH_SPEC=torch
 ARG TORCH_FIND_LINKS=""
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore PYTHONDONTWRITEBYTECODE=1
+# pip byte-compiles what it installs: the pods' read-only file systems need no cache.
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 WORKDIR /src
 RUN python3 -m venv /opt/darkroom
 # The dependencies first, in a layer that only a change to pyproject.toml rebuilds.
@@ -41,7 +46,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
       *) echo "VARIANT must be cpu or cuda, not '$VARIANT'" >&2; exit 2 ;; \
     esac \
     && if [ "$VARIANT" = cuda ] && [ -n "$TORCH_FIND_LINKS" ]; then \
-      /opt/darkroom/bin/pip install --no-index --find-links "$TORCH_FIND_LINKS" "$TORCH_SPEC"; \
+      /opt/darkroom/bin/pip install --find-links "$TORCH_FIND_LINKS" "$TORCH_SPEC"; \
     elif [ "$VARIANT" = cuda ]; then \
       /opt/darkroom/bin/pip install --index-url "$TORCH_INDEX_URL" "$TORCH_SPEC"; \
     fi \
@@ -51,9 +56,7 @@ COPY README.md ./
 COPY src ./src
 RUN --mount=type=cache,target=/root/.cache/pip \
     /opt/darkroom/bin/pip install --no-deps . \
-    && /opt/darkroom/bin/pip uninstall --yes pip \
-    && find /opt/darkroom -name __pycache__ -prune -exec rm -rf {} + \
-    && /opt/darkroom/bin/python -m compileall -q /opt/darkroom/lib
+    && /opt/darkroom/bin/pip uninstall --yes pip
 
 FROM ${BASE}
 ARG VARIANT=cpu

@@ -239,12 +239,19 @@ class Compose:
         return containers.split() + volumes.split()
 
 
-@pytest.fixture
-def compose(image: str, postgres_image: str, tmp_path: Path) -> Iterator[Compose]:
+def deploy_copy(tmp_path: Path) -> Path:
+    """deploy/'s compose files and make-secrets, where the test may write its secrets."""
     directory = tmp_path / "deploy"
     directory.mkdir()
-    for name in ("compose.yaml", "make-secrets"):
+    for name in ("compose.yaml", "compose.s3.yaml", "make-secrets"):
         shutil.copy2(ROOT / "deploy" / name, directory / name)
+    subprocess.run(["sh", "make-secrets"], cwd=directory, check=True, timeout=30)
+    return directory
+
+
+@pytest.fixture
+def compose(image: str, postgres_image: str, tmp_path: Path) -> Iterator[Compose]:
+    directory = deploy_copy(tmp_path)
     project = f"drtest{secrets.token_hex(3)}"
     port = free_port()
     with docker_api(tmp_path / "podman.sock", project) as api:
@@ -261,7 +268,6 @@ def compose(image: str, postgres_image: str, tmp_path: Path) -> Iterator[Compose
 
 
 def test_compose_renders_end_to_end_and_survives_a_worker_kill(compose: Compose) -> None:
-    subprocess.run(["sh", "make-secrets"], cwd=compose.directory, check=True, timeout=30)
     compose("up", "-d", "--wait", "--wait-timeout", "180")
     base = compose.env["DARKROOM_PUBLIC_URL"]
     ready = wait_for(f"{base}/readyz").json()
@@ -314,3 +320,18 @@ def test_compose_renders_end_to_end_and_survives_a_worker_kill(compose: Compose)
 
     compose("down", "-v")
     assert compose.left_behind() == []
+
+
+def test_compose_s3_option_keeps_the_images_in_a_bucket(tmp_path: Path) -> None:
+    directory = deploy_copy(tmp_path)
+    (directory / "secrets" / "aws_credentials").write_text("[default]\n")
+    env = podman_env() | {"DARKROOM_S3_URL": "s3://images/prod", "AWS_ENDPOINT_URL": "http://s3"}
+    stack = Compose(directory, "drconfig", env)
+    config = json.loads(stack("-f", "compose.s3.yaml", "config", "--format", "json"))
+    for name in ("api", "worker"):
+        service = config["services"][name]
+        assert service["environment"]["DARKROOM_STORAGE_URL"] == "s3://images/prod"
+        assert service["environment"]["AWS_SHARED_CREDENTIALS_FILE"] == (
+            "/run/secrets/aws_credentials"
+        )
+        assert "aws_credentials" in {secret["source"] for secret in service["secrets"]}
