@@ -15,15 +15,17 @@
 #                    wheels carry the CUDA libraries, and the NVIDIA container toolkit brings
 #                    the driver from the host.
 #   VARIANT          cpu (extras server, postgres, s3) or cuda (those and diffusers, on torch
-#                    from TORCH_INDEX_URL)
+#                    from TORCH_INDEX_URL); deploy/image/requirements.py has the list
 #   EXTRAS           more extras of pyproject.toml, comma-separated
 #   TORCH_INDEX_URL  where the cuda variant's torch comes from (PyTorch's CUDA 12.8 wheels)
 #   TORCH_SPEC       which torch, e.g. "torch==2.9.1" (default: the newest there)
-#   TORCH_FIND_LINKS a directory of wheels to take torch from instead (mounted into the build;
-#                    its other requirements still come from PyPI). Built here, where no GPU
-#                    and no PyTorch index can be reached, on this machine's CPU wheel:
-#     podman build --build-arg VARIANT=cuda --build-arg TORCH_FIND_LINKS=/wheels \
-#       --build-arg TORCH_SPEC=torch==2.13.0+cpu -v /opt/wheels:/wheels:ro -t darkroom:cuda .
+#   WHEELS           a directory of wheels mounted into the build, to install from instead of
+#                    an index (what `requirements.py --image VARIANT --build` lists, e.g. made
+#                    with `pip download -d`): the tests build so, from a wheelhouse kept between
+#                    runs. The cuda variant is built here, where no GPU and no PyTorch index
+#                    can be reached, with this machine's CPU build of torch in the wheelhouse:
+#     podman build --build-arg VARIANT=cuda --build-arg TORCH_SPEC=torch==2.13.0+cpu \
+#       --build-arg WHEELS=/wheels -v "$WHEELHOUSE:/wheels:ro" -t darkroom:cuda .
 
 ARG BASE=python:3.11-slim-bookworm
 
@@ -32,7 +34,7 @@ ARG VARIANT=cpu
 ARG EXTRAS=""
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
 ARG TORCH_SPEC=torch
-ARG TORCH_FIND_LINKS=""
+ARG WHEELS=""
 # pip byte-compiles what it installs: the pods' read-only file systems need no cache.
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 WORKDIR /src
@@ -40,22 +42,20 @@ RUN python3 -m venv /opt/darkroom
 # The dependencies first, in a layer that only a change to pyproject.toml rebuilds.
 COPY pyproject.toml deploy/image/requirements.py ./
 RUN --mount=type=cache,target=/root/.cache/pip \
-    case "$VARIANT" in \
-      cpu) extras="server,postgres,s3" ;; \
-      cuda) extras="server,postgres,s3,diffusers" ;; \
-      *) echo "VARIANT must be cpu or cuda, not '$VARIANT'" >&2; exit 2 ;; \
-    esac \
-    && if [ "$VARIANT" = cuda ] && [ -n "$TORCH_FIND_LINKS" ]; then \
-      /opt/darkroom/bin/pip install --find-links "$TORCH_FIND_LINKS" "$TORCH_SPEC"; \
-    elif [ "$VARIANT" = cuda ]; then \
+    if [ -n "$WHEELS" ]; then export PIP_NO_INDEX=1 PIP_FIND_LINKS="$WHEELS"; fi \
+    && if [ "$VARIANT" = cuda ] && [ -z "$WHEELS" ]; then \
       /opt/darkroom/bin/pip install --index-url "$TORCH_INDEX_URL" "$TORCH_SPEC"; \
+    elif [ "$VARIANT" = cuda ]; then \
+      /opt/darkroom/bin/pip install "$TORCH_SPEC"; \
     fi \
-    && /opt/darkroom/bin/python requirements.py "$extras${EXTRAS:+,$EXTRAS}" > requirements.txt \
-    && /opt/darkroom/bin/pip install -r requirements.txt "dumb-init==1.2.5.post1"
+    && /opt/darkroom/bin/python requirements.py --image "$VARIANT" --extras "$EXTRAS" \
+      > requirements.txt \
+    && /opt/darkroom/bin/pip install -r requirements.txt
 COPY README.md ./
 COPY src ./src
 RUN --mount=type=cache,target=/root/.cache/pip \
-    /opt/darkroom/bin/pip install --no-deps . \
+    if [ -n "$WHEELS" ]; then export PIP_NO_INDEX=1 PIP_FIND_LINKS="$WHEELS"; fi \
+    && /opt/darkroom/bin/pip install --no-deps . \
     && /opt/darkroom/bin/pip uninstall --yes pip
 
 FROM ${BASE}

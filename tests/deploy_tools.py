@@ -34,6 +34,7 @@ POSTGRES_IMAGE = "docker.io/library/postgres:15-bookworm"
 IMAGE = "localhost/darkroom-test-" + hashlib.sha256(str(ROOT).encode()).hexdigest()[:8] + ":cpu"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 BIN = Path(sys.executable).parent
+WHEELHOUSES = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "darkroom-wheels"
 
 
 def missing(tool: str) -> None:
@@ -88,12 +89,72 @@ def image_exists(name: str) -> bool:
 
 def build(context: Path, tag: str, *extra: str, timeout: float = 900) -> None:
     """``podman build`` as a user's ``docker build`` (Docker's format keeps the HEALTHCHECK),
-    on the base image made here (never pulled), with this machine's CA bundle for pip."""
+    on the base image made here (never pulled), with this machine's CA bundle."""
     if not image_exists(BASE_IMAGE):
         missing(f"the base image {BASE_IMAGE}")
     mounts = ["-v", f"{CA_BUNDLE}:{CA_BUNDLE}:ro"] if CA_BUNDLE.exists() else []
     options = ["--pull=never", "--format", "docker", *mounts, "-t", tag, *extra]
     podman("build", *options, str(context), timeout=timeout)
+
+
+def build_darkroom(tag: str, variant: str = "cpu") -> None:
+    """The image of this checkout, installed from a wheelhouse (what pip would download in the
+    build, kept between runs: pip's cache cannot keep it here, where a proxy strips the
+    answers' caching headers), so that a change to pyproject.toml costs seconds of installing,
+    not a minute of downloading. An unchanged pyproject.toml reuses podman's layer."""
+    wheels = wheelhouse(variant)
+    build(
+        ROOT,
+        tag,
+        "--build-arg",
+        f"VARIANT={variant}",
+        "--build-arg",
+        "WHEELS=/wheels",
+        "-v",
+        f"{wheels}:/wheels:ro",
+    )
+
+
+def wheelhouse(variant: str) -> Path:
+    """The wheels of the image's requirements (``requirements.py --image VARIANT --build``),
+    downloaded once for each set of requirements into the user's cache."""
+    listed = subprocess.run(
+        [sys.executable, "deploy/image/requirements.py", "--image", variant, "--build"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout.splitlines()
+    key = hashlib.sha256("\n".join(sorted(listed)).encode()).hexdigest()[:16]
+    directory = WHEELHOUSES / f"{variant}-{key}"
+    if (directory / ".complete").exists():
+        return directory
+    partial = directory.with_name(directory.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    # For the image's Python (the base image's: 3.11), whatever Python runs the tests
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--dest",
+            str(partial),
+            "--python-version",
+            "3.11",
+            "--only-binary",
+            ":all:",
+            *listed,
+        ],
+        timeout=600,
+    )
+    (partial / ".complete").touch()
+    shutil.rmtree(directory, ignore_errors=True)
+    partial.rename(directory)
+    return directory
 
 
 @contextmanager

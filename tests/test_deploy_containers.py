@@ -26,6 +26,7 @@ from tests.deploy_tools import (
     POSTGRES_IMAGE,
     ROOT,
     build,
+    build_darkroom,
     docker_api,
     podman,
     podman_env,
@@ -95,7 +96,7 @@ def downloaded(project: dict[str, Any]) -> list[bytes]:
 def image() -> str:
     """The cpu image of this checkout (layers cached: a rebuild after a change to src/ redoes
     the last layer only)."""
-    build(ROOT, IMAGE)
+    build_darkroom(IMAGE)
     return IMAGE
 
 
