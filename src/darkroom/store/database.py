@@ -37,10 +37,10 @@ T = TypeVar("T")
 _TRANSIENT_SQLSTATES = {"40001", "40P01", "55P03", "57P01", "57P02", "57P03"}
 _SQLITE_TRANSIENT = ("database is locked", "database table is locked", "database is busy")
 CONNECT_TIMEOUT_SECONDS = 5  # a PostgreSQL server that does not even refuse (libpq's minimum: 2)
-SQLITE_BUSY_MS = 30_000
-# The key of the PostgreSQL advisory lock that migrations hold: any 64-bit number that nothing
-# else locks (the first eight bytes of "darkroom").
-MIGRATION_LOCK = int.from_bytes(b"darkroom", "big") >> 1  # how long a SQLite statement waits for a lock, unless patience says less
+SQLITE_BUSY_MS = 30_000  # how long a SQLite statement waits for a lock, unless patience says less
+# The key of the PostgreSQL advisory lock that migrations hold ("darkroo" in ASCII): any 64-bit
+# number that nothing else locks.
+MIGRATION_LOCK = 0x6461726B726F6F
 
 
 # When the work of this context (an API request) stops retrying a transient error, on
