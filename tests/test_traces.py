@@ -11,10 +11,11 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from tests.cluster import wait_for
 from tests.conftest import ServerFactory
 
 
@@ -30,14 +31,18 @@ def spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
     provider.shutdown()
 
 
-def server_span(spans: list[ReadableSpan], route: str) -> dict[str, Any]:
-    """The attributes of the request span of ``route``."""
-    found = [
-        dict(s.attributes or {})
-        for s in spans
-        if s.kind == trace.SpanKind.SERVER and (s.attributes or {}).get("http.route") == route
-    ]
-    assert found, [s.name for s in spans]
+def server_span(exporter: InMemorySpanExporter, route: str) -> dict[str, Any]:
+    """The attributes of the request span of ``route``, once it has ended (a streamed answer's
+    span ends after its client has read the last byte)."""
+
+    def ended() -> list[dict[str, Any]]:
+        return [
+            dict(s.attributes or {})
+            for s in exporter.get_finished_spans()
+            if s.kind == trace.SpanKind.SERVER and (s.attributes or {}).get("http.route") == route
+        ]
+
+    found: list[dict[str, Any]] = wait_for(ended, 10, f"the span of {route}")
     return found[-1]
 
 
@@ -58,14 +63,13 @@ def test_no_signed_link_or_key_in_a_span(
     assert downloaded.status_code == 200  # the route got the real signature
     assert downloaded.content.startswith(b"\x89PNG")
 
-    recorded = spans.get_finished_spans()
-    download = server_span(list(recorded), "/downloads/{name}")
+    download = server_span(spans, "/downloads/{name}")
     assert download["http.response.status_code"] == 200
     query = parse_qs(download["url.query"])
     assert query["signature"] == ["REDACTED"]
     assert query["expires"] == parse_qs(urlsplit(link).query)["expires"]  # not a secret
-    assert server_span(list(recorded), "/v1/ai-image-generator")["http.response.status_code"] == 200
-    for span in recorded:
+    assert server_span(spans, "/v1/ai-image-generator")["http.response.status_code"] == 200
+    for span in spans.get_finished_spans():
         for name, value in (span.attributes or {}).items():
             text = str(value)
             assert signature not in text and account.key not in text, (span.name, name, text)
