@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 
 from darkroom.store.database import alembic_config
 from darkroom.store.tables import metadata, projects
-from tests.conftest import Databases, current_databases
+from tests.conftest import ON_POSTGRES, Databases, current_databases
 
 DARKROOM = [sys.executable, "-m", "darkroom.cli.main"]
 
@@ -109,7 +109,18 @@ def free_port() -> int:
 
 
 class Serve:
-    def __init__(self, data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *extra: str,
+        env: dict[str, str] | None = None,
+        ask_for_dev_account: bool = ON_POSTGRES,
+    ) -> None:
+        """``darkroom serve`` on ``data_dir``, once it answers. Off the embedded default (on the
+        PostgreSQL pass) a server makes its development account only when asked: the tests
+        that use its key ask (``ask_for_dev_account``)."""
+        if ask_for_dev_account:
+            extra = ("--dev-account", *extra)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(

@@ -27,6 +27,7 @@ from darkroom.api.body_limit import BodyLimitMiddleware
 from darkroom.api.patience import Patience
 from darkroom.engine.registry import Backends
 from darkroom.observe.middleware import RequestMiddleware
+from darkroom.observe.redaction import RevealSecrets, SpanSafeFastAPI
 from darkroom.services import Services, build_services, start_node, stop_node
 from darkroom.settings import Settings
 
@@ -45,7 +46,7 @@ def app_for(services: Services) -> FastAPI:
         finally:
             await stop_node(services)
 
-    app = FastAPI(
+    app = SpanSafeFastAPI(  # a request's signed link and key reach no trace span
         title="darkroom",
         version=__version__,
         description=(
@@ -66,6 +67,7 @@ def app_for(services: Services) -> FastAPI:
     )
     app.add_middleware(Patience, seconds=settings.database_request_seconds)
     app.add_middleware(RequestMiddleware, metrics=services.metrics)
+    app.add_middleware(RevealSecrets)  # the outermost: the routes get what the client sent
     app.include_router(metrics.router)
     modules = (health, magichour, openai_images, catalog, account, downloads, admin, webhooks)
     for module in (*modules, playground):
