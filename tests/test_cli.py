@@ -316,3 +316,23 @@ def test_migrate_brings_an_empty_database_to_the_newest_schema_and_exits(
         assert answer["database"] == make_url(url).render_as_string(hide_password=True)
     with create_engine(url).connect() as conn:
         assert conn.execute(select(projects.c.id)).all() == []
+
+
+def test_migrate_gives_up_on_a_database_that_never_answers_with_one_line(tmp_path: Path) -> None:
+    # A hook Job that fails, so that the rollout stops: exit 1 and the reason, no password
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DARKROOM_")}
+    env["DARKROOM_DATABASE_START_SECONDS"] = "0.5"
+    url = "postgresql+psycopg://darkroom:hunter2@127.0.0.1:1/darkroom"
+    result = subprocess.run(
+        [*DARKROOM, "migrate", "--database-url", url, "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        "darkroom: the database at postgresql+psycopg://darkroom:***@127.0.0.1:1"
+    )
+    assert "hunter2" not in result.stderr + result.stdout

@@ -94,8 +94,6 @@ operator token as files (*_FILE), the bucket's and vendors' keys as optional var
 {{- if $values.storage.sharedVolume.claimName }}
 - name: DARKROOM_STORAGE_URL
   value: /images
-- name: DARKROOM_STORAGE_SHARED
-  value: "true"
 {{- else }}
 - name: DARKROOM_STORAGE_URL
   value: {{ required "storage.url (s3://bucket/prefix) or storage.sharedVolume.claimName is needed" $values.storage.url | quote }}
