@@ -78,6 +78,24 @@ def wait_until_ended(base: str, key: str, project_id: str, timeout: float = 120)
         assert time.monotonic() < deadline, f"{project_id} still {project['status']}"
 
 
+def wait_until_claimed(base: str, key: str, project_id: str) -> None:
+    """Until a worker has taken the project (its long poll answers as soon as it is no longer
+    queued: rendering, or on a fast machine already complete)."""
+    deadline = time.monotonic() + 60
+    headers = {"authorization": f"Bearer {key}"}
+    while True:
+        project = httpx.get(
+            f"{base}/v1/image-projects/{project_id}",
+            params={"wait": 10, "since": "queued"},
+            headers=headers,
+            timeout=30,
+        ).json()
+        if project["status"] != "queued":
+            assert project["status"] in ("rendering", "complete"), project
+            return
+        assert time.monotonic() < deadline, f"{project_id} still queued"
+
+
 def downloaded(project: dict[str, Any]) -> list[bytes]:
     """Each of a complete project's images, fetched from its link and checked against its
     recorded digest."""
@@ -299,14 +317,16 @@ def test_compose_renders_end_to_end_and_survives_a_worker_kill(compose: Compose)
     assert result.status == "complete"
     assert [Path(p).read_bytes()[:8] for p in result.downloaded_paths] == [b"\x89PNG\r\n\x1a\n"]
 
-    # Projects created and the worker killed (kill -9) while they render; more created while it
-    # is down; then it starts again: every project completes once, charged once.
+    # Projects created and the worker killed (kill -9) once it renders the first; more created
+    # while it is down; then it starts again: every project completes once, charged once (the
+    # jobs it held go back to the queue when their lease passes).
     headers = {"authorization": f"Bearer {key}"}
     body = {"image_count": 4, "resolution": "2k", "style": {"prompt": "a harbour"}}
     ids = [
         httpx.post(f"{base}{CREATE}", headers=headers, json=body, timeout=30).json()["id"]
         for _ in range(3)
     ]
+    wait_until_claimed(base, key, ids[0])
     compose("kill", "-s", "SIGKILL", "worker")
     ids += [
         httpx.post(f"{base}{CREATE}", headers=headers, json=body, timeout=30).json()["id"]
