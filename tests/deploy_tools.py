@@ -103,6 +103,7 @@ def build_darkroom(tag: str, variant: str = "cpu") -> None:
     answers' caching headers), so that a change to pyproject.toml costs seconds of installing,
     not a minute of downloading. An unchanged pyproject.toml reuses podman's layer."""
     wheels = wheelhouse(variant)
+    before = image_id(tag)
     build(
         ROOT,
         tag,
@@ -113,6 +114,15 @@ def build_darkroom(tag: str, variant: str = "cpu") -> None:
         "-v",
         f"{wheels}:/wheels:ro",
     )
+    if before is not None and before != image_id(tag):
+        # The build before this one (each run's final layer is new): not kept for ever
+        podman("rmi", before, check=False)
+
+
+def image_id(name: str) -> str | None:
+    if not image_exists(name):
+        return None
+    return podman("image", "inspect", "--format", "{{.Id}}", name).strip()
 
 
 def wheelhouse(variant: str) -> Path:
@@ -154,6 +164,9 @@ def wheelhouse(variant: str) -> Path:
     (partial / ".complete").touch()
     shutil.rmtree(directory, ignore_errors=True)
     partial.rename(directory)
+    for older in WHEELHOUSES.glob(f"{variant}-*"):  # those of requirements gone by
+        if older != directory:
+            shutil.rmtree(older, ignore_errors=True)
     return directory
 
 
