@@ -129,6 +129,9 @@ def test_each_worker_pool_is_a_deployment_with_its_gpus_nodes_and_drain(
             assert "nodeSelector" not in spec and "tolerations" not in spec
         autoscaled = pool.get("autoscaling", {}).get("enabled", False)
         assert ("replicas" in deployment["spec"]) is not autoscaled  # KEDA owns the count
+    pinned = render("--set", "workers[0].name=flux,workers[0].pin={flux-schnell,z-image-turbo}")
+    args = container(by_kind(pinned, "Deployment")["rel-darkroom-worker-flux"])["args"]
+    assert flag(args, "--pin") == "flux-schnell,z-image-turbo"
 
 
 def test_keda_scales_each_pool_on_the_projects_queued_for_its_models(
