@@ -89,8 +89,9 @@ def test_not_ready_while_the_database_is_unreachable(
         assert int(crashed.headers["retry-after"]) >= 1
     # The scrape goes on without what it reads from the database.
     assert scrape.status_code == 200
-    assert "darkroom_queue_depth" in scrape.text
+    assert "darkroom_http_requests_total" in scrape.text
     assert "darkroom_jobs_active" not in scrape.text
+    assert "darkroom_queue_depth" not in scrape.text
     assert httpx.get(f"{server.url}/readyz").status_code == 200
 
 
