@@ -43,6 +43,7 @@ from darkroom.observe.metrics import Metrics
 from darkroom.queue.heartbeat import Node
 from darkroom.queue.notify import AUTH, CHANGES, Subscriber
 from darkroom.settings import Settings
+from darkroom.startup import wait_for_database
 from darkroom.storage.files import ProjectFiles
 from darkroom.storage.local import LocalStore
 from darkroom.storage.location import open_store
@@ -74,6 +75,7 @@ def open_database(settings: Settings) -> Database:
         sqlite_synchronous=settings.sqlite_synchronous,
         retry_seconds=settings.database_retry_seconds,
     )
+    wait_for_database(db, settings.database_start_seconds)  # started before its database
     db.migrate()
     return db
 
@@ -170,7 +172,7 @@ def build_webhooks(settings: Settings, db: Database, links: Downloads, box: Secr
 
 def server_secret(settings: Settings) -> bytes:
     """The server's secret: ``secret_key``, else the one generated once in the data directory."""
-    return load_or_create_secret(settings.secret_key, settings.secret_key_file)
+    return load_or_create_secret(settings.secret_key, settings.generated_secret_key_file)
 
 
 def secret_box(settings: Settings) -> SecretBox:
@@ -243,6 +245,7 @@ def build_core(
 ) -> Core:
     # Before the database: a misconfigured node fails at once, with one line.
     settings.require_shared_secrets()
+    settings.require_shared_storage()
     store = open_store(settings.storage_url, settings.data_dir, links=settings.storage_links)
     files = ProjectFiles(store)
     db = open_database(settings)
@@ -342,7 +345,7 @@ def build_services(core: Core) -> Services:
         fetch_timeout=settings.fetch_timeout_seconds,
         fetch_allow_private=settings.fetch_allow_private,
     )
-    admin_token = load_admin_token(settings.admin_token, settings.admin_token_file)
+    admin_token = load_admin_token(settings.admin_token, settings.generated_admin_token_file)
     return Services(
         settings=settings,
         db=db,

@@ -31,6 +31,7 @@ from darkroom.api.patience import Patience
 from darkroom.core.readiness import RunningNode
 from darkroom.core.uploads import UPLOAD_PATH
 from darkroom.observe.middleware import RequestMiddleware
+from darkroom.observe.redaction import RevealSecrets, SpanSafeFastAPI
 from darkroom.services import Services
 
 
@@ -44,7 +45,7 @@ def app_for(services: Services, node: RunningNode) -> FastAPI:
             await node.stop()
             services.close()
 
-    app = FastAPI(
+    app = SpanSafeFastAPI(  # a request's signed link and key reach no trace span
         title="darkroom",
         version=__version__,
         description=(
@@ -53,6 +54,7 @@ def app_for(services: Services, node: RunningNode) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.services = services
+    app.state.core = services.core
     app.state.node = node
     errors.install(app)
     document.install(app, services.catalog, errors.OPENAI_PATHS, refine=[catalog_values.refine])
@@ -67,6 +69,7 @@ def app_for(services: Services, node: RunningNode) -> FastAPI:
     )
     app.add_middleware(Patience, seconds=settings.database_request_seconds)
     app.add_middleware(RequestMiddleware, metrics=services.metrics)
+    app.add_middleware(RevealSecrets)  # the outermost: the routes get what the client sent
     app.include_router(metrics.router)
     modules = (
         health,

@@ -14,7 +14,7 @@ from darkroom.api.errors import validation_message
 from darkroom.core.accounts import Principal
 from darkroom.core.errors import InvalidRequest
 from darkroom.core.readiness import RunningNode
-from darkroom.services import Services
+from darkroom.services import Core, Services
 
 
 async def get_services(request: Request) -> Services:
@@ -23,6 +23,15 @@ async def get_services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+async def get_core(request: Request) -> Core:
+    """What the process shares (the probes of a worker, which serves no API, have only this)."""
+    core: Core = request.app.state.core
+    return core
+
+
+CoreDep = Annotated[Core, Depends(get_core)]
 
 
 async def get_node(request: Request) -> RunningNode:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from darkroom.api.deps import NodeDep, ServicesDep
+from darkroom.api.deps import CoreDep, NodeDep
 from darkroom.core.readiness import readiness
 
 router = APIRouter(tags=["Health"])
@@ -27,7 +27,7 @@ async def healthz() -> dict[str, str]:
         }
     },
 )
-def readyz(services: ServicesDep, node: NodeDep) -> JSONResponse:
+def readyz(core: CoreDep, node: NodeDep) -> JSONResponse:
     # A plain function (run on a thread): an unreachable database may take a while to say so.
-    ready, checks = readiness(services.db, services.downloads, services.jobs, node)
+    ready, checks = readiness(core.db, core.downloads, node)
     return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 from typing import TYPE_CHECKING, Any
 
 from darkroom.cli.options import add_data_options, settings_from
@@ -46,6 +47,12 @@ def add_parser(commands: Any) -> None:
         help="on SIGTERM, how long jobs in hand may run on before they are handed back "
         "(DARKROOM_SHUTDOWN_GRACE_SECONDS, 10)",
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        help="open a small HTTP listener on this port of DARKROOM_HOST (127.0.0.1) with "
+        "/healthz, /readyz and /metrics (DARKROOM_METRICS_PORT; off by default)",
+    )
     add_engine_options(parser)
     add_data_options(parser)
     parser.set_defaults(run=run)
@@ -75,23 +82,32 @@ def run(args: argparse.Namespace) -> int:
         "weights",
         "device",
         "dtype",
+        "metrics_port",
     )
     if settings.workers < 1:
         raise ValueError("a worker needs --concurrency 1 or more")
     configure_logging(settings)
-    core = build_core(settings, serves_api=False)
-    unknown = sorted(set(settings.worker_models) - set(core.catalog.models))
-    if unknown:
-        core.close()
-        raise ValueError(f"--models: the catalog has no model {', '.join(unknown)}")
+    probes = None
+    if settings.metrics_port is not None:
+        from darkroom.api.probes import listen
+
+        probes = listen(settings.host, settings.metrics_port)  # a port in use: said at once
     try:
-        asyncio.run(_serve(build_node(core)))
+        core = build_core(settings, serves_api=False)
+        try:
+            unknown = sorted(set(settings.worker_models) - set(core.catalog.models))
+            if unknown:
+                raise ValueError(f"--models: the catalog has no model {', '.join(unknown)}")
+            asyncio.run(_serve(build_node(core), probes))
+        finally:
+            core.close()
     finally:
-        core.close()
+        if probes is not None:
+            probes.close()
     return 0
 
 
-async def _serve(node: NodeProcess) -> None:
+async def _serve(node: NodeProcess, probes: socket.socket | None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -99,11 +115,19 @@ async def _serve(node: NodeProcess) -> None:
             loop.add_signal_handler(sig, stop.set)
     await node.start()
     member = node.core.node
-    models = ", ".join(member.models or ["every model"])
-    log.info("worker %s rendering %s, %d at a time", member.id, models, member.concurrency)
+    listener = None
     try:
+        if probes is not None:  # after the node started: /readyz then says how it is
+            from darkroom.api.probes import ProbeListener
+
+            listener = ProbeListener(node.core, node, probes)
+            await asyncio.to_thread(listener.start)
+        models = ", ".join(member.models or ["every model"])
+        log.info("worker %s rendering %s, %d at a time", member.id, models, member.concurrency)
         await stop.wait()
         log.info("draining: jobs in hand finish or are handed back")
     finally:
         await node.stop()
+        if listener is not None:  # answering (not ready) while it drained
+            await asyncio.to_thread(listener.stop)
     log.info("worker %s stopped", member.id)

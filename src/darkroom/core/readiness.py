@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from darkroom.core.downloads import Downloads
-from darkroom.core.jobs import Jobs
+from darkroom.store import leases
 from darkroom.store.database import Database, ping
 
 # The checks that must hold for a ready answer.
@@ -30,9 +30,7 @@ class RunningNode(Protocol):
         ...
 
 
-def readiness(
-    db: Database, downloads: Downloads, jobs: Jobs, node: RunningNode
-) -> tuple[bool, dict[str, Any]]:
+def readiness(db: Database, downloads: Downloads, node: RunningNode) -> tuple[bool, dict[str, Any]]:
     """Whether the process is ready, and every check with what it found. Blocks (an
     unreachable database may take a while to say so): call it on a thread."""
     report = node.report()
@@ -53,5 +51,5 @@ def readiness(
     for name in ("backends", "heartbeat", "notifications", "node"):
         checks[name] = report[name]
     if checks["database"]:
-        checks["queue_depth"] = jobs.queue_depth()
+        checks["queue_depth"] = db.query(leases.queued_total)  # on every node
     return all(checks[name] for name in REQUIRED), checks
