@@ -6,6 +6,7 @@ as several worker processes would."""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import timedelta
 
 from sqlalchemy import select, update
@@ -14,8 +15,9 @@ from darkroom.core.accounts import Principal
 from darkroom.core.catalog import ImageSpec
 from darkroom.core.errors import QueueFull
 from darkroom.core.projects import Project, StoredImage
+from darkroom.storage.files import new_attempt
 from darkroom.store.database import utcnow
-from darkroom.store.tables import ledger, projects
+from darkroom.store.tables import ledger, projects, webhook_deliveries
 from tests.conftest import Account, LiveServer, ServerFactory
 
 SPEC = ImageSpec(prompt="x", image_count=1, model="flux-schnell", resolution="1k")
@@ -92,7 +94,7 @@ def test_a_worker_that_lost_its_lease_cannot_end_the_job(server_factory: ServerF
     assert work.renew("node_a", [project.id]) == {project.id}
 
     expire_lease(server, project.id)  # node_a stalls longer than its lease
-    swept = recovery.sweep(utcnow())
+    swept = recovery.sweep()
     assert swept.requeued == 1
     assert row(server, project.id)["status"] == "queued"
     second = work.claim_next("node_b")
@@ -125,9 +127,8 @@ def test_a_job_out_of_attempts_fails_once_with_a_refund(server_factory: ServerFa
     [project] = submit(server, account)
     assert server.services.work.claim_next("node_a") is not None
     expire_lease(server, project.id)
-    now = utcnow()
-    assert server.services.recovery.sweep(now).failed == 1
-    assert server.services.recovery.sweep(now).failed == 0  # a second sweep moves nothing
+    assert server.services.recovery.sweep().failed == 1
+    assert server.services.recovery.sweep().failed == 0  # a second sweep moves nothing
     failed = row(server, project.id)
     assert (failed["status"], failed["error_code"], failed["credits_charged"]) == (
         "error",
@@ -144,7 +145,7 @@ def test_a_live_lease_is_left_alone(server_factory: ServerFactory) -> None:
     account = server.account()
     [project] = submit(server, account)
     assert server.services.work.claim_next("node_a") is not None
-    assert server.services.recovery.sweep(utcnow()).requeued == 0
+    assert server.services.recovery.sweep().requeued == 0
     other = server_factory(workers=1)  # starts, sweeps, and its workers look for jobs
     assert other.services.heartbeat.beats >= 1
     assert row(server, project.id)["lease_owner"] == "node_a"
@@ -158,14 +159,70 @@ def test_a_project_awaited_by_a_gone_node_is_canceled_and_refunded(
     [awaited] = submit(server, account, awaited=True)
     [plain] = submit(server, account)
     assert row(server, awaited.id)["awaited_by"] == server.services.node.id
-    assert server.services.recovery.sweep(utcnow()).abandoned == 0  # its node is alive
+    assert server.services.recovery.sweep().abandoned == 0  # its node is alive
 
     server.stop()  # the node that held the waiting request is gone
-    swept = server.services.recovery.sweep(utcnow())
+    swept = server.services.recovery.sweep()
     assert swept.abandoned == 1
     assert row(server, awaited.id)["status"] == "canceled"
     assert ledger_kinds(server, awaited.id) == ["charge", "refund"]
     assert row(server, plain.id)["status"] == "queued"  # nobody waits on it: it still renders
+
+
+def deliveries_of(server: LiveServer, project_id: str) -> list[str]:
+    """The webhook events written about a project, sorted."""
+    with server.services.db.read() as conn:
+        query = select(webhook_deliveries.c.event).where(
+            webhook_deliveries.c.project_id == project_id
+        )
+        return sorted(conn.execute(query).scalars())
+
+
+def test_an_awaited_project_completed_before_its_node_is_seen_gone_is_refunded(
+    server_factory: ServerFactory,
+) -> None:
+    """The order of events the sweep used to miss: a worker completes a project whose waiting
+    request died with its node before any node has noticed (that takes a lease). Nobody got the
+    images: the project ends canceled and refunded, its images are removed, and its webhook
+    receivers hear ``image.canceled``, never ``image.completed``. A project whose answer its
+    node wrote (``answered``) stays complete and charged."""
+    server = server_factory(workers=0, allow_private_webhooks=True)
+    account = server.account()
+    with server.client(account) as http:
+        made = http.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/hooks"})
+    assert made.status_code == 201, made.text
+    lost, delivered = submit(server, account, 2, awaited=True)
+    work, files = server.services.work, server.services.files
+    for project in (lost, delivered):
+        claimed = work.claim_next("node_gpu")
+        assert claimed is not None and claimed.id == project.id
+        [key] = files.save_outputs(claimed.id, new_attempt(), [b"an image"], "png")
+        stored = [StoredImage(hashlib.sha256(b"an image").hexdigest(), 8, key)]
+        assert work.complete(
+            "node_gpu", claimed.id, rendered_at=utcnow(), render_ms=1, stored=stored
+        )
+    assert server.services.jobs.answered(delivered.id)  # its request wrote the answer
+    assert not server.services.jobs.answered(delivered.id)  # once
+    assert deliveries_of(server, lost.id) == ["image.started"]  # completed: not yet news
+    assert server.services.recovery.sweep().abandoned == 0  # their node is alive
+
+    server.stop()  # the node whose requests waited is gone (before answering for one)
+    assert server.services.recovery.sweep().abandoned == 1
+    refunded = row(server, lost.id)
+    assert (refunded["status"], refunded["credits_charged"], refunded["error_code"]) == (
+        "canceled",
+        0,
+        "abandoned",
+    )
+    assert ledger_kinds(server, lost.id) == ["charge", "refund"]
+    assert server.stored(lost.id) == []
+    assert deliveries_of(server, lost.id) == ["image.canceled", "image.started"]
+    assert row(server, delivered.id)["status"] == "complete"
+    assert ledger_kinds(server, delivered.id) == ["charge"]
+    assert len(server.stored(delivered.id)) == 1
+    assert deliveries_of(server, delivered.id) == ["image.completed", "image.started"]
+    assert server.balance(account) == 10_000 - 5
+    assert server.services.recovery.sweep().abandoned == 0  # a second sweep moves nothing
 
 
 def test_queue_caps_refuse_before_charging(server_factory: ServerFactory) -> None:

@@ -5,12 +5,14 @@ heartbeat renews. Every write it makes about the job — a note, complete, fail,
 checks in the same UPDATE that the job is still ``rendering`` under its lease (fencing): a worker
 that lost its lease (its heartbeat stopped for longer than the lease, and recovery handed the job
 to another worker) can no longer change the job, so each job ends once, by its lease holder.
+A lease's start and end are on the database's clock (``store/clock.py``), whatever this node's
+own clock says.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import Connection
 
@@ -18,9 +20,9 @@ from darkroom.core.events import JobEvents
 from darkroom.core.projects import Project, StoredImage, Transition
 from darkroom.core.settle import end_in, out_of_attempts_in
 from darkroom.core.status import Status
-from darkroom.store import leases
+from darkroom.store import clock, leases
 from darkroom.store import projects as sql
-from darkroom.store.database import Database, utcnow
+from darkroom.store.database import Database
 
 
 class Work:
@@ -34,7 +36,7 @@ class Work:
     ) -> None:
         self.db = db
         self.events = events
-        self.lease = timedelta(seconds=lease_seconds)
+        self.lease_seconds = lease_seconds
         self.max_attempts = max_attempts
 
     def claim_next(self, owner: str, models: list[str] | None = None) -> Project | None:
@@ -46,8 +48,7 @@ class Work:
                 row = leases.next_claimable(conn, models)
                 if row is None:
                     return None
-                now = utcnow()
-                if leases.claim(conn, row.id, row.account_id, owner, now, now + self.lease):
+                if leases.claim(conn, row.id, row.account_id, owner, self.lease_seconds):
                     return self.events.record(conn, row.id, Status.QUEUED)
 
         change = self.db.transact(work, durable=False)
@@ -58,9 +59,9 @@ class Work:
 
     def renew(self, owner: str, project_ids: list[str]) -> set[str]:
         """Extend ``owner``'s leases on these jobs; the ones it still holds."""
-        until = utcnow() + self.lease
+        lease = self.lease_seconds
         return self.db.transact(
-            lambda conn: leases.renew(conn, owner, project_ids, until), durable=False
+            lambda conn: leases.renew(conn, owner, project_ids, lease), durable=False
         )
 
     def holds(self, owner: str, project_id: str) -> bool:
@@ -103,7 +104,7 @@ class Work:
                 status=Status.COMPLETE.value,
                 rendered_at=rendered_at,
                 render_ms=render_ms,
-                completed_at=utcnow(),
+                completed_at=clock.now(conn),
                 outputs=json.dumps([vars(item) for item in stored or []]),
                 **upstream_columns(upstream_usage),
                 status_note=None,
