@@ -91,7 +91,7 @@ def test_a_worker_that_lost_its_lease_cannot_end_the_job(server_factory: ServerF
     work, recovery = server.services.work, server.services.recovery
     first = work.claim_next("node_a")
     assert first is not None and first.id == project.id
-    assert work.renew("node_a", [project.id]) == {project.id}
+    assert work.renew("node_a", [project.id]).ids == {project.id}
 
     expire_lease(server, project.id)  # node_a stalls longer than its lease
     swept = recovery.sweep()
@@ -101,7 +101,7 @@ def test_a_worker_that_lost_its_lease_cannot_end_the_job(server_factory: ServerF
     assert second is not None and second.attempts == 2
 
     # node_a wakes up: every write it tries is refused; its renew reports the loss.
-    assert work.renew("node_a", [project.id]) == set()
+    assert work.renew("node_a", [project.id]).ids == set()
     assert not work.holds("node_a", project.id)
     work.note("node_a", project.id, "still here")
     assert not work.complete("node_a", project.id, rendered_at=utcnow(), render_ms=5)

@@ -5,8 +5,10 @@ of holding the caller for the minute the background loops wait it out.
 
 A database that stops answering without closing its connections holds a call in a socket read
 that nothing in the call itself ends. So the request runs as a task of its own, and this
-middleware answers it 503 (in its dialect's shape, with Retry-After) as soon as a database call
-of it passes its deadline and the answer has not begun, whatever that call is doing; it then
+middleware answers it 503 (in its dialect's shape, with Retry-After) once a database call of it
+has passed its deadline by :data:`GRACE_SECONDS` (time for the call's own timeouts, which end it
+at its deadline when the database still answers, to tell a lock held from a server gone) and the
+answer has not begun, whatever that call is doing; it then
 gives the request up (``Deadline.abandon``: its calls' connections are interrupted and
 invalidated, and nothing of it commits). The task runs on to its end unheard. A request that
 waits for something other than the database (a long poll, a charged synchronous answer that
@@ -24,10 +26,12 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from darkroom.api.errors import answer
-from darkroom.core.errors import DatabaseUnavailable
+from darkroom.core.errors import DatabaseBusy, DatabaseUnavailable
 from darkroom.store.deadline import Deadline, deadline_at
 
 log = logging.getLogger("darkroom.api")
+
+GRACE_SECONDS = 0.5
 
 
 class Patience:
@@ -66,15 +70,17 @@ class Patience:
             task.result()  # its exception, if any, goes on up as before
             return
         given_up = True
+        error = DatabaseBusy() if deadline.local else DatabaseUnavailable()
         deadline.abandon()
         task.add_done_callback(_forget)
         log.warning(
-            "database unavailable on %s %s: no answer within the request's patience (%g s)",
+            "database %s on %s %s: no answer within the request's patience (%g s)",
+            "unavailable" if isinstance(error, DatabaseUnavailable) else "busy",
             scope["method"],
             scope["path"],
             self.seconds,
         )
-        await answer(scope["path"], DatabaseUnavailable())(scope, receive, send)
+        await answer(scope["path"], error)(scope, receive, send)
 
 
 async def _ended_or_overdue(
@@ -84,6 +90,8 @@ async def _ended_or_overdue(
     has not begun (True, the task still running), or it is time to look again (False)."""
     now = time.monotonic()
     due = deadline.due()
+    if due is not None:
+        due += GRACE_SECONDS
     if started() or deadline.patient:
         await asyncio.wait({task})  # nothing to answer for it any more: let it end
         return True

@@ -48,7 +48,8 @@ class Intake:
         self._waiting.append((item, future, current_deadline()))
         if self._drain_task is None or self._drain_task.done():
             self._drain_task = loop.create_task(self._drain())
-        with calling():  # the request waits on the database: the committer's call for it
+        # The request waits on the database: the committer's call for it.
+        with calling(local=self.jobs.db.is_sqlite):
             outcome = await future
         if isinstance(outcome, DarkroomError):
             raise outcome

@@ -12,6 +12,8 @@ own clock says.
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection
@@ -23,6 +25,16 @@ from darkroom.core.status import Status
 from darkroom.store import clock, leases
 from darkroom.store import projects as sql
 from darkroom.store.database import Database
+
+
+@dataclass(frozen=True)
+class Leased:
+    """Jobs a worker holds, and since when on its own monotonic clock: the start of the
+    database attempt that granted their leases (a lower bound of the grant, however long the
+    call took), so each lease runs at least until ``at`` plus its length."""
+
+    ids: set[str]
+    at: float  # time.monotonic()
 
 
 class Work:
@@ -42,8 +54,17 @@ class Work:
     def claim_next(self, owner: str, models: list[str] | None = None) -> Project | None:
         """queued → rendering under ``owner``'s lease: the next job, fairly across accounts,
         among ``models`` (all when None); None when there is none."""
+        claimed = self.claim(owner, models)
+        return None if claimed is None else claimed[0]
+
+    def claim(self, owner: str, models: list[str] | None = None) -> tuple[Project, float] | None:
+        """:meth:`claim_next`, with the moment its lease started on this node's monotonic clock
+        (see :class:`Leased`)."""
+        started = time.monotonic()
 
         def work(conn: Connection) -> Transition | None:
+            nonlocal started
+            started = time.monotonic()  # this attempt's: a retried one starts again
             while True:
                 row = leases.next_claimable(conn, models)
                 if row is None:
@@ -55,14 +76,21 @@ class Work:
         if change is None:
             return None
         self.events.committed(change)
-        return change.project
+        return change.project, started
 
-    def renew(self, owner: str, project_ids: list[str]) -> set[str]:
-        """Extend ``owner``'s leases on these jobs; the ones it still holds."""
+    def renew(self, owner: str, project_ids: list[str]) -> Leased:
+        """Extend ``owner``'s leases on these jobs; the ones it still holds (a missing one was
+        lost), and since when."""
         lease = self.lease_seconds
-        return self.db.transact(
-            lambda conn: leases.renew(conn, owner, project_ids, lease), durable=False
-        )
+        started = time.monotonic()
+
+        def work(conn: Connection) -> set[str]:
+            nonlocal started
+            started = time.monotonic()
+            return leases.renew(conn, owner, project_ids, lease)
+
+        kept = self.db.transact(work, durable=False)
+        return Leased(kept, started)
 
     def holds(self, owner: str, project_id: str) -> bool:
         """Whether ``owner`` still renders the job (not canceled, not lost to another worker)."""

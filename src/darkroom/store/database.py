@@ -34,9 +34,10 @@ Notification = tuple[str, str]  # (channel, payload)
 
 T = TypeVar("T")
 
-# PostgreSQL SQLSTATEs worth another try: serialization failure, deadlock, lock not available,
-# the server shutting down or restarting, and the connection classes.
-_TRANSIENT_SQLSTATES = {"40001", "40P01", "55P03", "57P01", "57P02", "57P03"}
+# PostgreSQL SQLSTATEs worth another try: serialization failure, deadlock, lock not available, a
+# statement canceled (by the statement_timeout of a request's deadline, or an operator), the
+# server shutting down or restarting, and the connection classes.
+_TRANSIENT_SQLSTATES = {"40001", "40P01", "55P03", "57014", "57P01", "57P02", "57P03"}
 _SQLITE_TRANSIENT = ("database is locked", "database table is locked", "database is busy")
 CONNECT_TIMEOUT_SECONDS = 5  # a PostgreSQL server that does not even refuse (libpq's minimum: 2)
 SQLITE_BUSY_MS = 30_000  # how long a SQLite statement waits for a lock, unless patience says less
@@ -150,7 +151,7 @@ class Database:
         SQLite they skip the fsync at commit. Money moves only in durable transactions.
         """
         relax = not durable and self.is_sqlite and self.sqlite_synchronous != "NORMAL"
-        with calling() as call, self.engine.connect() as conn:
+        with calling(local=self.is_sqlite) as call, self.engine.connect() as conn:
             # Outside any transaction, on the driver's connection (SQLite ignores the pragma
             # inside one).
             driver = conn.connection.dbapi_connection
@@ -200,7 +201,7 @@ class Database:
     @contextmanager
     def read(self) -> Iterator[Connection]:
         with (
-            calling() as call,
+            calling(local=self.is_sqlite) as call,
             self.engine.connect() as conn,
             _given_up_on(conn, call),
             conn.begin(),

@@ -58,11 +58,14 @@ def gave_up() -> OperationalError:
 class Call:
     """One database call of a request, while it runs."""
 
-    __slots__ = ("connection", "deadline", "until")
+    __slots__ = ("connection", "deadline", "local", "until")
 
-    def __init__(self, deadline: Deadline, until: float) -> None:
+    def __init__(self, deadline: Deadline, until: float, local: bool) -> None:
         self.deadline = deadline
         self.until = until  # time.monotonic() when it is given up on
+        # On a database in a local file (SQLite): one that does not answer is busy (locked),
+        # never unreachable.
+        self.local = local
         self.connection: Any = None  # the driver's connection, once it has one
 
     @property
@@ -123,10 +126,10 @@ class Deadline:
         return max(self.at, start + min(MIN_CALL_SECONDS, max(self.seconds, 0.05)))
 
     @contextmanager
-    def call(self) -> Iterator[Call]:
+    def call(self, *, local: bool = False) -> Iterator[Call]:
         """Register a call for as long as the block runs (raises :func:`gave_up` at once if the
         request was already given up on)."""
-        call = Call(self, self.until_for(time.monotonic()))
+        call = Call(self, self.until_for(time.monotonic()), local)
         with self._lock:
             if self.abandoned:
                 raise gave_up()
@@ -144,6 +147,12 @@ class Deadline:
         """The moment the first call in flight is given up on (None: none in flight)."""
         with self._lock:
             return min((call.until for call in self._calls), default=None)
+
+    @property
+    def local(self) -> bool:
+        """Whether the calls in flight are all on a local database (see :attr:`Call.local`)."""
+        with self._lock:
+            return bool(self._calls) and all(call.local for call in self._calls)
 
     def abandon(self) -> None:
         """Give up: interrupt the connections of the calls in flight, and let none of them (nor
@@ -213,14 +222,15 @@ def deadline_at(deadline: Deadline | None) -> Iterator[None]:
 
 
 @contextmanager
-def calling() -> Iterator[Call | None]:
+def calling(*, local: bool = False) -> Iterator[Call | None]:
     """A database call of this context for as long as the block runs, registered with its
-    deadline (None without one, or when it waits outages out)."""
+    deadline (None without one, or when it waits outages out); ``local``: see
+    :attr:`Call.local`."""
     deadline = _deadline.get()
     if deadline is None or deadline.patient:
         yield None
         return
-    with deadline.call() as call:
+    with deadline.call(local=local) as call:
         token = _call.set(call)
         try:
             yield call

@@ -196,11 +196,10 @@ class Runner:
             jobs = dict(self._jobs)
         if not jobs:
             return
-        asked = time.monotonic()  # the new leases end no sooner than a lease from now
-        kept = self.work.renew(self.owner, list(jobs))
+        renewed = self.work.renew(self.owner, list(jobs))
         for project_id, job in jobs.items():
-            if project_id in kept:
-                job.leased_at = max(job.leased_at, asked)
+            if project_id in renewed.ids:
+                job.leased_at = max(job.leased_at, renewed.at)
             else:
                 job.lost = True
                 job.changed.set()
@@ -213,9 +212,8 @@ class Runner:
         while not self._stopping:
             wake.clear()
             signals = self._signals
-            asked = time.monotonic()
             try:
-                project = await asyncio.to_thread(self.work.claim_next, self.owner, models)
+                claimed = await asyncio.to_thread(self.work.claim, self.owner, models)
                 backoff = 0.05
             except Exception as exc:  # the database is down: no worker dies of it
                 log.warning(
@@ -227,11 +225,12 @@ class Runner:
                 await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
                 backoff = min(backoff * 2, 5.0)
                 continue
-            if project is None:
+            if claimed is None:
                 if signals == self._signals:  # else a job came while this one looked
                     await self._idle_until(wake)
                 continue
-            job = _Job(project, leased_at=asked)
+            project, leased_at = claimed
+            job = _Job(project, leased_at)
             with self._lock:
                 self._jobs[project.id] = job
             try:
