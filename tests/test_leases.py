@@ -7,17 +7,24 @@ as several worker processes would."""
 from __future__ import annotations
 
 import hashlib
+import logging
+import threading
 from datetime import timedelta
+from typing import Any
 
+import pytest
 from sqlalchemy import select, update
 
 from darkroom.core.accounts import Principal
 from darkroom.core.catalog import ImageSpec
 from darkroom.core.errors import QueueFull
 from darkroom.core.projects import Project, StoredImage
+from darkroom.engine.registry import Backends
 from darkroom.storage.files import new_attempt
 from darkroom.store.database import utcnow
 from darkroom.store.tables import ledger, projects, webhook_deliveries
+from tests.backends import Stepping
+from tests.cluster import wait_for
 from tests.conftest import Account, LiveServer, ServerFactory
 
 SPEC = ImageSpec(prompt="x", image_count=1, model="flux-schnell", resolution="1k")
@@ -119,6 +126,42 @@ def test_a_worker_that_lost_its_lease_cannot_end_the_job(server_factory: ServerF
     assert row(server, project.id)["status"] == "complete"
     assert ledger_kinds(server, project.id) == ["charge"]  # charged once, never refunded
     assert server.balance(account) == 10_000 - 5
+
+
+def test_a_worker_cut_off_from_the_database_stops_its_render_at_its_lease_end(
+    server_factory: ServerFactory, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its renewals hang (the database does not answer), and so does every read of the
+    project: the render stops at its next step once the lease has ended on the worker's own
+    monotonic clock (another worker may render the job from then on), and says "lease lost"."""
+    backend = Stepping(steps=1500, step_seconds=0.02)  # 30 s, were it never stopped
+    server = server_factory(
+        Backends([backend]), workers=1, lease_seconds=1.5, shutdown_grace_seconds=0
+    )
+    account = server.account()
+    cut_off = threading.Event()
+
+    def no_answer(*_args: object) -> Any:
+        cut_off.wait(60)
+        raise RuntimeError("the database did not answer")
+
+    work = server.services.work
+
+    def said() -> list[str]:
+        return [r.getMessage() for r in caplog.records if project.id in r.getMessage()]
+
+    try:
+        with caplog.at_level(logging.INFO, logger="darkroom.runner"):
+            [project] = submit(server, account)
+            assert backend.entered.wait(10)
+            monkeypatch.setattr(work, "renew", no_answer)
+            monkeypatch.setattr(work, "holds", no_answer)
+            wait_for(lambda: backend.stopped_at is not None, 20, "the render to stop")
+            wait_for(lambda: any("lease lost" in line for line in said()), 5, "its log line")
+    finally:
+        cut_off.set()
+    assert backend.stopped_at is not None and backend.stopped_at < backend.steps
+    assert not any("canceled" in line for line in said()), said()
 
 
 def test_a_job_out_of_attempts_fails_once_with_a_refund(server_factory: ServerFactory) -> None:
