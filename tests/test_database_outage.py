@@ -315,9 +315,14 @@ def test_a_database_that_stops_answering_gets_503s_at_the_deadline_and_loses_not
     auth = {"Authorization": f"Bearer {account.key}"}
     key = {"Idempotency-Key": uuid.uuid4().hex}
 
+    took: list[float] = []
+
     def call(method: str, path: str, body: dict[str, Any] | None = None, **headers: str) -> Any:
+        started = time.monotonic()
         with httpx.Client(base_url=server.url, headers=auth, timeout=60) as http:
-            return http.request(method, path, json=body, headers=headers)
+            response = http.request(method, path, json=body, headers=headers)
+        took.append(time.monotonic() - started)
+        return response
 
     requests: list[tuple[str, str, dict[str, Any] | None, dict[str, str]]] = [
         ("GET", "/v1/account", None, {}),
@@ -327,6 +332,7 @@ def test_a_database_that_stops_answering_gets_503s_at_the_deadline_and_loses_not
     ]
     assert call("GET", "/v1/account").status_code == 200  # the pool's connections are open
     proxy.hold()
+    took.clear()
     try:
         with ThreadPoolExecutor(len(requests)) as pool:
             answers = list(pool.map(lambda r: call(r[0], r[1], r[2], **r[3]), requests))
@@ -338,13 +344,16 @@ def test_a_database_that_stops_answering_gets_503s_at_the_deadline_and_loses_not
         # The node closed the connections its requests were stuck on (a half-read reply must
         # never be handed to the next request), while the path still held everything.
         wait_for(lambda: proxy.closed_by_clients >= 1, 10, "the stuck connections closed")
+        slowest = max(took)
     finally:
         proxy.resume()
+    resumed = time.monotonic()
 
     def serves() -> bool:
         return call("GET", "/v1/account").status_code == 200
 
     wait_for(serves, 30, "the node to serve again")
+    serving = time.monotonic() - resumed
     retried = call("POST", "/v1/ai-image-generator", BODY, **key)
     assert retried.status_code == 200, retried.text
     # Nothing of what was given up on committed once its bytes got through: one project (the
@@ -353,3 +362,9 @@ def test_a_database_that_stops_answering_gets_503s_at_the_deadline_and_loses_not
     assert [row.id for row in rows] == [retried.json()["id"]]
     assert server.balance(account) == grant - rows[0].credits_charged == ledger_sum(server, account)
     assert call("GET", f"/v1/image-projects/{rows[0].id}").status_code == 200
+    print(
+        f"\nblack-holed database: {len(requests)} requests answered 503 within {slowest:.2f} s "
+        f"(patience 1 s), {proxy.closed_by_clients} stuck connection(s) closed by the node "
+        "while held; "
+        f"forwarding back -> serving again in {serving:.2f} s"
+    )

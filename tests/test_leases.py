@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -154,14 +155,20 @@ def test_a_worker_cut_off_from_the_database_stops_its_render_at_its_lease_end(
         with caplog.at_level(logging.INFO, logger="darkroom.runner"):
             [project] = submit(server, account)
             assert backend.entered.wait(10)
+            claimed = time.monotonic()
             monkeypatch.setattr(work, "renew", no_answer)
             monkeypatch.setattr(work, "holds", no_answer)
             wait_for(lambda: backend.stopped_at is not None, 20, "the render to stop")
+            stopped = time.monotonic() - claimed
             wait_for(lambda: any("lease lost" in line for line in said()), 5, "its log line")
     finally:
         cut_off.set()
     assert backend.stopped_at is not None and backend.stopped_at < backend.steps
     assert not any("canceled" in line for line in said()), said()
+    print(
+        f"\ncut off: the render stopped at step {backend.stopped_at}, {stopped:.2f} s after "
+        "it began (lease 1.5 s)"
+    )
 
 
 def test_a_job_out_of_attempts_fails_once_with_a_refund(server_factory: ServerFactory) -> None:
