@@ -241,9 +241,11 @@ def test_an_awaited_project_completed_before_its_node_is_seen_gone_is_refunded(
     with server.client(account) as http:
         made = http.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/hooks"})
     assert made.status_code == 201, made.text
-    lost, delivered = submit(server, account, 2, awaited=True)
+    lost, delivered, older = submit(server, account, 3, awaited=True)
+    with server.services.db.write() as conn:  # as a node of an older version writes it
+        conn.execute(update(projects).where(projects.c.id == older.id).values(answer_pending=False))
     work, files = server.services.work, server.services.files
-    for project in (lost, delivered):
+    for project in (lost, delivered, older):
         claimed = work.claim_next("node_gpu")
         assert claimed is not None and claimed.id == project.id
         [key] = files.save_outputs(claimed.id, new_attempt(), [b"an image"], "png")
@@ -271,7 +273,12 @@ def test_an_awaited_project_completed_before_its_node_is_seen_gone_is_refunded(
     assert ledger_kinds(server, delivered.id) == ["charge"]
     assert len(server.stored(delivered.id)) == 1
     assert deliveries_of(server, delivered.id) == ["image.completed", "image.started"]
-    assert server.balance(account) == 10_000 - 5
+    # An older node never marks its answers delivered: its complete projects stay charged.
+    assert (row(server, older.id)["status"], ledger_kinds(server, older.id)) == (
+        "complete",
+        ["charge"],
+    )
+    assert server.balance(account) == 10_000 - 2 * 5
     assert server.services.recovery.sweep().abandoned == 0  # a second sweep moves nothing
 
 

@@ -141,6 +141,7 @@ class Jobs:
             "lease_owner": None,
             "lease_until": None,
             "awaited_by": self.node_id if awaited else None,
+            "answer_pending": awaited,
         }
         return Submission(row)
 

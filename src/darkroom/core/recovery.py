@@ -9,8 +9,8 @@ Every node sweeps, on each heartbeat:
   request died with its process) and not yet delivered: nobody will receive the images, so the
   project is canceled and refunded, and its images removed. That holds in any order of events:
   a worker may complete the project before any node notices that its waiter is gone (a lease
-  later); it stays undelivered (its waiter clears ``awaited_by`` only once it has written the
-  answer), and is refunded then. Its ``image.completed`` webhook is written only on delivery
+  later); it stays undelivered (its waiter clears ``answer_pending`` only once it has written
+  the answer), and is refunded then. Its ``image.completed`` webhook is written only on delivery
   (``core/webhooks.py``), so its receivers hear ``image.canceled`` instead.
 
 "Passed" and "gone" are on the database's clock (``store/clock.py``), so a node whose own clock
@@ -116,7 +116,7 @@ class Recovery:
             # Also once complete (its images were never handed over), and only while its waiter
             # is still gone (not a node that was only slow to beat, and has answered since).
             from_=leases.UNDELIVERED,
-            only_if=leases.waiter_gone(conn, self.lease_seconds),
+            only_if=leases.undelivered_and_waiter_gone(conn, self.lease_seconds),
         )
 
     def _ended(self, change: Transition) -> None:

@@ -237,7 +237,7 @@ class Webhooks:
         if event is None or change.previous is None:
             return
         project = change.project
-        if project.status is Status.COMPLETE and project.awaited_by is not None:
+        if project.status is Status.COMPLETE and project.answer_pending:
             return
         endpoints = [
             row

@@ -130,8 +130,8 @@ def with_expired_lease(conn: Connection, limit: int = 100) -> list[Row]:  # type
     return list(conn.execute(query.order_by(projects.c.created_at)))
 
 
-# What a waiting request leaves undelivered: a project still rendering, or complete but not yet
-# handed over (its waiter clears ``awaited_by`` once it has written the answer).
+# What a waiting request may leave undelivered: a project still to render, or one complete but
+# whose answer its waiter has not written yet (``answer_pending``).
 UNDELIVERED = ("queued", "rendering", "complete")
 
 
@@ -140,17 +140,19 @@ def awaited_by_gone(conn: Connection, lease_seconds: float, limit: int = 100) ->
     alive (no heartbeat for ``lease_seconds``)."""
     query = (
         select(projects.c.id)
-        .where(waiter_gone(conn, lease_seconds), projects.c.status.in_(UNDELIVERED))
+        .where(projects.c.status.in_(UNDELIVERED), undelivered_and_waiter_gone(conn, lease_seconds))
         .limit(limit)
     )
     return [row.id for row in conn.execute(query)]
 
 
-def waiter_gone(conn: Connection, lease_seconds: float) -> Any:
-    """The condition of a project whose waiting request's node is no longer alive."""
+def undelivered_and_waiter_gone(conn: Connection, lease_seconds: float) -> Any:
+    """The condition of a project not yet handed over (still active, or complete with its answer
+    pending) whose waiting request's node is no longer alive."""
     return and_(
         projects.c.awaited_by.is_not(None),
         projects.c.awaited_by.not_in(node_sql.live_ids(conn, lease_seconds)),
+        (projects.c.status != "complete") | projects.c.answer_pending.is_(True),
     )
 
 
@@ -163,8 +165,9 @@ def answered(conn: Connection, project_id: str, node_id: str) -> bool:
             projects.c.id == project_id,
             projects.c.status == "complete",
             projects.c.awaited_by == node_id,
+            projects.c.answer_pending.is_(True),
         )
-        .values(awaited_by=None)
+        .values(answer_pending=False)
     )
     return result.rowcount == 1
 
