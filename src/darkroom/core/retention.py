@@ -12,17 +12,16 @@ age is on the database's clock (``store/clock.py``), as its completion time is.
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection
 
+from darkroom.core.periodic import Periodic
 from darkroom.core.projects import Project
 from darkroom.storage.files import ProjectFiles
 from darkroom.store import clock
 from darkroom.store import projects as sql
-from darkroom.store.database import Database, is_transient
+from darkroom.store.database import Database
 
 log = logging.getLogger("darkroom.retention")
 
@@ -37,9 +36,7 @@ class Retention:
         self.files = files
         self.days = days
         self.age = timedelta(days=days)
-        self.every = every
-        self._next = 0.0
-        self._thread: threading.Thread | None = None
+        self._periodic = Periodic("retention", self.sweep, every=every)
 
     @property
     def enabled(self) -> bool:
@@ -47,22 +44,8 @@ class Retention:
 
     def tick(self) -> None:
         """Heartbeat task: start a sweep when one is due and none is running."""
-        if not self.enabled or time.monotonic() < self._next:
-            return
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._next = time.monotonic() + self.every
-        self._thread = threading.Thread(target=self._sweep_logged, name="darkroom-retention")
-        self._thread.daemon = True
-        self._thread.start()
-
-    def _sweep_logged(self) -> None:
-        try:
-            self.sweep()
-        except Exception as exc:
-            log.warning(
-                "retention sweep failed; the next one retries", exc_info=not is_transient(exc)
-            )
+        if self.enabled:
+            self._periodic.tick()
 
     def sweep(self, now: datetime | None = None) -> int:
         """Delete the images of every project past the retention age (as of ``now``; by
