@@ -114,6 +114,8 @@ class Databases:
         if self._gateway is not None:
             env |= self._gateway().env()
             env["DARKROOM_STORAGE_URL"] = self.storage_url(self.url(data_dir))
+        elif ON_POSTGRES:
+            env["DARKROOM_STORAGE_SHARED"] = "true"  # see make_settings
         return env
 
     def drop(self) -> None:
@@ -345,6 +347,10 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
         values["admin_token"] = "test-admin-token"
         if "database_url" not in overrides:
             values["database_url"] = current_databases().url(data_dir)
+        if not ON_S3:
+            # The images in the data directory, on one machine: the servers of a test on one
+            # database share it (or their storage_url), as a cluster's nodes must share theirs.
+            values["storage_shared"] = True
     if ON_S3 and "storage_url" not in overrides:
         database_url = overrides.get("database_url") or current_databases().url(data_dir)
         values["storage_url"] = current_databases().storage_url(database_url)

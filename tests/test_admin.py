@@ -19,7 +19,10 @@ BODY = {"image_count": 1, "resolution": "1k", "style": {"prompt": "a lighthouse"
 
 def operator_token(server: LiveServer) -> str:
     """The configured token (a shared database needs one), else the one made up on disk."""
-    return server.settings.admin_token or server.settings.admin_token_file.read_text().strip()
+    return (
+        server.settings.admin_token
+        or server.settings.generated_admin_token_file.read_text().strip()
+    )
 
 
 def admin_client(server: LiveServer, token: str | None = None) -> httpx.Client:
@@ -41,7 +44,7 @@ def test_token_file_is_created_owner_only_and_reused(
     server_factory: ServerFactory, tmp_path: Path
 ) -> None:
     first = server_factory()
-    token_file = first.settings.admin_token_file
+    token_file = first.settings.generated_admin_token_file
     token = token_file.read_text().strip()
     assert len(token) >= 32
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
@@ -59,7 +62,7 @@ def test_configured_token_wins_and_no_file_is_written(
     server_factory: ServerFactory, tmp_path: Path
 ) -> None:
     server = server_factory(data_dir=tmp_path / "other", admin_token="operator-secret-123")
-    assert not server.settings.admin_token_file.exists()
+    assert not server.settings.generated_admin_token_file.exists()
     with admin_client(server, "operator-secret-123") as admin:
         assert admin.get("/accounts").status_code == 200
     with admin_client(server, "operator-secret-124") as admin:
@@ -70,7 +73,7 @@ def test_banner_says_where_the_token_is_without_showing_it(tmp_path: Path) -> No
     settings = make_settings(tmp_path, admin_token="")  # made up in the data directory
     text = banner(settings, None, str(settings.data_dir))
     assert f"{settings.base_url}/admin/v1" in text
-    assert str(settings.admin_token_file.resolve()) in text
+    assert str(settings.generated_admin_token_file.resolve()) in text
     configured = make_settings(tmp_path, admin_token="operator-secret-123")
     text = banner(configured, None, str(configured.data_dir))
     assert "from DARKROOM_ADMIN_TOKEN" in text

@@ -3,8 +3,11 @@ themselves down to an empty database."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -12,7 +15,7 @@ from sqlalchemy import inspect
 
 from darkroom.store.database import Database, alembic_config
 from darkroom.store.tables import metadata
-from tests.conftest import Databases, sqlite_only
+from tests.conftest import ON_POSTGRES, Databases, sqlite_only
 
 TABLES = {"accounts", "api_keys", "ledger", "projects", "alembic_version"}
 
@@ -65,5 +68,53 @@ def test_sqlite_runs_in_wal_mode(tmp_path: Path, databases: Databases) -> None:
         with db.engine.connect() as conn:
             mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
         assert mode == "wal"
+    finally:
+        db.dispose()
+
+
+# A node's start-up as far as its schema: migrate once the test says go (so that every node is
+# ready and they begin together), then report.
+NODE = """
+import sys
+from darkroom.store.database import Database
+db = Database(sys.argv[1])
+sys.stdin.readline()
+db.migrate()
+db.dispose()
+print("up")
+"""
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="nodes of a cluster share a PostgreSQL")
+def test_nodes_started_together_on_a_fresh_database_all_come_up(
+    tmp_path: Path, databases: Databases
+) -> None:
+    """As containers start: every node migrates at once. One migrates, the others wait for its
+    lock and then find the schema current (without it, two CREATE TABLE of one table collide:
+    UniqueViolation on pg_type_typname_nsp_index)."""
+    url = databases.empty(tmp_path)
+    nodes = [
+        subprocess.Popen(
+            [sys.executable, "-c", NODE, url],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    try:
+        for node in nodes:
+            assert node.stdin is not None
+            node.stdin.write("go\n")
+            node.stdin.flush()
+        outcomes = [node.communicate(timeout=120)[0] for node in nodes]
+    finally:
+        for node in nodes:
+            node.kill()
+    assert [node.returncode for node in nodes] == [0] * 4, [o[-300:] for o in outcomes]
+    db = Database(url)
+    try:
+        assert schema_diff(db) == []
     finally:
         db.dispose()

@@ -47,7 +47,10 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
+def page(browser: Browser, server_factory: ServerFactory) -> Iterator[Page]:
+    """A fresh page. It needs ``server_factory`` so that it is closed before the test's servers
+    stop: whatever it still loads when a test ends is dropped with it, not refused by a server
+    that went away (ERR_CONNECTION_REFUSED)."""
     context = browser.new_context(viewport={"width": 1100, "height": 900})
     page = context.new_page()
     problems: list[str] = []
@@ -55,8 +58,18 @@ def page(browser: Browser) -> Iterator[Page]:
     page.on(
         "console",
         lambda message: (
-            problems.append(f"console: {message.text}")
+            problems.append(f"console: {message.text} ({message.location.get('url')})")
             if message.type == "error" and "status of 40" not in message.text
+            else None
+        ),
+    )
+    # Which request failed, should one (the console line does not say); a navigation aborts
+    # what the page it leaves still loads.
+    page.on(
+        "requestfailed",
+        lambda request: (
+            problems.append(f"failed: {request.url} ({request.failure})")
+            if request.failure != "net::ERR_ABORTED"
             else None
         ),
     )
@@ -65,6 +78,16 @@ def page(browser: Browser) -> Iterator[Page]:
     context.close()
     # The browser logs failed requests (a 401, a 402) as console errors: those are the tests'.
     assert problems == [], problems
+
+
+def wait_for_images(page: Page, selector: str) -> None:
+    """Until every image ``selector`` matches has loaded: an ``<img>`` with its width and
+    height is visible before its bytes arrive (a broken one has no natural width)."""
+    page.wait_for_function(
+        "(selector) => [...document.querySelectorAll(selector)]"
+        ".every((i) => i.complete && i.naturalWidth > 0)",
+        arg=selector,
+    )
 
 
 def enter_key(page: Page, server: LiveServer, key: str) -> None:
@@ -88,10 +111,7 @@ def test_a_person_makes_images_and_sees_what_they_cost(
     images = page.get_by_role("img", name="a lighthouse at dusk")
     expect(images.first).to_be_visible(timeout=30_000)
     expect(page.locator("#results img")).to_have_count(2)
-    page.wait_for_function(  # every image loads (a broken one has no natural width)
-        "() => [...document.querySelectorAll('#results img')]"
-        ".every((i) => i.complete && i.naturalWidth > 0)"
-    )
+    wait_for_images(page, "#results img")
     expect(page.locator("#account")).to_have_text("9990 credits · business tier")
     expect(page.get_by_role("status")).to_have_text("Complete: 10 credits")
     # The usage chart: a credit scale, the days, and a legend of the models.
@@ -223,6 +243,8 @@ def test_the_page_fits_a_phone_and_works_from_the_keyboard(
     page.get_by_role("button", name="Generate").focus()
     page.keyboard.press("Enter")
     expect(page.get_by_role("img", name="a keyboard cat").first).to_be_visible(timeout=30_000)
+    wait_for_images(page, "#results img")
+    expect(page.get_by_role("status")).to_contain_text("Complete")
 
 
 def test_a_person_edits_images_from_disk_and_from_the_history(

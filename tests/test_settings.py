@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy.exc import OperationalError
 
 from darkroom.services import build_services
+from darkroom.startup import StartupError
 from tests.conftest import make_settings
 
 # Nothing listens on port 1: were the database opened, the error would be a connection error.
@@ -43,9 +43,14 @@ def test_with_both_secrets_it_goes_on_to_the_database(tmp_path: Path) -> None:
         database_url=UNREACHABLE,
         secret_key="shared",
         admin_token="operator-1234",
+        storage_url=str(tmp_path / "shared-files"),
+        database_start_seconds=0,
     )
-    with pytest.raises(OperationalError):
+    with pytest.raises(StartupError) as refused:
         build_services(settings)
+    assert "the database at postgresql+psycopg://darkroom@127.0.0.1:1/darkroom" in str(
+        refused.value
+    )
 
 
 def test_sqlite_makes_up_its_own_secrets(tmp_path: Path) -> None:
@@ -54,7 +59,7 @@ def test_sqlite_makes_up_its_own_secrets(tmp_path: Path) -> None:
     settings = make_settings(data, secret_key="", admin_token="", database_url=sqlite)
     services = build_services(settings)
     try:
-        services.admin.authorize(settings.admin_token_file.read_text().strip())
+        services.admin.authorize(settings.generated_admin_token_file.read_text().strip())
         assert (settings.data_dir / "secret.key").stat().st_size > 0
     finally:
         services.db.dispose()

@@ -40,6 +40,7 @@ from darkroom.observe.metrics import Metrics
 from darkroom.queue.heartbeat import Heartbeat, Node
 from darkroom.queue.notify import AUTH, CHANGES, WEBHOOKS, Notifier
 from darkroom.settings import Settings
+from darkroom.startup import wait_for_database
 from darkroom.storage.files import ProjectFiles
 from darkroom.storage.local import LocalStore
 from darkroom.storage.location import open_store
@@ -101,6 +102,7 @@ def open_database(settings: Settings) -> Database:
         sqlite_synchronous=settings.sqlite_synchronous,
         retry_seconds=settings.database_retry_seconds,
     )
+    wait_for_database(db, settings.database_start_seconds)  # started before its database
     db.migrate()
     return db
 
@@ -213,7 +215,7 @@ def build_webhooks(
 
 def server_secret(settings: Settings) -> bytes:
     """The server's secret: ``secret_key``, else the one generated once in the data directory."""
-    return load_or_create_secret(settings.secret_key, settings.secret_key_file)
+    return load_or_create_secret(settings.secret_key, settings.generated_secret_key_file)
 
 
 def secret_box(settings: Settings) -> SecretBox:
@@ -260,6 +262,7 @@ def build_services(
 ) -> Services:
     # Before the database: a misconfigured node fails at once, with one line.
     settings.require_shared_secrets()
+    settings.require_shared_storage()
     store = open_store(settings.storage_url, settings.data_dir, links=settings.storage_links)
     files = ProjectFiles(store)
     db = open_database(settings)
@@ -322,7 +325,7 @@ def build_services(
     webhooks, sender = build_webhooks(settings, db, downloads, node.id, box)
     events.recorders.append(webhooks.record)
     notifier.subscribe(WEBHOOKS, lambda _payload: sender.wake())
-    metrics = Metrics(db, jobs.queue_depth, catalog.models)
+    metrics = Metrics(db, catalog.models)
     events.observers += [metrics.observe, log_transition]
     sender.hooks.append(metrics.webhook_attempt)
     watch = Watch(jobs, settings.poll_seconds, signalled=lambda: notifier.cross_process)
@@ -350,7 +353,10 @@ def build_services(
         webhooks=webhooks,
         sender=sender,
         admin=Admin(
-            db, catalog, auth, load_admin_token(settings.admin_token, settings.admin_token_file)
+            db,
+            catalog,
+            auth,
+            load_admin_token(settings.admin_token, settings.generated_admin_token_file),
         ),
         metrics=metrics,
         uploads=uploads,

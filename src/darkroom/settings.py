@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     # (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, or a role). The
     # nodes of a cluster share one bucket (or one mounted directory).
     storage_url: str = ""
+    # Every node of a cluster must see the images that any other node made. On a shared database
+    # the default storage (each node's own data directory) refuses the start, unless this says
+    # that the data directory is itself shared between the nodes (a network mount). A directory
+    # given in storage_url is taken to be one that every node mounts.
+    storage_shared: bool = False
     # Download links of a bucket: "presigned" URLs of the bucket (the bytes go from the bucket to
     # the client), or "proxy": darkroom's own links, and darkroom streams the bytes (for a bucket
     # that clients cannot reach).
@@ -44,6 +49,9 @@ class Settings(BaseSettings):
     # encrypts webhook signing secrets at rest; empty means one generated once and kept in the
     # data dir (secret.key, readable by the owner only).
     secret_key: str = ""
+    # The same, read from a file (a mounted secret, the container convention); a missing or empty
+    # file refuses the start. One of secret_key and secret_key_file, not both.
+    secret_key_file: Path | None = None
     # Rotating the secret: the previous secret keys, comma-separated. They still decrypt webhook
     # secrets (until `darkroom secrets rotate` re-encrypts them under secret_key) and still
     # verify download links (until those expire); nothing new is signed or encrypted with them.
@@ -75,6 +83,9 @@ class Settings(BaseSettings):
     # A transient database error (locked, serialization failure, dropped connection) is retried
     # with exponential backoff for up to this long before it is reported.
     database_retry_seconds: float = Field(default=60.0, ge=0)
+    # At start-up, how long a node waits for a database that does not answer yet (started
+    # beside it, still starting up), saying so in the log every few seconds; then it exits.
+    database_start_seconds: float = Field(default=60.0, ge=0)
     # An API request gives up sooner: a database still locked or unreachable after this long
     # answers 503 with Retry-After (the background loops keep waiting it out).
     database_request_seconds: float = Field(default=5.0, ge=0)
@@ -131,10 +142,17 @@ class Settings(BaseSettings):
     # On a GPU: compile the denoiser's repeated blocks and the VAE decoder, and warm up each
     # served size once, trading a slower first job for faster ones.
     optimize: bool = True
+    # The development account (a business account with dev_account_credits, its key printed
+    # and kept in the data directory): created by ``darkroom serve`` on an empty database on the
+    # embedded default only (SQLite, listening on loopback), or when this says so
+    # (``--dev-account``). Its key is printed only by a server that listens on loopback.
+    dev_account: bool | None = None
     dev_account_credits: int = Field(default=1_000_000, ge=0)
     # The operator token guarding the admin API (/admin/v1); empty means one generated once and
     # kept in the data directory (admin-token, readable by the owner only).
     admin_token: str = ""
+    # The same, read from a file (a mounted secret); one of admin_token and admin_token_file.
+    admin_token_file: Path | None = None
     # Webhooks: whether endpoints may be on loopback, private or link-local addresses (checked
     # after DNS resolution). Unset: allowed only while the server itself listens on loopback
     # only (a development machine), refused on a server that others can reach.
@@ -153,11 +171,23 @@ class Settings(BaseSettings):
     # send), so that one account's slow endpoints cannot take every slot from the others.
     webhook_endpoint_concurrency: int = Field(default=2, ge=1, le=256)
     webhook_account_share: float = Field(default=0.5, gt=0, le=1)
+    # ``darkroom worker``: a port for its small HTTP listener (/healthz, /readyz, /metrics) on
+    # ``host``; None opens none.
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
     log_level: str = "info"
     # "text" for people, "json" for log collectors (one JSON object per line).
     log_format: str = Field(default="text", pattern="^(text|json)$")
     # Prompts are user content: they are left out of the logs unless the operator turns this on.
     log_prompts: bool = False
+
+    @model_validator(mode="after")
+    def _secrets_from_files(self) -> Settings:
+        """``secret_key`` and ``admin_token`` read from their files, when given as files."""
+        self.secret_key = _from_file("DARKROOM_SECRET_KEY", self.secret_key, self.secret_key_file)
+        self.admin_token = _from_file(
+            "DARKROOM_ADMIN_TOKEN", self.admin_token, self.admin_token_file
+        )
+        return self
 
     @property
     def base_url(self) -> str:
@@ -213,6 +243,19 @@ class Settings(BaseSettings):
                 f"must hold on all of them); not set: {', '.join(missing)}"
             )
 
+    def require_shared_storage(self) -> None:
+        """On a database that several nodes share, refuse to start on storage that the other
+        nodes cannot see (each node's own data directory): a worker's images would be missing
+        on the API node that serves them (404). A bucket, a directory given in storage_url, or
+        storage_shared (the data directory is a shared mount) is storage they share."""
+        if self.is_sqlite or self.storage_url or self.storage_shared:
+            return
+        raise ValueError(
+            "a shared database needs storage that every node sees: set DARKROOM_STORAGE_URL to "
+            "a bucket (s3://bucket/prefix) or to a directory every node mounts "
+            "(DARKROOM_STORAGE_SHARED=true if the data directory is itself shared)"
+        )
+
     @property
     def sqlalchemy_url(self) -> str:
         if self.database_url:
@@ -225,8 +268,8 @@ class Settings(BaseSettings):
         return [k.strip().encode() for k in self.previous_secret_keys.split(",") if k.strip()]
 
     @property
-    def secret_key_file(self) -> Path:
-        """Where the generated secret is kept when ``secret_key`` is empty."""
+    def generated_secret_key_file(self) -> Path:
+        """Where the generated secret is kept when no secret is given (SQLite only)."""
         return self.data_dir / "secret.key"
 
     @property
@@ -234,5 +277,22 @@ class Settings(BaseSettings):
         return self.data_dir / "dev-api-key"
 
     @property
-    def admin_token_file(self) -> Path:
+    def generated_admin_token_file(self) -> Path:
+        """Where the generated operator token is kept when none is given (SQLite only)."""
         return self.data_dir / "admin-token"
+
+
+def _from_file(name: str, value: str, path: Path | None) -> str:
+    """``value``, or the content of ``path`` (without its trailing newline) when given: the
+    setting ``name`` from a mounted secret. Both, or a file missing or empty, are refused."""
+    if path is None:
+        return value
+    try:
+        content = path.read_text().strip()
+    except OSError as exc:
+        raise ValueError(f"{name}_FILE: cannot read {path} ({exc.strerror or exc})") from None
+    if not content:
+        raise ValueError(f"{name}_FILE: {path} is empty")
+    if value and value != content:
+        raise ValueError(f"{name} and {name}_FILE are both set: give one of them")
+    return content

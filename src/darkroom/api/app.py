@@ -30,6 +30,7 @@ from darkroom.api.patience import Patience
 from darkroom.core.uploads import UPLOAD_PATH
 from darkroom.engine.registry import Backends
 from darkroom.observe.middleware import RequestMiddleware
+from darkroom.observe.redaction import RevealSecrets, SpanSafeFastAPI
 from darkroom.services import Services, build_services, start_node, stop_node
 from darkroom.settings import Settings
 
@@ -48,7 +49,7 @@ def app_for(services: Services) -> FastAPI:
         finally:
             await stop_node(services)
 
-    app = FastAPI(
+    app = SpanSafeFastAPI(  # a request's signed link and key reach no trace span
         title="darkroom",
         version=__version__,
         description=(
@@ -70,6 +71,7 @@ def app_for(services: Services) -> FastAPI:
     )
     app.add_middleware(Patience, seconds=settings.database_request_seconds)
     app.add_middleware(RequestMiddleware, metrics=services.metrics)
+    app.add_middleware(RevealSecrets)  # the outermost: the routes get what the client sent
     app.include_router(metrics.router)
     modules = (
         health,

@@ -34,4 +34,6 @@ def settings_from(args: argparse.Namespace, *names: str) -> Settings:
         return Settings(**given)
     except ValidationError as exc:
         first = exc.errors()[0]
+        if not first["loc"]:  # a check of several settings together: its message says which
+            raise ValueError(str(first["msg"]).removeprefix("Value error, ")) from None
         raise ValueError(f"invalid setting {first['loc']}: {first['msg']}") from None

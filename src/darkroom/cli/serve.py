@@ -19,6 +19,14 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--port", type=int, help="port (DARKROOM_PORT, 8000)")
     parser.add_argument("--public-url", help="base URL for download links (DARKROOM_PUBLIC_URL)")
     parser.add_argument("--workers", type=int, help="render workers (DARKROOM_WORKERS, 2)")
+    parser.add_argument(
+        "--dev-account",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="create the development account (a business account with a million credits) on "
+        "an empty database; by default only on the embedded default, SQLite on a loopback "
+        "address. Its key is printed only by a server on loopback (DARKROOM_DEV_ACCOUNT)",
+    )
     add_engine_options(parser)
     add_data_options(parser)
     parser.set_defaults(run=run)
@@ -57,13 +65,24 @@ def run(args: argparse.Namespace) -> int:
     os.umask(0o077)  # what this process writes is the owner's only (storage/permissions.py)
     args.weights = parse_weights(args.weights)
     settings = settings_from(
-        args, "host", "port", "public_url", "workers", "preview_only", "weights", "device", "dtype"
+        args,
+        "host",
+        "port",
+        "public_url",
+        "workers",
+        "dev_account",
+        "preview_only",
+        "weights",
+        "device",
+        "dtype",
     )
     configure_logging(settings)
     services = build_services(settings)
-    key = ensure_dev_account(
-        services.db, services.catalog, settings.dev_key_file, settings.dev_account_credits
-    )
+    key = None
+    if wants_dev_account(settings):
+        key = ensure_dev_account(
+            services.db, services.catalog, settings.dev_key_file, settings.dev_account_credits
+        )
     print(banner(settings, key, services.files.store.location), flush=True)
     raise_descriptor_limit(settings.http_max_connections)
     server = uvicorn.Server(
@@ -94,6 +113,15 @@ def parse_weights(pairs: list[str] | None) -> dict[str, str] | None:
     return parsed
 
 
+def wants_dev_account(settings: Settings) -> bool:
+    """Whether ``serve`` makes the development account: when asked, else on the embedded
+    default only (SQLite, on loopback), where nobody else can reach it. On a shared database or
+    a server others can reach, a key with a million credits would be anyone's."""
+    if settings.dev_account is not None:
+        return settings.dev_account
+    return settings.is_sqlite and settings.loopback_only
+
+
 def command_path() -> str:
     """How to run ``darkroom`` from here: the script beside this Python (the venv's bin)."""
     script = Path(sys.executable).parent / "darkroom"
@@ -106,9 +134,15 @@ def command_path() -> str:
 
 
 def banner(settings: Settings, key: str | None, storage: str) -> str:
+    """What ``serve`` prints when it starts. The development ``key`` only on loopback: the
+    output of a server that others can reach goes to logs that others may read."""
     url = settings.base_url
     shown_key = key or "<your key: darkroom accounts create --name NAME --tier pro --credits 1000>"
     where = f"(saved in {settings.dev_key_file})" if key else ""
+    if key and not settings.loopback_only:
+        shown_key = f"<the key in {settings.dev_key_file.resolve()}>"
+        where = "(not printed: this server listens beyond loopback)"
+        key = None
     engines = "on their catalog backends (see darkroom catalog)"
     if settings.preview_only:
         engines = "all on the offline preview backend (--no-preview-only: real models)"
@@ -116,8 +150,10 @@ def banner(settings: Settings, key: str | None, storage: str) -> str:
     role = "API only: darkroom worker renders" if not settings.workers else "API and workers"
     store = f"{database}; images in {storage}; {role}"
     token = "from DARKROOM_ADMIN_TOKEN"
-    if not settings.admin_token:
-        token = f"in {settings.admin_token_file.resolve()}"
+    if settings.admin_token_file is not None:
+        token = f"from {settings.admin_token_file}"
+    elif not settings.admin_token:
+        token = f"in {settings.generated_admin_token_file.resolve()}"
     return f"""
 darkroom is serving the Magic Hour v1 image API and the OpenAI images API
   base URL  {url}

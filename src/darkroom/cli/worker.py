@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 from typing import Any
 
 from darkroom.cli.options import add_data_options, settings_from
@@ -43,6 +44,12 @@ def add_parser(commands: Any) -> None:
         help="on SIGTERM, how long jobs in hand may run on before they are handed back "
         "(DARKROOM_SHUTDOWN_GRACE_SECONDS, 10)",
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        help="open a small HTTP listener on this port of DARKROOM_HOST (127.0.0.1) with "
+        "/healthz, /readyz and /metrics (DARKROOM_METRICS_PORT; off by default)",
+    )
     add_engine_options(parser)
     add_data_options(parser)
     parser.set_defaults(run=run)
@@ -71,19 +78,29 @@ def run(args: argparse.Namespace) -> int:
         "weights",
         "device",
         "dtype",
+        "metrics_port",
     )
     if settings.workers < 1:
         raise ValueError("a worker needs --concurrency 1 or more")
     configure_logging(settings)
-    services = build_services(settings, serves_api=False)
-    unknown = sorted(set(settings.worker_models) - set(services.catalog.models))
-    if unknown:
-        raise ValueError(f"--models: the catalog has no model {', '.join(unknown)}")
-    asyncio.run(_serve(services))
+    probes = None
+    if settings.metrics_port is not None:
+        from darkroom.api.probes import listen
+
+        probes = listen(settings.host, settings.metrics_port)  # a port in use: said at once
+    try:
+        services = build_services(settings, serves_api=False)
+        unknown = sorted(set(settings.worker_models) - set(services.catalog.models))
+        if unknown:
+            raise ValueError(f"--models: the catalog has no model {', '.join(unknown)}")
+        asyncio.run(_serve(services, probes))
+    finally:
+        if probes is not None:
+            probes.close()
     return 0
 
 
-async def _serve(services: Any) -> None:
+async def _serve(services: Any, probes: socket.socket | None) -> None:
     from darkroom.services import start_node, stop_node
 
     stop = asyncio.Event()
@@ -92,13 +109,24 @@ async def _serve(services: Any) -> None:
         with contextlib.suppress(NotImplementedError):  # not on Windows
             loop.add_signal_handler(sig, stop.set)
     await start_node(services)
-    models = ", ".join(services.node.models or ["every model"])
-    log.info(
-        "worker %s rendering %s, %d at a time", services.node.id, models, services.node.concurrency
-    )
+    listener = None
     try:
+        if probes is not None:  # after the node started: /readyz then says how it is
+            from darkroom.api.probes import ProbeListener
+
+            listener = ProbeListener(services, probes)
+            await asyncio.to_thread(listener.start)
+        models = ", ".join(services.node.models or ["every model"])
+        log.info(
+            "worker %s rendering %s, %d at a time",
+            services.node.id,
+            models,
+            services.node.concurrency,
+        )
         await stop.wait()
         log.info("draining: jobs in hand finish or are handed back")
     finally:
         await stop_node(services)
+        if listener is not None:  # answering (not ready) while it drained
+            await asyncio.to_thread(listener.stop)
     log.info("worker %s stopped", services.node.id)

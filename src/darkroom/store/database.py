@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
 from sqlalchemy import Connection, Dialect, Engine, create_engine, event, func, select
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -41,6 +42,9 @@ _TRANSIENT_SQLSTATES = {"40001", "40P01", "55P03", "57014", "57P01", "57P02", "5
 _SQLITE_TRANSIENT = ("database is locked", "database table is locked", "database is busy")
 CONNECT_TIMEOUT_SECONDS = 5  # a PostgreSQL server that does not even refuse (libpq's minimum: 2)
 SQLITE_BUSY_MS = 30_000  # how long a SQLite statement waits for a lock, unless patience says less
+# The key of the PostgreSQL advisory lock that migrations hold ("darkroo" in ASCII): any 64-bit
+# number that nothing else locks.
+MIGRATION_LOCK = 0x6461726B726F6F
 
 
 # TCP keepalives and a user timeout on every PostgreSQL connection: one whose server or network
@@ -262,11 +266,30 @@ class Database:
             return result
 
     def migrate(self) -> None:
-        """Bring the schema to the newest migration (idempotent)."""
-        with self.engine.begin() as conn:
-            config = alembic_config(self.url)
-            config.attributes["connection"] = conn
-            command.upgrade(config, "head")
+        """Bring the schema to the newest migration (idempotent).
+
+        On PostgreSQL under an advisory lock held by the migration's connection (its session),
+        so that any number of nodes may start together on a fresh database: one migrates, the
+        others wait for it, then find the schema current. (Two concurrent ``CREATE TABLE`` of one
+        table would fail one node with a UniqueViolation.)"""
+        with self.engine.connect() as conn:
+            if not self.is_sqlite:
+                conn.execute(select(func.pg_advisory_lock(MIGRATION_LOCK)))
+                conn.commit()
+            try:
+                with conn.begin():
+                    config = alembic_config(self.url)
+                    config.attributes["connection"] = conn
+                    command.upgrade(config, "head")
+            finally:
+                if not self.is_sqlite and not conn.invalidated:
+                    conn.execute(select(func.pg_advisory_unlock(MIGRATION_LOCK)))
+                    conn.commit()
+
+    def revision(self) -> str | None:
+        """The schema's migration (``0009``), None on an empty database."""
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
 
     def dispose(self) -> None:
         self.engine.dispose()
