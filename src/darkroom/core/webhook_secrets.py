@@ -131,7 +131,7 @@ def seal(db: Database, box: SecretBox) -> Census:
     every node runs this release (``darkroom secrets seal``)."""
 
     def work(conn: Connection) -> Census:
-        formats.get(conn, FORMAT, lock="update")  # no endpoint created in clear meanwhile
+        was = formats.get(conn, FORMAT, lock="update")  # no endpoint created in clear meanwhile
         census = Census()
         changes = []
         for row in sql.all_secrets(conn):
@@ -142,7 +142,8 @@ def seal(db: Database, box: SecretBox) -> Census:
             else:
                 census.unreadable.append(row.id)
         _reseal(conn, box, changes, census)
-        formats.set_format(conn, FORMAT, SEALED)
+        if was != SEALED:
+            formats.set_format(conn, FORMAT, SEALED)
         return census
 
     census = db.transact(work)
