@@ -1,9 +1,9 @@
 """Per-image latency of the open-weight models: a bare diffusers pipeline call against darkroom's
-own path (``devices.optimize`` + ``diffusers_backend.generate`` / ``DiffusersBackend.render``),
+own path (``devices.optimize`` + the model family's ``render`` / ``DiffusersBackend.render``),
 side by side in one run.
 
-``--device cuda`` (the default when there is a GPU), for ``--model flux-schnell`` (default) or
-``--model z-image-turbo`` at 1024x1024 (``--size``):
+``--device cuda`` (the default when there is a GPU), for ``--model flux-schnell`` (default),
+``z-image-turbo`` or ``flux-2-klein`` at 1024x1024 (``--size``):
 
 1. builds the FULL-SIZE architecture with random weights directly on the GPU in bf16, with no
    download (time per image does not depend on the weight values). The big modules (the
@@ -19,27 +19,30 @@ side by side in one run.
    darkroom's ``max_sequence_length`` when that differs from the pipeline's default, to separate
    what the shorter text costs from what the optimizations bring);
 3. then (the baseline is measured first: ``optimize`` mutates the pipeline) passes the same
-   pipeline through ``devices.optimize`` and times ``generate(pipeline, entry, request)``; the
-   warm-up (compilation) is excluded from the timing but printed;
+   pipeline through ``devices.optimize`` and times its family's ``render(request, settings)``;
+   the warm-up (compilation) is excluded from the timing but printed; then an edit of one
+   source image the same way (FLUX.1 and Z-Image: image to image at strength 0.6, FLUX.2
+   [klein]: one reference), with the peak GPU memory of each;
 4. prints the medians, the ratio darkroom / baseline (target <= 0.5 for FLUX) and the ratio to the
    compute floor (FLUX.1-schnell: ~313 TFLOP per 1024x1024 image in 4 steps, Z-Image-Turbo: ~521
    TFLOP in 9 forwards; scaled by (size / 1024)^2 for another ``--size``, which is rough);
 5. pushes ``--queue`` projects of one image through a ``DiffusersBackend`` (2 threads calling
    ``render`` concurrently; the backend serializes them on its device lock), then the same with
-   ``--batch`` images per project, and reports images per second. The built pipeline is injected
-   into the backend (``backend._pipelines`` / ``backend.optimizations``): there are no weights to
-   ``from_pretrained``.
+   ``--batch`` images per project, and reports images per second. The built pipeline is handed
+   to the backend (``backend.adopt``): there are no weights to ``from_pretrained``.
 
 ``--device cpu`` uses the TINY pipelines of ``tests/tiny_pipelines.py`` (saved to a temporary
 directory, loaded with ``from_pretrained``) at 256x256 and measures darkroom's overhead: a bare
 pipeline call plus the PNG encoding (the backend returns PNG bytes; the bare call also gets the
 catalog's ``max_sequence_length``, so both do the same work) against
 ``DiffusersBackend.render`` with the pipeline resident (``optimize=False`` on the CPU),
-interleaved A/B (``--runs`` pairs, 30 by default), for flux-schnell, z-image-turbo and
-sdxl-turbo. Target: overhead <= 5 %.
+interleaved A/B (``--runs`` pairs, 30 by default), for flux-schnell, z-image-turbo, flux-2-klein,
+krea-2 and sdxl-turbo. Target: overhead <= 5 %.
 
-``--dry-run`` builds the full-size modules on the meta device only (no memory, no GPU), prints
-their parameter counts and checks that the components fit together (meta-device forwards).
+``--dry-run`` builds the full-size modules of every local model (flux-schnell, z-image-turbo,
+flux-2-klein, qwen-edit, qwen-image-2.1, krea-2) on the meta device only (no memory, no GPU),
+prints their parameter counts and bf16 bytes (the table of docs/models.md) and, for FLUX.1 and
+Z-Image, checks that the components fit together (meta-device forwards).
 
 Run from the repository root::
 
@@ -52,13 +55,13 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import io
 import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -75,11 +78,18 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # for tests.tiny_pipelines (--device cpu)
 
 import torch  # noqa: E402
-from tests.tiny_pipelines import clip_tokenizer, qwen_tokenizer, t5_tokenizer  # noqa: E402
+from tests.tiny_pipelines import (  # noqa: E402
+    built,
+    clip_tokenizer,
+    qwen_tokenizer,
+    t5_tokenizer,
+)
 
 from darkroom.engine import devices  # noqa: E402
 from darkroom.engine.base import RenderRequest, StyleHint  # noqa: E402
-from darkroom.engine.diffusers_backend import DiffusersBackend, generate  # noqa: E402
+from darkroom.engine.diffusers_backend import DiffusersBackend  # noqa: E402
+from darkroom.engine.families import Family, by_name  # noqa: E402
+from darkroom.engine.families.qwen_processor import image_only  # noqa: E402
 from darkroom.engine.weights import WeightsEntry  # noqa: E402
 
 PROMPT = "a lighthouse at dusk over a calm sea, volumetric light, 35mm photo"
@@ -90,18 +100,27 @@ H100_BF16_TFLOPS = 989.0  # dense bf16 peak of an H100 / H200 SXM (fp8: twice th
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
+    family: str  # engine/families/ (and the kind of tests/tiny_pipelines.py)
     steps: int
     max_sequence_length: int | None  # the catalog's (src/darkroom/data/catalog.toml)
     tflop_1024: float | None  # compute per 1024x1024 image (see /work/shared/models-notes.md)
-    tiny_builder: str  # the function of tests/tiny_pipelines.py
+    guidance: float = 0.0
 
 
 MODELS = {
-    "flux-schnell": ModelSpec("flux-schnell", 4, 256, 313.0, "build_flux"),
-    "z-image-turbo": ModelSpec("z-image-turbo", 9, 512, 521.0, "build_zimage"),
-    "sdxl-turbo": ModelSpec("sdxl-turbo", 1, None, None, "build_sdxl"),
+    "flux-schnell": ModelSpec("flux-schnell", "flux", 4, 256, 313.0),
+    "z-image-turbo": ModelSpec("z-image-turbo", "zimage", 9, 512, 521.0),
+    "flux-2-klein": ModelSpec("flux-2-klein", "flux2-klein", 4, 512, None, guidance=1.0),
+    "krea-2": ModelSpec("krea-2", "krea2", 8, 512, None),
+    "sdxl-turbo": ModelSpec("sdxl-turbo", "sdxl", 1, None, None),
 }
-FULL_SIZE = ("flux-schnell", "z-image-turbo")
+# Counted on the meta device only (--dry-run): too large or too slow for the CPU comparison.
+COUNTED = {
+    "qwen-edit": ModelSpec("qwen-edit", "qwen-edit", 40, 512, None, guidance=4.0),
+    "qwen-image-2.1": ModelSpec("qwen-image-2.1", "qwen-image", 40, None, None, guidance=1.0),
+}
+FULL_SIZE = ("flux-schnell", "z-image-turbo", "flux-2-klein")  # built on the GPU
+DRY_RUN = ("flux-schnell", "z-image-turbo", "flux-2-klein", "qwen-edit", "qwen-image-2.1", "krea-2")
 
 
 # --- full-size configurations (the published checkpoints' config.json values) -------------------
@@ -172,6 +191,97 @@ QWEN3_4B: dict[str, Any] = {  # Qwen/Qwen3-4B, the base model (no LM head)
     "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0},
     "tie_word_embeddings": True,
 }
+# FLUX.2 [klein] 4B's transformer, as diffusers' scripts/convert_flux2_to_diffusers.py builds it
+# ("klein-4b"); its text encoder is Qwen3-4B (3 x 2560 = joint_attention_dim), its VAE the
+# FLUX.2 one (AutoencoderKLFlux2's class defaults, as that script builds it).
+FLUX2_KLEIN_4B: dict[str, Any] = {
+    "patch_size": 1,
+    "in_channels": 128,
+    "num_layers": 5,
+    "num_single_layers": 20,
+    "attention_head_dim": 128,
+    "num_attention_heads": 24,
+    "joint_attention_dim": 7680,
+    "timestep_guidance_channels": 256,
+    "mlp_ratio": 3.0,
+    "axes_dims_rope": (32, 32, 32, 32),
+    "rope_theta": 2000,
+    "eps": 1e-6,
+    "guidance_embeds": False,
+}
+# Qwen/Qwen2.5-VL-7B-Instruct (Qwen-Image-Edit's encoder, with its LM head); not verified
+# offline: the published config as remembered. The transformer and VAE of Qwen-Image-Edit are
+# the diffusers classes' defaults (QwenImageTransformer2DModel: the 20 B Qwen-Image MMDiT).
+QWEN25_VL_7B: dict[str, Any] = {
+    "text_config": {
+        "hidden_size": 3584,
+        "intermediate_size": 18944,
+        "num_hidden_layers": 28,
+        "num_attention_heads": 28,
+        "num_key_value_heads": 4,
+        "vocab_size": 152064,
+        "rope_scaling": {"mrope_section": [16, 24, 24], "rope_type": "default", "type": "default"},
+        "rope_theta": 1000000.0,
+    },
+    "vision_config": {
+        "depth": 32,
+        "hidden_size": 1280,
+        "intermediate_size": 3420,
+        "num_heads": 16,
+        "out_hidden_size": 3584,
+        "patch_size": 14,
+    },
+    "vocab_size": 152064,
+    "tie_word_embeddings": False,
+}
+
+
+def qwen3_vl(
+    hidden: int,
+    intermediate: int,
+    vision_depth: int,
+    vision_hidden: int,
+    vision_intermediate: int,
+    deepstack: list[int],
+    tie: bool,
+) -> dict[str, Any]:
+    """A Qwen3-VL config (not verified offline: the published configs as remembered)."""
+    return {
+        "text_config": {
+            "hidden_size": hidden,
+            "intermediate_size": intermediate,
+            "num_hidden_layers": 36,
+            "num_attention_heads": 32,
+            "num_key_value_heads": 8,
+            "head_dim": 128,
+            "vocab_size": 151936,
+            "rope_parameters": {
+                "rope_type": "default",
+                "rope_theta": 5000000.0,
+                "mrope_section": [24, 20, 20],
+            },
+        },
+        "vision_config": {
+            "depth": vision_depth,
+            "hidden_size": vision_hidden,
+            "intermediate_size": vision_intermediate,
+            "num_heads": 16,
+            "out_hidden_size": hidden,
+            "patch_size": 16,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "deepstack_visual_indexes": deepstack,
+        },
+        "vocab_size": 151936,
+        "tie_word_embeddings": tie,
+    }
+
+
+# Qwen-Image 2.1's encoder: Qwen3-VL-8B (its transformer's context_in_dim is 4096); Krea 2's:
+# Qwen3-VL-4B-Instruct (named in Krea2Pipeline's docstring). Their transformers and VAEs are
+# the diffusers classes' defaults.
+QWEN3_VL_8B = qwen3_vl(4096, 12288, 27, 1152, 4304, [8, 16, 24], tie=False)
+QWEN3_VL_4B = qwen3_vl(2560, 9728, 24, 1024, 4096, [5, 11, 17], tie=True)
 
 # --- small helpers ------------------------------------------------------------------------------
 
@@ -208,8 +318,9 @@ def request(model: str, size: int, seed: int, count: int = 1, project: str = "be
 def entry_for(spec: ModelSpec, source: str, dtype: str = "auto", max_batch: int = 4) -> Any:
     return WeightsEntry(
         source=source,
+        family=spec.family,
         steps=spec.steps,
-        guidance=0.0,
+        guidance=spec.guidance,
         dtype=dtype,
         max_batch=max_batch,
         max_sequence_length=spec.max_sequence_length,
@@ -369,9 +480,130 @@ def build_full_zimage(device: str, dtype: torch.dtype) -> Any:
     )
 
 
+def build_full_flux2_klein(device: str, dtype: torch.dtype) -> Any:
+    """FLUX.2 [klein] 4B: 5 double + 20 single blocks, Qwen3-4B (a causal LM with tied
+    embeddings, layers 9, 18 and 27 stacked), the FLUX.2 VAE, 4 distilled steps."""
+    from diffusers import (
+        AutoencoderKLFlux2,
+        FlowMatchEulerDiscreteScheduler,
+        Flux2KleinPipeline,
+        Flux2Transformer2DModel,
+    )
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    tokenizer = qwen_tokenizer()
+    qwen_config = Qwen3Config(
+        **QWEN3_4B,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+    )
+    with big_module_scope(device == "meta"):
+        transformer = Flux2Transformer2DModel(**FLUX2_KLEIN_4B)
+        text_encoder = Qwen3ForCausalLM(qwen_config)
+    text_encoder.tie_weights()  # Qwen3-4B's LM head is its token embedding (as loading ties it)
+    return Flux2KleinPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True),
+        vae=place(AutoencoderKLFlux2(), device, dtype, big=False),
+        text_encoder=place(text_encoder, device, dtype, big=True),
+        tokenizer=tokenizer,
+        transformer=place(transformer, device, dtype, big=True),
+        is_distilled=True,
+    )
+
+
+def build_full_qwen_edit(device: str, dtype: torch.dtype) -> Any:
+    """Qwen-Image-Edit-2511: the 20 B Qwen-Image MMDiT, Qwen2.5-VL-7B, the Qwen-Image VAE."""
+    from diffusers import (
+        AutoencoderKLQwenImage,
+        FlowMatchEulerDiscreteScheduler,
+        QwenImageEditPlusPipeline,
+        QwenImageTransformer2DModel,
+    )
+    from transformers import (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2VLImageProcessorPil,
+    )
+
+    tokenizer = qwen_tokenizer(vision=True)
+    with big_module_scope(device == "meta"):
+        transformer = QwenImageTransformer2DModel()
+        text_encoder = Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(**QWEN25_VL_7B))
+    processor = image_only(
+        "Qwen2VLProcessor", Qwen2VLImageProcessorPil(), tokenizer, tokenizer.chat_template
+    )
+    return QwenImageEditPlusPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        vae=place(AutoencoderKLQwenImage(), device, dtype, big=False),
+        text_encoder=place(text_encoder, device, dtype, big=True),
+        tokenizer=tokenizer,
+        processor=processor,
+        transformer=place(transformer, device, dtype, big=True),
+    )
+
+
+def build_full_qwen_image(device: str, dtype: torch.dtype) -> Any:
+    """Qwen-Image 2.1: the diffusers defaults of its transformer and 16x VAE, Qwen3-VL-8B."""
+    from diffusers import (
+        AutoencoderKLQwenImage21,
+        FlowMatchEulerDiscreteScheduler,
+        QwenImage21Pipeline,
+        QwenImage21Transformer2DModel,
+    )
+    from transformers import (
+        Qwen2VLImageProcessorPil,
+        Qwen3VLConfig,
+        Qwen3VLForConditionalGeneration,
+    )
+
+    tokenizer = qwen_tokenizer(vision=True)
+    with big_module_scope(device == "meta"):
+        transformer = QwenImage21Transformer2DModel()
+        text_encoder = Qwen3VLForConditionalGeneration(Qwen3VLConfig(**QWEN3_VL_8B))
+    processor = image_only(
+        "Qwen3VLProcessor", Qwen2VLImageProcessorPil(), tokenizer, tokenizer.chat_template
+    )
+    return QwenImage21Pipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        vae=place(AutoencoderKLQwenImage21(), device, dtype, big=False),
+        text_encoder=place(text_encoder, device, dtype, big=True),
+        processor=processor,
+        transformer=place(transformer, device, dtype, big=True),
+    )
+
+
+def build_full_krea2(device: str, dtype: torch.dtype) -> Any:
+    """Krea 2: the diffusers defaults of its transformer, Qwen3-VL-4B, the Qwen-Image VAE."""
+    from diffusers import (
+        AutoencoderKLQwenImage,
+        FlowMatchEulerDiscreteScheduler,
+        Krea2Pipeline,
+        Krea2Transformer2DModel,
+    )
+    from transformers import Qwen3VLConfig, Qwen3VLModel
+
+    with big_module_scope(device == "meta"):
+        transformer = Krea2Transformer2DModel()
+        text_encoder = Qwen3VLModel(Qwen3VLConfig(**QWEN3_VL_4B))
+    return Krea2Pipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(
+            use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15, max_image_seq_len=6400
+        ),
+        vae=place(AutoencoderKLQwenImage(), device, dtype, big=False),
+        text_encoder=place(text_encoder, device, dtype, big=True),
+        tokenizer=qwen_tokenizer(vision=True),
+        transformer=place(transformer, device, dtype, big=True),
+        is_distilled=True,
+    )
+
+
 FULL_BUILDERS: dict[str, Callable[[str, torch.dtype], Any]] = {
     "flux-schnell": build_full_flux,
     "z-image-turbo": build_full_zimage,
+    "flux-2-klein": build_full_flux2_klein,
+    "qwen-edit": build_full_qwen_edit,
+    "qwen-image-2.1": build_full_qwen_image,
+    "krea-2": build_full_krea2,
 }
 
 
@@ -425,13 +657,13 @@ def meta_forward_check(model: str, pipe: Any, size: int) -> str:
 def dry_run(models: list[str], size: int) -> None:
     print(f"dry run: full-size modules on the meta device, {size}x{size}, nothing is rendered")
     print()
-    print("| model | component | class | parameters | buffers |")
-    print("|---|---|---|---:|---|")
+    print("| model | component | class | parameters | bf16 GB | buffers |")
+    print("|---|---|---|---:|---:|---|")
     checks = []
     for model in models:
         started = time.perf_counter()
         pipe = FULL_BUILDERS[model]("meta", torch.bfloat16)
-        built = time.perf_counter() - started
+        build_s = time.perf_counter() - started
         total = 0
         for name, component in pipe.components.items():
             if not isinstance(component, torch.nn.Module):
@@ -446,12 +678,14 @@ def dry_run(models: list[str], size: int) -> None:
             )
             print(
                 f"| {model} | {name} | {type(component).__name__} | {count / 1e9:.3f} B | "
-                f"{buffer_text or '-'} |"
+                f"{2 * count / 1e9:.2f} | {buffer_text or '-'} |"
             )
         print(
-            f"| {model} | **total** | {type(pipe).__name__} (built in {built:.1f} s) | "
-            f"{total / 1e9:.3f} B | |"
+            f"| {model} | **total** | {type(pipe).__name__} (built in {build_s:.1f} s) | "
+            f"{total / 1e9:.3f} B | {2 * total / 1e9:.2f} | |"
         )
+        if model not in ("flux-schnell", "z-image-turbo"):
+            continue
         try:
             checks.append(f"{model}: {meta_forward_check(model, pipe, size)}")
         except Exception as exc:  # report, do not hide, a forward that the meta device refuses
@@ -486,12 +720,12 @@ def baseline_times(
     """Plain diffusers: the pipeline called as its documentation shows, 1 warm-up, ``runs``."""
 
     def call(seed: int) -> object:
-        return pipe(
-            PROMPT,
+        return pipe(  # by keyword: FLUX.2 [klein] takes ``image`` first
+            prompt=PROMPT,
             height=size,
             width=size,
             num_inference_steps=spec.steps,
-            guidance_scale=0.0,
+            guidance_scale=spec.guidance,
             generator=torch.Generator("cpu").manual_seed(seed),
             **extra,
         ).images
@@ -500,23 +734,37 @@ def baseline_times(
     return [timed_ms(lambda seed=seed: call(seed), device) for seed in range(1, runs + 1)]
 
 
+def source_png(size: int) -> bytes:
+    """An edit's source: a smooth gradient, size x size (what core hands over: RGBA PNG)."""
+    from PIL import Image
+
+    ramp = torch.linspace(0, 255, size, dtype=torch.float32)
+    red = ramp.repeat(size, 1)
+    pixels = torch.stack([red, red.T, 255 - red, torch.full_like(red, 255)], dim=-1)
+    return png(Image.fromarray(pixels.to(torch.uint8).numpy(), "RGBA"))
+
+
 def darkroom_times(
-    pipe: Any, entry: WeightsEntry, spec: ModelSpec, size: int, runs: int, device: str
-) -> tuple[list[str], list[float], list[float]]:
-    """darkroom's path: ``devices.optimize`` then ``generate``; the optimizations applied, the
-    two warm-up calls (compilation, then any late recompilation) in seconds, the timed runs in
-    ms."""
-    applied = devices.optimize(pipe)
-    warmups = [
-        timed_ms(lambda seed=seed: generate(pipe, entry, request(spec.name, size, seed)), device)
-        / 1000
-        for seed in (0, 1)
-    ]
-    times = [
-        timed_ms(lambda seed=seed: generate(pipe, entry, request(spec.name, size, seed)), device)
-        for seed in range(2, runs + 2)
-    ]
-    return applied, warmups, times
+    family: Family,
+    entry: WeightsEntry,
+    spec: ModelSpec,
+    size: int,
+    runs: int,
+    device: str,
+    **fields: Any,
+) -> tuple[list[float], list[float]]:
+    """darkroom's path: the family's ``render`` (after ``devices.optimize``): the two warm-up
+    calls (compilation, then any late recompilation) in seconds and the timed runs in ms;
+    ``fields`` (sources, strength) go into each request."""
+    settings = family.settings(entry)
+
+    def call(seed: int) -> object:
+        job = dataclasses.replace(request(spec.name, size, seed), **fields)
+        return family.render(job, settings)
+
+    warmups = [timed_ms(lambda seed=seed: call(seed), device) / 1000 for seed in (0, 1)]
+    times = [timed_ms(lambda seed=seed: call(seed), device) for seed in range(2, runs + 2)]
+    return warmups, times
 
 
 def queue_throughput(
@@ -553,14 +801,14 @@ def run_cuda(args: argparse.Namespace, models: list[str]) -> None:
         pipe = FULL_BUILDERS[model](device, dtype)
         pipe.set_progress_bar_config(disable=True)
         torch.cuda.synchronize()
-        built = time.perf_counter() - started
+        build_s = time.perf_counter() - started
         weights_gb = torch.cuda.memory_allocated() / 2**30
         params = sum(
             parameter_count(c) for c in pipe.components.values() if isinstance(c, torch.nn.Module)
         )
         notes.append(
             f"{model}: built {params / 1e9:.2f} B parameters ({weights_gb:.1f} GiB bf16) on "
-            f"{device} in {built:.1f} s"
+            f"{device} in {build_s:.1f} s"
         )
 
         # 1. plain diffusers, before optimize mutates the pipeline
@@ -577,15 +825,28 @@ def run_cuda(args: argparse.Namespace, models: list[str]) -> None:
                 )
             )
 
-        # 2. darkroom: optimize + generate on the same pipeline object
+        # 2. darkroom: optimize + the family's render on the same pipeline object
         entry = entry_for(spec, f"random weights ({model}, in memory)", dtype="bfloat16")
-        applied, warmups, times = darkroom_times(pipe, entry, spec, size, args.runs, device)
-        rows.append(Latency("darkroom (devices.optimize + generate)", times))
+        family = by_name(spec.family)(pipe)
+        applied = devices.optimize(pipe)
+        warmups, times = darkroom_times(family, entry, spec, size, args.runs, device)
+        rows.append(Latency("darkroom (devices.optimize + render)", times))
         notes.append(
             f"{model}: darkroom applied {', '.join(applied) or 'nothing'}; warm-up calls "
-            f"(compilation) {warmups[0]:.1f} s and {warmups[1]:.1f} s, excluded"
+            f"(compilation) {warmups[0]:.1f} s and {warmups[1]:.1f} s, excluded; peak GPU "
+            f"memory generating {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB"
         )
-        if len(rows) == 3:
+        # an edit of one source: image to image (strength 0.6) or one reference (klein)
+        torch.cuda.reset_peak_memory_stats()
+        edit = {"sources": (source_png(size),), "strength": 0.6}
+        warmups, times = darkroom_times(family, entry, spec, size, args.runs, device, **edit)
+        mode = family.edit_mode.value
+        rows.append(Latency(f"darkroom edit, 1 source ({mode})", times))
+        notes.append(
+            f"{model}: edit ({mode}) warm-up calls {warmups[0]:.1f} s and {warmups[1]:.1f} s, "
+            f"excluded; peak GPU memory editing {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB"
+        )
+        if len(rows) == 4:
             notes.append(
                 f"{model}: darkroom / plain diffusers at the same max_sequence_length = "
                 f"{rows[2].p50 / rows[1].p50:.2f} (the optimizations alone)"
@@ -595,19 +856,22 @@ def run_cuda(args: argparse.Namespace, models: list[str]) -> None:
         floor_ms = floor_tflop / args.peak_tflops * 1000
         base = rows[0].p50
         for row in rows:
+            floor = f"{row.p50 / floor_ms:.2f}" if floor_ms else "-"
             latency_rows.append(
                 f"| {model} | {row.label} | {row.p50:.0f} | {row.p90:.0f} | "
-                f"{row.p50 / base:.2f} | {row.p50 / floor_ms:.2f} |"
+                f"{row.p50 / base:.2f} | {floor} |"
             )
-        scaled = "" if size == 1024 else f", scaled by ({size}/1024)^2: rough"
-        notes.append(
-            f"{model}: compute floor {floor_tflop:.0f} TFLOP per image{scaled} = {floor_ms:.0f} ms "
-            f"at {args.peak_tflops:.0f} TFLOP/s bf16 ({floor_ms / 2:.0f} ms at fp8)"
-        )
+        if floor_ms:
+            scaled = "" if size == 1024 else f", scaled by ({size}/1024)^2: rough"
+            notes.append(
+                f"{model}: compute floor {floor_tflop:.0f} TFLOP per image{scaled} = "
+                f"{floor_ms:.0f} ms at {args.peak_tflops:.0f} TFLOP/s bf16 "
+                f"({floor_ms / 2:.0f} ms at fp8)"
+            )
 
         # 3. a queue through the backend (its device lock serializes the two workers)
         backend = DiffusersBackend({model: entry}, device=device, dtype="bfloat16")
-        backend._pipelines[model] = pipe  # no from_pretrained: there are no weights to load
+        backend.adopt(model, family)  # no from_pretrained: there are no weights to load
         backend.optimizations[model] = applied
         for count in sorted({1, args.batch}):
             ips, warmup = queue_throughput(backend, spec, size, args.queue, count, args.workers)
@@ -619,7 +883,7 @@ def run_cuda(args: argparse.Namespace, models: list[str]) -> None:
         notes.append(
             f"{model}: peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB"
         )
-        del backend, pipe
+        del backend, family, pipe
         gc.collect()
         torch.cuda.empty_cache()
         torch._dynamo.reset()
@@ -653,10 +917,8 @@ def call_default(pipe: Any, argument: str) -> Any:
 
 def cpu_overhead(spec: ModelSpec, directory: Path, size: int, runs: int) -> dict[str, Any]:
     """Interleaved bare call (+ PNG) / ``DiffusersBackend.render`` timings of one tiny model."""
-    import tests.tiny_pipelines as tiny
     from diffusers import DiffusionPipeline
 
-    getattr(tiny, spec.tiny_builder)(directory)
     started = time.perf_counter()
     pipe = DiffusionPipeline.from_pretrained(directory, local_files_only=True)
     pipe.set_progress_bar_config(disable=True)
@@ -676,7 +938,7 @@ def cpu_overhead(spec: ModelSpec, directory: Path, size: int, runs: int) -> dict
             width=size,
             height=size,
             num_inference_steps=spec.steps,
-            guidance_scale=0.0,
+            guidance_scale=spec.guidance,
             num_images_per_prompt=1,
             generator=[torch.Generator("cpu").manual_seed(seed)],
             output_type="pil",
@@ -713,24 +975,24 @@ def cpu_overhead(spec: ModelSpec, directory: Path, size: int, runs: int) -> dict
 def run_cpu(args: argparse.Namespace, models: list[str]) -> None:
     rows: list[str] = []
     notes: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="darkroom-gpu-bench-") as tmp:
-        for model in models:
-            spec = MODELS[model]
-            result = cpu_overhead(spec, Path(tmp) / model, args.size, args.runs)
-            bare, dark = result["bare"], result["darkroom"]
-            overhead = (dark.p50 - bare.p50) / bare.p50 * 100
-            paired = result["paired"] / bare.p50 * 100
-            steps = f"{spec.steps} step" + ("s" if spec.steps > 1 else "")
-            rows.append(
-                f"| {model} ({result['pipeline']}, {steps}) | "
-                f"{bare.p50:.1f} / {bare.p90:.1f} | {dark.p50:.1f} / {dark.p90:.1f} | "
-                f"{overhead:+.1f} % | {paired:+.1f} % |"
-            )
-            notes.append(
-                f"{model}: bare from_pretrained {result['bare_load']:.2f} s; darkroom's first "
-                f"render (load + render) {result['first_render']:.2f} s, excluded; "
-                f"same PNG bytes from both paths: {'yes' if result['same_png'] else 'no'}"
-            )
+    # the tiny pipelines are built once (tests/tiny_pipelines.built) and removed at exit
+    for model in models:
+        spec = MODELS[model]
+        result = cpu_overhead(spec, built(spec.family), args.size, args.runs)
+        bare, dark = result["bare"], result["darkroom"]
+        overhead = (dark.p50 - bare.p50) / bare.p50 * 100
+        paired = result["paired"] / bare.p50 * 100
+        steps = f"{spec.steps} step" + ("s" if spec.steps > 1 else "")
+        rows.append(
+            f"| {model} ({result['pipeline']}, {steps}) | "
+            f"{bare.p50:.1f} / {bare.p90:.1f} | {dark.p50:.1f} / {dark.p90:.1f} | "
+            f"{overhead:+.1f} % | {paired:+.1f} % |"
+        )
+        notes.append(
+            f"{model}: bare from_pretrained {result['bare_load']:.2f} s; darkroom's first "
+            f"render (load + render) {result['first_render']:.2f} s, excluded; "
+            f"same PNG bytes from both paths: {'yes' if result['same_png'] else 'no'}"
+        )
     print(
         f"tiny pipelines (tests/tiny_pipelines.py), {args.size}x{args.size}, 1 image per call, "
         f"{args.runs} interleaved pairs after warm-up"
@@ -766,9 +1028,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--model",
-        choices=[*MODELS, "all"],
+        choices=[*MODELS, *COUNTED, "all"],
         default=None,
-        help="default: flux-schnell on cuda, all three tiny models on cpu",
+        help="default: flux-schnell on cuda, every tiny model on cpu, every model in a dry run",
     )
     parser.add_argument("--size", type=int, default=None, help="square side, default 1024 / 256")
     parser.add_argument("--runs", type=int, default=None, help="timed runs, default 5 / 30")
@@ -792,14 +1054,15 @@ def main(argv: list[str] | None = None) -> int:
         args.size = 1024 if cuda or args.dry_run else 256
     if args.runs is None:
         args.runs = 5 if cuda else 30
+    every = list(DRY_RUN) if args.dry_run else list(FULL_SIZE) if cuda else list(MODELS)
     if args.model == "all":
-        models = list(FULL_SIZE) if cuda or args.dry_run else list(MODELS)
+        models = every
     elif args.model is not None:
         models = [args.model]
     else:
-        models = ["flux-schnell"] if cuda else list(FULL_SIZE) if args.dry_run else list(MODELS)
-    if (cuda or args.dry_run) and any(m not in FULL_SIZE for m in models):
-        parser.error(f"full-size builds exist for {', '.join(FULL_SIZE)} only")
+        models = ["flux-schnell"] if cuda else every
+    if any(m not in every for m in models):
+        parser.error(f"this mode runs {', '.join(every)} only")
     if cuda and not torch.cuda.is_available():
         parser.error("--device cuda needs a CUDA GPU (use --device cpu or --dry-run)")
 

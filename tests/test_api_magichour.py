@@ -103,8 +103,8 @@ def test_bad_input_is_a_400_naming_the_field(server: LiveServer, account: Accoun
         (b'{"image_count": 0, "style": {"prompt": "x"}}', "image_count"),
         (b'{"image_count": 5, "style": {"prompt": "x"}}', "image_count"),
         (b'{"image_count": 1, "style": {"prompt": "x"}, "model": "dall-e-9"}', "model"),
-        (b'{"image_count": 1, "style": {"prompt": "x"}, "model": "krea-2"}', "model"),
-        (b'{"image_count": 1, "style": {"prompt": "x"}, "aspect_ratio": "4:3"}', "aspect_ratio"),
+        (b'{"image_count": 1, "style": {"prompt": "x"}, "model": "krea-3"}', "model"),
+        (b'{"image_count": 1, "style": {"prompt": "x"}, "aspect_ratio": "5:4"}', "aspect_ratio"),
         (b'{"image_count": 1, "style": {"prompt": "x"}, "orientation": "diagonal"}', "orientation"),
         (b'{"image_count": 1, "style": {"prompt": "x"}, "resolution": "8k"}', "resolution"),
         (b'{"image_count": 1, "style": {"prompt": "x", "tool": "ai-nope"}}', "style.tool"),
@@ -233,20 +233,20 @@ def test_models_listing_shows_prices_and_tiers(server: LiveServer) -> None:
         catalog = client.get("/v1/catalog").json()
     assert public["object"] == "list"
     by_id = {m["id"]: m for m in public["data"]}
-    assert set(by_id) == {
-        "flux-schnell",
-        "z-image-turbo",
-        "seedream-v4",
-        "nano-banana",
-        "nano-banana-2",
-        "nano-banana-pro",
-        "gpt-image-2",
-        "dall-e-2",
-        "dall-e-3",
-        "gpt-image-1",
-    }
+    assert set(by_id) == {*server.services.catalog.models, "dall-e-2", "dall-e-3", "gpt-image-1"}
+    assert len(by_id) == 16 + 3
     assert by_id["dall-e-2"]["alias_for"] == "flux-schnell"
     assert by_id["seedream-v4"]["credits_per_image"] == {"640px": 40, "1k": 40, "2k": 80, "4k": 160}
+    # a price row per resolution where the price depends on it otherwise
+    assert by_id["gpt-image-2"]["credits_per_image"] == {
+        "640px": 50,
+        "1k": 100,
+        "2k": 200,
+        "4k": 400,
+    }
+    assert (by_id["qwen-edit"]["generates"], by_id["qwen-edit"]["max_input_images"]) == (False, 3)
+    assert (by_id["flux-2-klein"]["edits"], by_id["flux-2-klein"]["max_input_images"]) == (True, 6)
+    assert by_id["gpt-image-1"]["max_input_images"] == 16
     assert by_id["nano-banana-2"]["image_counts"] == [1, 4, 9, 16]
     assert by_id["flux-schnell"]["sizes"]["16:9"]["1k"] == [1024, 576]
     assert "available" not in by_id["gpt-image-2"]

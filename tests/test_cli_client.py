@@ -116,7 +116,14 @@ def test_models_and_balance(server: LiveServer) -> None:
     assert "flux-schnell" in names
     assert "nano-banana-pro" not in names  # the free tier may not use it
     text = darkroom(server, account.key, "models").stdout
-    assert "flux-schnell     credits/image: 640px 5, 1k 5; images: 1,2,3,4; preview" in text
+    assert (
+        "flux-schnell         credits/image: 640px 5, 1k 5; images: 1,2,3,4; "
+        "generates, edits up to 1 image; preview"
+    ) in text
+    assert (
+        "qwen-edit            credits/image: 640px 10, 1k 10; images: 1,2,3,4; "
+        "edits only (up to 3 images)" in text
+    )
 
 
 def test_exit_codes_per_failure(server_factory: ServerFactory, tmp_path: Path) -> None:

@@ -1,11 +1,11 @@
 """The diffusers backend end to end, without downloading anything: tiny pipelines of the real
 classes (FluxPipeline, ZImagePipeline, StableDiffusionXLPipeline) with random weights, saved to a
 temporary directory, loaded by the real ``from_pretrained`` path and driven through the HTTP API
-on the CPU."""
+on the CPU. Each family's own behaviour (edits, masks, references, cancel) is tested directly in
+tests/test_families.py."""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import io
 import os
@@ -23,24 +23,19 @@ from darkroom.engine.base import RenderRequest, StyleHint
 from darkroom.engine.diffusers_backend import DiffusersBackend
 from darkroom.engine.weights import WeightsEntry
 from tests.conftest import Account, LiveServer, ServerFactory
-from tests.tiny_pipelines import build_flux, build_sdxl, build_zimage
+from tests.tiny_pipelines import built
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing here may reach the hub
 
 
 @pytest.fixture(scope="session")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
+def tiny() -> Iterator[dict[str, Path]]:
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
     diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()
-    root = tmp_path_factory.mktemp("weights")
-    yield {
-        "flux": build_flux(root / "flux"),
-        "zimage": build_zimage(root / "zimage"),
-        "sdxl": build_sdxl(root / "sdxl"),
-    }
+    yield {kind: built(kind) for kind in ("flux", "zimage", "sdxl")}
 
 
 def override(path: Path, tiny: dict[str, Path], flux_source: Path | None = None) -> Path:
@@ -267,35 +262,3 @@ def test_auto_resolution_renders_the_largest_size_the_tier_allows(real: LiveServ
     project = real.wait(account, answer.json()["id"], timeout=300)
     assert project["status"] == "complete", project["error"]
     assert pixels(images(real, project)[0]).shape == (2048, 2048, 3)
-
-
-@pytest.mark.parametrize("kind", ["flux", "zimage"])
-def test_a_canceled_render_stops_at_the_next_denoising_step(
-    tiny: dict[str, Path], kind: str
-) -> None:
-    from diffusers import DiffusionPipeline
-
-    from darkroom.engine.base import RenderCanceled
-    from darkroom.engine.diffusers_backend import generate, warmup_request
-
-    pipeline = DiffusionPipeline.from_pretrained(tiny[kind])
-    asked = 0
-
-    def canceled() -> bool:  # the project is canceled while step 3 runs
-        nonlocal asked
-        asked += 1
-        return asked > 3
-
-    steps = []
-    original = pipeline.scheduler.step
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        steps.append(1)
-        return original(*args, **kwargs)
-
-    pipeline.scheduler.step = counting
-    entry = WeightsEntry(source=str(tiny[kind]), steps=20, guidance=0.0)
-    request = dataclasses.replace(warmup_request("m", 64, 64), count=2, canceled=canceled)
-    with pytest.raises(RenderCanceled):
-        generate(pipeline, entry, request)
-    assert len(steps) == 3  # of 20: stopped at the first step boundary after the cancel

@@ -305,7 +305,7 @@ def test_multipart_edits_over_the_limit_get_413_before_any_spooling(
     server = server_factory()
     account = server.account(credits=1000)
     balance = server.balance(account)
-    limit = server.settings.upload_max_bytes
+    limit = server.settings.source_body_max_bytes
     assert server.settings.source_max_bytes < limit < 30 * MIB  # one 20 MB source, in base64
     content_type = {"Content-Type": "multipart/form-data; boundary=darkroom-test-boundary"}
     size = 300 * 1000 * 1000  # the attack as filed: 300 MB

@@ -127,9 +127,11 @@ def test_n_3_gives_three_different_images_charged_once_each(
         ("dall-e-3", "1024x1024", (1024, 1024), 5),
         ("dall-e-3", "1792x1024", (1792, 1024), 10),  # a 2k image: twice the price
         ("dall-e-3", "1024x1792", (1024, 1792), 10),
-        ("gpt-image-1", "1536x1024", (1536, 1024), 100),
-        ("gpt-image-1", "1024x1536", (1024, 1536), 100),
-        ("gpt-image-1", "auto", (1024, 1024), 50),
+        # GPT Image: its price row per resolution (1k 100, 2k 200)
+        ("gpt-image-1", "1536x1024", (1536, 1024), 200),
+        ("gpt-image-1", "1024x1536", (1024, 1536), 200),
+        ("gpt-image-1", "auto", (1024, 1024), 100),
+        ("gpt-image-2", "1536x864", (1536, 864), 200),  # any WxH the openai package documents
         ("flux-schnell", "1024x576", (1024, 576), 5),  # a catalog model, a size of its own
     ],
 )
@@ -234,6 +236,7 @@ def test_edit_with_several_images_and_a_jpeg_source(server: LiveServer, client: 
     response = client(account).images.edit(
         image=[("a.jpg", buffer.getvalue(), "image/jpeg"), ("b.png", png((64, 64)), "image/png")],
         prompt="a meadow",
+        model="qwen-image-2.1",  # takes up to 3 (dall-e-2, the default, takes one)
         n=2,
         size="512x512",
     )
@@ -403,6 +406,8 @@ def test_no_credits_is_402_and_nothing_is_charged(server: LiveServer, client: Cl
         ({"model": "flux-schnell", "size": "4096x4096"}, "size", "at most 2048"),
         ({"model": "flux-schnell", "size": "1000x1000"}, "size", "multiples of 16"),
         ({"model": "flux-schnell", "size": "big"}, "size", "WIDTHxHEIGHT"),
+        ({"model": "gpt-image-2", "size": "3840x1024"}, "size", "between 1:3 and 3:1"),
+        ({"model": "gpt-image-2", "size": "4096x2304"}, "size", "at most 3840 pixels"),
         ({"model": "dall-e-3", "n": 2}, "n", "allowed: 1"),
         ({"model": "dall-e-2", "n": 11}, "n", "less than or equal to 10"),
         ({"model": "flux-schnell", "n": 5}, "n", "allowed: 1, 2, 3, 4"),

@@ -31,6 +31,8 @@ STATEFUL_REFUSALS = [
     "^/v1/images/",
     "^/api/images/",
     "^/v1/ai-image-generator$",
+    "^/v1/ai-image-editor$",  # an upload or a URL that exists
+    "^/v1/files/uploads/",  # a signature of the server's
     "^/v1/image-projects$",
     "^/v1/account/usage$",
     "^/admin/v1/accounts/[^/]+/usage$",

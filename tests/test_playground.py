@@ -1,11 +1,14 @@
 """The web playground at ``/``, in a real browser: Playwright driving Debian's Chromium
 (``scripts/ensure-chromium``) against a live server, doing what a person does: enter a key, pick
-a model, type a prompt, press Generate, see the image and the balance; cancel; a wrong key; not
-enough credits; the history after a reload; a copied snippet. No console error on the way."""
+a model, type a prompt, press Generate, see the image, the balance and the usage chart; edit
+images chosen from disk and from the history; cancel; a wrong key; not enough credits; the
+history after a reload; a copied snippet. No console error on the way."""
 
 from __future__ import annotations
 
+import base64
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from PIL import Image
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from darkroom.engine.registry import Backends
@@ -109,7 +113,15 @@ def test_a_person_makes_images_and_sees_what_they_cost(
     expect(page.locator("#results img")).to_have_count(2)
     wait_for_images(page, "#results img")
     expect(page.locator("#account")).to_have_text("9990 credits · business tier")
-    expect(page.get_by_role("status")).to_contain_text("Complete")
+    expect(page.get_by_role("status")).to_have_text("Complete: 10 credits")
+    # The usage chart: a credit scale, the days, and a legend of the models.
+    chart = page.locator("#usage svg.chart")
+    expect(chart).to_have_attribute("aria-label", re.compile(r"Credits spent per day .*: \S+ 10$"))
+    labels = chart.locator("text").all_text_contents()
+    assert {"credits", "day (UTC)", "0", "2", "10"} <= set(labels)
+    assert sum(1 for text in labels if re.fullmatch(r"[A-Z][a-z]{2} \d{1,2}", text)) >= 5  # days
+    expect(chart.locator("rect")).to_have_count(1)
+    expect(page.locator("#usage .legend li")).to_have_text(["z-image-turbo"])
     # The page is offline-clean: a strict CSP, and nothing loaded from elsewhere.
     policy = httpx.get(server.url + "/").headers["content-security-policy"]
     assert "script-src 'self'" in policy and "default-src 'none'" in policy
@@ -233,3 +245,67 @@ def test_the_page_fits_a_phone_and_works_from_the_keyboard(
     expect(page.get_by_role("img", name="a keyboard cat").first).to_be_visible(timeout=30_000)
     wait_for_images(page, "#results img")
     expect(page.get_by_role("status")).to_contain_text("Complete")
+
+
+def test_a_person_edits_images_from_disk_and_from_the_history(
+    page: Page, server: LiveServer, account: Account, tmp_path: Path
+) -> None:
+    with server.client(account) as client:
+        body = {"image_count": 1, "resolution": "640px", "style": {"prompt": "a red door"}}
+        made = client.post("/v1/ai-image-generator", json=body).json()["id"]
+    server.wait(account, made)
+    wide, square = tmp_path / "wide.png", tmp_path / "square.jpg"
+    Image.new("RGB", (300, 200), "tomato").save(wide)
+    Image.new("RGB", (64, 64), "navy").save(square, format="JPEG")
+    enter_key(page, server, account.key)
+    page.get_by_role("radio", name="Edit images").check()
+    model = page.get_by_label("Model", exact=True)
+    expect(model.locator("option[value='qwen-edit']")).to_contain_text("up to 3 images")
+    expect(model.locator("option[value='z-image-turbo']")).to_have_count(0)  # it cannot edit
+    expect(page.get_by_role("button", name="Edit (")).to_be_disabled()  # no image yet
+    page.locator("#files").set_input_files([str(wide), str(square)])
+    dropped = page.evaluate_handle(  # a file dropped on the page, as a person drags one in
+        """(b64) => { const data = new DataTransfer();
+        const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+        data.items.add(new File([bytes], "dropped.png", { type: "image/png" })); return data; }""",
+        base64.b64encode(wide.read_bytes()).decode(),
+    )
+    page.dispatch_event("#drop", "drop", {"dataTransfer": dropped})
+    page.get_by_role("button", name='Edit the image of "a red door"').click()
+    chosen = page.locator("#chosen li")
+    expect(chosen).to_have_count(4)
+    model.select_option("krea-2")  # takes the image and one reference
+    expect(page.locator("#inputs-note")).to_have_text("Krea 2 takes at most 2 images: remove 2.")
+    expect(page.get_by_role("button", name="Edit (")).to_be_disabled()
+    page.get_by_role("button", name="Remove square.jpg").click()
+    page.get_by_role("button", name="Remove dropped.png").click()
+    expect(chosen).to_have_count(2)
+    model.select_option("flux-2-klein")
+    page.get_by_label("Resolution", exact=True).select_option("640px")
+    page.get_by_label("Prompt", exact=True).fill("snow on the roof")
+    edit = page.get_by_role("button", name="Edit (")
+    expect(edit).to_have_text("Edit (5 credits)")
+    page.locator("#code summary").click()
+    page.get_by_role("tab", name="curl").click()
+    command = page.locator("#snippet").inner_text()
+    edit.click()
+    result = page.locator("#results img")
+    expect(result).to_have_count(1, timeout=30_000)
+    page.wait_for_function("() => document.querySelector('#results img').naturalWidth > 0")
+    # "auto": the first image's shape (300x200) at 640px
+    assert result.evaluate("(i) => [i.naturalWidth, i.naturalHeight]") == [640, 432]
+    expect(page.get_by_role("status")).to_have_text("Complete: 5 credits")
+    expect(page.locator("#account")).to_have_text(f"{10_000 - 5 - 5} credits · business tier")
+    # The copied curl commands upload the same files (here, beside it) and make the same edit.
+    (tmp_path / f"{made}-1.png").write_bytes(server.stored_image(made))
+    ran = subprocess.run(
+        ["bash", "-c", command],
+        cwd=tmp_path,
+        env={**os.environ, "DARKROOM_API_KEY": account.key},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert ran.returncode == 0, ran.stderr
+    copied = server.wait(account, httpx.Response(200, content=ran.stdout).json()["id"])
+    assert (copied["status"], copied["width"], copied["height"]) == ("complete", 640, 432)

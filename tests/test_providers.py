@@ -10,6 +10,7 @@ import io
 import logging
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -117,8 +118,9 @@ def test_each_vendor_renders_through_the_magic_hour_sdk(
     generation = fakes["openai"].requests[-1]
     assert generation.path.endswith("/images/generations")
     assert generation.headers["authorization"] == f"Bearer {KEYS['OPENAI']}"
-    assert generation.json["model"] == "gpt-image-1" and generation.json["n"] == 2
-    assert generation.json["size"] == "1536x1024"  # landscape
+    assert generation.json["model"] == "gpt-image-2" and generation.json["n"] == 2
+    # the project's 4k 16:9 (4096x2304) as large as GPT Image 2 takes: 3840x2160
+    assert generation.json["size"] == "3840x2160"
     gemini = fakes["gemini"].requests
     assert len(gemini) == 2  # one image per call
     assert gemini[-1].path == "/v1beta/models/gemini-2.5-flash-image:generateContent"
@@ -170,6 +172,89 @@ def test_the_openai_dialect_generates_and_edits_through_each_vendor(
             assert len(inline) == 1
         else:
             assert str(received.json["image"]).startswith("data:image/png;base64,")
+
+
+@pytest.mark.usefixtures("keys")
+def test_the_new_models_reach_their_vendors_and_a_local_one_an_openai_compatible_server(
+    server_factory: ServerFactory,
+    fakes: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The hosted models the SDK added, each through its vendor's fake; and an open-weight
+    model pointed, as the catalog documents, at a server that speaks OpenAI's images API
+    (SGLang Diffusion, vLLM-Omni: here a fake serving Qwen/Qwen-Image-2.1)."""
+    local = FakeOpenAI.serving("Qwen/Qwen-Image-2.1", api_key="local-key")
+    monkeypatch.setenv("TEST_LOCAL_KEY", "local-key")
+    try:
+        catalog = catalog_override(
+            fakes, tmp_path / "catalog.toml", timeout=10, retries=0, env_prefix="TEST"
+        )
+        with catalog.open("a") as extra:  # as an operator's override would say it
+            extra.write(
+                '[models."qwen-image-2.1"]\nbackend = "openai"\nupstream = { base_url = '
+                f'"{local.url}", model = "Qwen/Qwen-Image-2.1", api_key_env = "TEST_LOCAL_KEY", '
+                "timeout_seconds = 10, exact_size = true }\n"
+            )
+        server = server_factory(preview_only=False, catalog=catalog, device="cpu")
+        account = server.account(credits=100_000)
+        client = MagicHour(token=account.key, base_url=server.url)
+        for model, vendor, vendor_model in (
+            ("gpt-image-2.5-flare", "openai", "gpt-image-2.5-flare"),
+            ("nano-banana-2-lite", "gemini", "gemini-3.1-flash-lite-image"),
+            ("nano-banana-2.1", "gemini", "gemini-3.2-flash-image-preview"),
+            ("seedream-v5-pro", "seedream", "seedream-5-0-pro-260628"),
+            ("qwen-image-2.1", "local", "Qwen/Qwen-Image-2.1"),
+        ):
+            created = client.v1.ai_image_generator.create(
+                image_count=1,
+                style={"prompt": "a red lighthouse"},
+                model=model,  # type: ignore[arg-type]
+                aspect_ratio="16:9",
+                resolution="1k",
+            )
+            project = server.wait(account, created.id)
+            assert project["status"] == "complete", (model, project["error"])
+            fake = local if vendor == "local" else fakes[vendor]
+            received = fake.requests[-1]
+            if vendor == "gemini":
+                assert f"/models/{vendor_model}:generateContent" in received.path
+            else:
+                assert received.json["model"] == vendor_model
+            if fake in (local, fakes["openai"]):
+                assert received.json["size"] == "1024x576"  # any WxH: the project's own
+        # An edit through the editor: seedream-v4.5 edits only; the local model edits too.
+        photo = tmp_path / "photo.png"
+        Image.new("RGB", (400, 300), "orange").save(photo)
+        for model, fake in (("seedream-v4.5", fakes["seedream"]), ("qwen-image-2.1", local)):
+            edited = client.v1.ai_image_editor.create(
+                assets={"image_file_paths": [client.v1.files.upload_file(str(photo))] * 2},
+                style={"prompt": "at night"},
+                model=model,  # type: ignore[arg-type]
+                resolution="1k",
+            )
+            assert server.wait(account, edited.id)["status"] == "complete", model
+            received = fake.requests[-1]
+            if fake is local:
+                assert received.path.endswith("/images/edits")
+                assert received.fields["size"] == ["1024x768"]  # the photo's shape, at 1k
+                assert len(received.files["image[]"]) == 2
+            else:
+                assert received.json["model"] == "seedream-4-5-251128"
+                assert len(received.json["image"]) == 2
+        # moderation goes to the upstreams that take it; input_fidelity to none of these.
+        openai = OpenAI(api_key=account.key, base_url=f"{server.url}/v1", max_retries=0)
+        openai.images.generate(prompt="x", model="gpt-image-2.5-flare", moderation="low")
+        assert fakes["openai"].requests[-1].json["moderation"] == "low"
+        openai.images.edit(
+            image=("p.png", photo.read_bytes(), "image/png"),
+            prompt="x",
+            model="gpt-image-2",
+            input_fidelity="high",
+        )
+        assert "input_fidelity" not in fakes["openai"].requests[-1].fields
+    finally:
+        local.stop()
 
 
 @pytest.mark.usefixtures("keys")
@@ -383,3 +468,31 @@ def test_sizes_map_to_what_each_vendor_takes(
     config = Gemini().call(request("m", w, h), upstream, "k", 1, 0).json["generationConfig"]  # type: ignore[index]
     assert config["imageConfig"]["aspectRatio"] == gemini
     assert size_for(w, h) == seedream
+
+
+def test_openai_shaped_upstreams_get_exact_sizes_and_the_options_they_take() -> None:
+    exact = UpstreamEntry(
+        base_url="https://api.example/v1",
+        model="gpt-image-1.5",
+        api_key_env="K",
+        exact_size=True,
+        options=("moderation", "input_fidelity"),
+    )
+    vendor = OpenAIVendor()
+    asked = {"moderation": "low", "input_fidelity": "high", "unknown": "x"}
+    plain = replace(request("m", 4096, 4096), options=asked)
+    generation = vendor.call(plain, exact, "k", 1, 0)
+    assert generation.json is not None
+    assert generation.json["size"] == "2880x2880"  # GPT Image 2's largest square
+    assert generation.json["moderation"] == "low"
+    assert "input_fidelity" not in generation.json  # an edit's option
+    assert "unknown" not in generation.json
+    edit = vendor.call(replace(plain, sources=(b"png",)), exact, "k", 1, 0)
+    assert edit.data is not None and edit.data["input_fidelity"] == "high"
+    bare = UpstreamEntry(base_url="https://api.example/v1", model="gpt-image-2", api_key_env="K")
+    assert vendor.call(plain, bare, "k", 1, 0).json == {  # nothing it does not take
+        "model": "gpt-image-2",
+        "prompt": "a red lighthouse",
+        "n": 1,
+        "size": "1024x1024",
+    }

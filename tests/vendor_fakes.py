@@ -416,6 +416,16 @@ class FakeOpenAI(FakeVendor):
 
     prefix = "/v1"
     endpoints = {"/images/generations": "_generations", "/images/edits": "_edits"}
+    # Models besides OpenAI's that this server takes as GPT Image takes its (an OpenAI-compatible
+    # server of open models, as SGLang Diffusion and vLLM-Omni are: any WxH, base64 answers).
+    served: tuple[str, ...] = ()
+
+    @classmethod
+    def serving(cls, *models: str, api_key: str = "test-key") -> FakeOpenAI:
+        """An OpenAI-compatible server of these (open) models, not of OpenAI's."""
+        fake = cls(api_key)
+        fake.served = models
+        return fake
 
     GPT_IMAGE_1_SIZES = ("1024x1024", "1536x1024", "1024x1536", "auto")
     SIZES: ClassVar[dict[str, tuple[str, ...]]] = {
@@ -675,7 +685,9 @@ class FakeOpenAI(FakeVendor):
             if endpoint == "edits"
             else ("dall-e-2", "dall-e-3", "gpt-image-*")
         )
-        if isinstance(model, str) and model.startswith(("gpt-image-", "chatgpt-image")):
+        if isinstance(model, str) and (
+            model.startswith(("gpt-image-", "chatgpt-image")) or model in self.served
+        ):
             return "gpt"
         if model in models:
             return str(model)
@@ -1361,9 +1373,16 @@ class FakeSeedream(FakeVendor):
 
 
 HOSTED = {  # catalog model -> (backend, the vendor's model id, the fake's key name)
-    "gpt-image-2": ("openai", "gpt-image-1", "OPENAI"),
+    "gpt-image-2": ("openai", "gpt-image-2", "OPENAI"),
+    "gpt-image-2.5-flare": ("openai", "gpt-image-2.5-flare", "OPENAI"),
     "nano-banana": ("gemini", "gemini-2.5-flash-image", "GEMINI"),
+    "nano-banana-2": ("gemini", "gemini-3.1-flash-image-preview", "GEMINI"),
+    "nano-banana-2-lite": ("gemini", "gemini-3.1-flash-lite-image", "GEMINI"),
+    "nano-banana-2.1": ("gemini", "gemini-3.2-flash-image-preview", "GEMINI"),
+    "nano-banana-pro": ("gemini", "gemini-3-pro-image-preview", "GEMINI"),
     "seedream-v4": ("seedream", "seedream-4-0-250828", "ARK"),
+    "seedream-v4.5": ("seedream", "seedream-4-5-251128", "ARK"),
+    "seedream-v5-pro": ("seedream", "seedream-5-0-pro-260628", "ARK"),
 }
 
 
@@ -1388,6 +1407,6 @@ def catalog_override(
             f'api_key_env = "{env_prefix}_{key}_KEY", '
             f"timeout_seconds = {timeout}, max_retries = {retries}"
         )
-        tables.append(f'[models.{name}]\nbackend = "{backend}"\nupstream = {{ {upstream} }}\n')
+        tables.append(f'[models."{name}"]\nbackend = "{backend}"\nupstream = {{ {upstream} }}\n')
     path.write_text("\n".join(tables))
     return path

@@ -25,6 +25,7 @@ from darkroom.core.project_view import project_body
 from darkroom.core.ratelimit import RateLimiter
 from darkroom.core.recovery import Recovery
 from darkroom.core.retention import Retention
+from darkroom.core.uploads import UPLOAD_PATH, Uploads
 from darkroom.core.watch import Watch
 from darkroom.core.webhook_secrets import SecretBox, check_at_start
 from darkroom.core.webhooks import Webhooks
@@ -46,6 +47,7 @@ from darkroom.storage.location import open_store
 from darkroom.storage.objects import ObjectStore
 from darkroom.storage.permissions import make_dirs, own_file, tighten
 from darkroom.storage.signing import URLSigner, load_or_create_secret
+from darkroom.storage.uploads import UploadFiles
 from darkroom.store.database import Database
 from darkroom.worker.runner import Runner
 from darkroom.worker.webhook_sender import Policy, WebhookSender
@@ -79,6 +81,7 @@ class Services:
     sender: WebhookSender
     admin: Admin
     metrics: Metrics
+    uploads: Uploads
 
 
 def open_database(settings: Settings) -> Database:
@@ -310,6 +313,15 @@ def build_services(
     notifier.subscribe(AUTH, lambda _account_id: auth.forget())
     signer = URLSigner(secret, settings.base_url, settings.previous_secrets)
     downloads = Downloads(db, files, signer)
+    uploads = Uploads(
+        db,
+        UploadFiles(store),
+        URLSigner(secret, settings.base_url, settings.previous_secrets, path=UPLOAD_PATH),
+        ttl_seconds=settings.upload_ttl_seconds,
+        max_bytes=settings.upload_max_bytes,
+        max_pixels=settings.source_max_pixels,
+    )
+    heartbeat.tasks.append(uploads.tick)
     webhooks, sender = build_webhooks(settings, db, downloads, node.id, box)
     events.recorders.append(webhooks.record)
     notifier.subscribe(WEBHOOKS, lambda _payload: sender.wake())
@@ -347,6 +359,7 @@ def build_services(
             load_admin_token(settings.admin_token, settings.generated_admin_token_file),
         ),
         metrics=metrics,
+        uploads=uploads,
     )
 
 

@@ -105,6 +105,10 @@ class Settings(BaseSettings):
     # Source images of an edit (uploaded, base64 or fetched by URL): largest file and pixel count.
     source_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     source_max_pixels: int = Field(default=4096 * 4096, ge=64 * 64)
+    # Uploads (POST /v1/files/upload-urls, then a PUT of the file): the largest file taken, and
+    # how long an upload is kept (and its upload URL works) before it is deleted.
+    upload_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    upload_ttl_seconds: float = Field(default=24 * 3600.0, gt=0, le=7 * 24 * 3600)
     # Slow and greedy clients. A connection whose request head (request line and headers) is not
     # complete this many seconds after it opened, or after the request's first byte, is closed.
     http_head_timeout_seconds: float = Field(default=10.0, gt=0)
@@ -115,7 +119,8 @@ class Settings(BaseSettings):
     # The largest request body: a larger one is answered 413 as soon as that is known (from its
     # Content-Length, or while it is read), before it is held in memory or on disk, and nothing
     # is charged. Requests that carry source images (OpenAI edits and generations) may be
-    # larger: one source at source_max_bytes in base64, plus this (``upload_max_bytes``).
+    # larger: one source at source_max_bytes in base64, plus this (``source_body_max_bytes``);
+    # a PUT of an upload takes upload_max_bytes.
     http_body_max_bytes: int = Field(default=1024 * 1024, ge=1024)
     # A request body that stalls, no byte of it arriving for this many seconds (a client that
     # sent its head, then stopped), is answered 408 and its connection closed.
@@ -207,7 +212,7 @@ class Settings(BaseSettings):
         return self.webhooks_allow_private
 
     @property
-    def upload_max_bytes(self) -> int:
+    def source_body_max_bytes(self) -> int:
         """The largest body of a request that carries source images: one source at the source
         limit, base64-encoded (4/3 of it), plus an ordinary body's worth of other fields."""
         return -(-self.source_max_bytes * 4 // 3) + self.http_body_max_bytes

@@ -15,7 +15,9 @@ from darkroom.api import (
     catalog_values,
     document,
     downloads,
+    editor,
     errors,
+    files,
     health,
     magichour,
     metrics,
@@ -25,6 +27,7 @@ from darkroom.api import (
 )
 from darkroom.api.body_limit import BodyLimitMiddleware
 from darkroom.api.patience import Patience
+from darkroom.core.uploads import UPLOAD_PATH
 from darkroom.engine.registry import Backends
 from darkroom.observe.middleware import RequestMiddleware
 from darkroom.observe.redaction import RevealSecrets, SpanSafeFastAPI
@@ -61,15 +64,27 @@ def app_for(services: Services) -> FastAPI:
     app.add_middleware(  # inside RequestMiddleware: a 413 is logged and has a request id
         BodyLimitMiddleware,
         limit=settings.http_body_max_bytes,
-        upload_limit=settings.upload_max_bytes,
-        upload_paths=openai_images.SOURCE_PATHS,
+        source_limit=settings.source_body_max_bytes,
+        source_paths=openai_images.SOURCE_PATHS,
         stall_seconds=settings.http_body_timeout_seconds,
+        prefix_limits={UPLOAD_PATH + "/": settings.upload_max_bytes},
     )
     app.add_middleware(Patience, seconds=settings.database_request_seconds)
     app.add_middleware(RequestMiddleware, metrics=services.metrics)
     app.add_middleware(RevealSecrets)  # the outermost: the routes get what the client sent
     app.include_router(metrics.router)
-    modules = (health, magichour, openai_images, catalog, account, downloads, admin, webhooks)
+    modules = (
+        health,
+        magichour,
+        editor,
+        openai_images,
+        files,
+        catalog,
+        account,
+        downloads,
+        admin,
+        webhooks,
+    )
     for module in (*modules, playground):
         app.include_router(module.router)
     return app

@@ -15,14 +15,15 @@ Once the body is complete, ``receive`` is left alone: a long poll waits on it fo
 disconnect.
 
 Routes that carry source images (the OpenAI edits, multipart, and generations, whose ``image``
-may be base64) take ``Settings.upload_max_bytes``; every other route
+may be base64) take ``Settings.source_body_max_bytes``; the upload URLs darkroom takes PUTs on
+(``/v1/files/uploads/...``) ``Settings.upload_max_bytes``; every other route
 ``Settings.http_body_max_bytes``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -46,18 +47,25 @@ class BodyLimitMiddleware:
         app: ASGIApp,
         *,
         limit: int,
-        upload_limit: int,
-        upload_paths: Collection[str],
+        source_limit: int,
+        source_paths: Collection[str],
         stall_seconds: float,
+        prefix_limits: Mapping[str, int] | None = None,
     ) -> None:
         self.app = app
         self.stall_seconds = stall_seconds
         self.limit = limit
-        self.upload_limit = upload_limit
-        self.upload_paths = frozenset(upload_paths)
+        self.source_limit = source_limit
+        self.source_paths = frozenset(source_paths)
+        self.prefix_limits = dict(prefix_limits or {})
 
     def limit_for(self, path: str) -> int:
-        return self.upload_limit if path in self.upload_paths else self.limit
+        if path in self.source_paths:
+            return self.source_limit
+        for prefix, limit in self.prefix_limits.items():
+            if path.startswith(prefix):
+                return limit
+        return self.limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -38,8 +38,13 @@ def model_entries(catalog: Catalog, tier: str | None) -> list[dict[str, Any]]:
             "tiers": list(model.tiers),
             "resolutions": resolutions,
             "image_counts": list(model.image_counts),
+            # Whether the image generator serves it, and whether (and with how many input
+            # images at most) it edits.
+            "generates": model.generates,
             "edits": model.edits,
-            "credits_per_image": {r: catalog.price(name, r, 1) for r in resolutions},
+            "max_input_images": model.max_input_images if model.edits else 0,
+            # Credits per image at each resolution (the published "from" price is the first).
+            "credits_per_image": {r: catalog.price_per_image(name, r) for r in resolutions},
             "sizes": {
                 ratio: {r: list(catalog.sizes[ratio][r]) for r in resolutions}
                 for ratio in catalog.sizes
@@ -73,6 +78,8 @@ def alias_entries(catalog: Catalog, models: dict[str, dict[str, Any]]) -> list[d
         if target is None:
             continue
         entry = {**target, "id": name, "alias_for": alias.model, "max_n": alias.max_n}
+        if alias.max_images is not None and target["edits"]:
+            entry["max_input_images"] = alias.max_images
         entry["title"] = f"{name} (served by {target['title']})"
         if alias.sizes:
             entry["openai_sizes"] = list(alias.sizes)
@@ -114,6 +121,7 @@ async def full_catalog(services: ServicesDep, who: OptionalPrincipalDep) -> dict
     catalog = services.catalog
     return {
         "default_model": catalog.default_model,
+        "default_edit_model": catalog.default_edit_model,
         "model_aliases": catalog.model_aliases,
         "models": model_entries(catalog, who.tier if who else None),
         "tiers": {name: {"resolutions": list(t.resolutions)} for name, t in catalog.tiers.items()},

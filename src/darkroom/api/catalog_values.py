@@ -10,6 +10,7 @@ from typing import Any
 from darkroom.core.catalog import Catalog
 
 MAGIC_HOUR = "/v1/ai-image-generator"
+EDITOR = "/v1/ai-image-editor"
 OPENAI_JSON = ("/v1/images/generations", "/api/images/generations")
 OPENAI_FORM = "/v1/images/edits"
 
@@ -17,12 +18,22 @@ OPENAI_FORM = "/v1/images/edits"
 def magic_hour_values(catalog: Catalog) -> dict[str, list[str]]:
     """Each field of the Magic Hour body (``style.x`` for the style's) and what it may be."""
     return {
-        "model": ["default", *catalog.models, *catalog.model_aliases],
+        "model": ["default", *catalog.generators(), *catalog.model_aliases],
         "aspect_ratio": list(catalog.sizes),
         "orientation": list(catalog.orientations),
         "resolution": ["auto", *catalog.resolutions],
         "style.tool": list(catalog.tools),
         "style.quality_mode": list(catalog.quality_modes),
+    }
+
+
+def editor_values(catalog: Catalog) -> dict[str, list[str]]:
+    """Each field of the image editor's body and what it may be."""
+    return {
+        "model": ["default", *catalog.editors()],
+        "aspect_ratio": ["auto", *catalog.sizes],
+        "resolution": ["auto", *catalog.resolutions],
+        "style.model": ["default", *catalog.edit_style_models],
     }
 
 
@@ -69,10 +80,11 @@ def refine(document: dict[str, Any], catalog: Catalog) -> None:
         if operation is not None:
             body = operation["requestBody"]["content"]["application/json"]["schema"]
             _restrict(body, "tier", list(catalog.tiers))
-    schema = _body_schema(document, MAGIC_HOUR, "application/json")
-    if schema is not None:
-        for field, values in magic_hour_values(catalog).items():
-            _restrict(schema, field, values)
+    for path, values_of in ((MAGIC_HOUR, magic_hour_values), (EDITOR, editor_values)):
+        schema = _body_schema(document, path, "application/json")
+        if schema is not None:
+            for field, values in values_of(catalog).items():
+                _restrict(schema, field, values)
     for path, media in [(p, "application/json") for p in OPENAI_JSON] + [
         (OPENAI_FORM, "multipart/form-data")
     ]:

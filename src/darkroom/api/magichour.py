@@ -93,11 +93,16 @@ async def create_image(
         request_hash=fingerprint(body) if idempotency_key is not None else None,
     )
     project = await services.intake.submit(prepared)
+    return created(project)
+
+
+def created(project: Project) -> JSONResponse:
+    """The answer to a create (the generator's and the editor's), as the SDK parses it."""
     return JSONResponse(
         {
             "id": project.id,
             "credits_charged": project.credits_charged,
-            "frame_cost": project.credits_charged,
+            "frame_cost": project.credits_charged,  # deprecated, and required by the SDK
         }
     )
 

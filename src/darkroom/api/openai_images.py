@@ -10,7 +10,6 @@ signed URLs or base64. A job that outlives ``sync_timeout_seconds`` is canceled 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from typing import Annotated, Any, Literal
 
@@ -38,14 +37,14 @@ router = APIRouter(tags=["OpenAI images"])
 
 MAX_SOURCES = 16
 # The routes whose body may carry source images (uploaded, or base64 in JSON): they take the
-# larger body limit (Settings.upload_max_bytes).
+# larger body limit (Settings.source_body_max_bytes).
 SOURCE_PATHS = (
     "/v1/images/generations",
     "/api/images/generations",
     "/v1/images/edits",
     "/api/images/edits",
 )
-OPENAI_FIELDS = FieldNames(prompt="prompt", image_count="n", tool="tool")
+OPENAI_FIELDS = FieldNames(prompt="prompt", image_count="n", tool="tool", images="image")
 
 
 class ImageRequest(BaseModel):
@@ -72,6 +71,14 @@ class ImageRequest(BaseModel):
     output_compression: JsonInt | None = Field(default=None, ge=0, le=100)
     background: Literal["auto", "opaque", "transparent"] | None = None
     user: str | None = Field(default=None, max_length=256, description="Accepted, not stored.")
+    moderation: Literal["low", "auto"] | None = Field(
+        default=None, description="GPT Image's filtering level; passed to vendors that take it."
+    )
+    input_fidelity: Literal["high", "low"] | None = Field(
+        default=None,
+        description="Edits: how closely to keep the input's features; passed to vendors that "
+        "take it.",
+    )
     stream: bool | None = Field(
         default=None, description="Server-sent events, one completed event per image (base64)."
     )
@@ -263,8 +270,18 @@ async def _render(
         image_counts=choice.image_counts,
         prompt_template=openai_models.style_template(catalog, body.style),
         edit=bool(sources.images),
+        source_count=len(sources.images),
+        max_inputs=choice.max_images,
         fields=OPENAI_FIELDS,
     )
+    options = {
+        name: value
+        for name, value in (
+            ("moderation", body.moderation),
+            ("input_fidelity", body.input_fidelity),
+        )
+        if value is not None
+    }
     fmt = body.output_format or "png"
     quality = None if fmt == "png" else encode.quality(body.output_compression)
     prepared = services.jobs.prepare(
@@ -276,20 +293,14 @@ async def _render(
         output=Output(fmt, quality),
         source_count=len(sources.images),
         has_mask=sources.mask is not None,
+        options=options,
         awaited=True,  # canceled and refunded if this process dies before answering
     )
+    images: list[bytes] = []
+    mask = None
     if sources.images:
         images, mask = await load_sources(sources, services.settings)
-        await asyncio.to_thread(services.jobs.keep_sources, prepared.id, images, mask)
-    try:
-        project = await services.intake.submit(prepared)
-    except BaseException:
-        await asyncio.to_thread(
-            services.jobs.discard_sources, prepared.id, len(sources.images)
-        )  # not stored
-        raise
-    if project.id != prepared.id:  # a repeat of an earlier request with this Idempotency-Key
-        await asyncio.to_thread(services.jobs.discard_sources, prepared.id, len(sources.images))
+    project = await services.intake.submit_with_sources(prepared, images, mask)
     if body.stream:
         return results.event_stream(who, services, project, edit=bool(sources.images))
     project = await results.finished(who, services, project, abandoned=request.is_disconnected)

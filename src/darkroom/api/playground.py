@@ -1,7 +1,8 @@
 """The web playground at ``/``: one page of plain HTML, CSS and a JavaScript module, served from
 the package (``darkroom/web``), over darkroom's own public API. Nothing comes from elsewhere (no
 CDN, no web fonts), and a strict Content-Security-Policy says so: scripts, styles and requests
-only from this server; images also from the bucket that presigned download links point at."""
+only from this server; images (and the uploads of an edit, presigned PUTs) also to and from the
+bucket that presigned links point at."""
 
 from __future__ import annotations
 
@@ -26,13 +27,14 @@ def _read(name: str) -> bytes:
 
 def _headers(image_origins: tuple[str, ...]) -> dict[str, str]:
     images = " ".join(["'self'", "data:", "blob:", *image_origins])
+    requests = " ".join(["'self'", *image_origins])
     policy = "; ".join(
         [
             "default-src 'none'",
             "script-src 'self'",
             "style-src 'self'",
             f"img-src {images}",
-            "connect-src 'self'",
+            f"connect-src {requests}",
             "base-uri 'none'",
             "form-action 'self'",
             "frame-ancestors 'none'",

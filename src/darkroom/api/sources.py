@@ -1,10 +1,12 @@
 """Source images of an edit, as a request gives them: uploaded files, base64 (or data URL) text,
-or URLs fetched without reaching private addresses. Every one becomes a checked, upright RGBA
-PNG before anything is charged; any problem is a 400 naming the field."""
+URLs fetched without reaching private addresses, or (the image editor's assets) the
+``api-assets/`` paths of files uploaded through ``POST /v1/files/upload-urls``. Every one becomes
+a checked, upright RGBA PNG before anything is charged; any problem is a 400 naming the field."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from darkroom.core.errors import InvalidRequest
@@ -34,9 +36,13 @@ class SourceSet:
     mask: Source | None = None
 
 
+# An uploaded file's path (reference, field) → its PNG and size, or InvalidRequest; blocking.
+Uploaded = Callable[[str, str], tuple[bytes, tuple[int, int]]]
+
+
 async def load_sources(sources: SourceSet, settings: Settings) -> tuple[list[bytes], bytes | None]:
     """The PNGs of the images (in order) and of the mask, which must match the first image."""
-    loaded = await asyncio.gather(*(_load(s, settings) for s in sources.images))
+    loaded = await load_images(sources.images, settings)
     images = [png for png, _ in loaded]
     mask = None
     if sources.mask is not None:
@@ -45,11 +51,23 @@ async def load_sources(sources: SourceSet, settings: Settings) -> tuple[list[byt
     return images, mask
 
 
-async def _load(source: Source, settings: Settings) -> tuple[bytes, tuple[int, int]]:
+async def load_images(
+    images: list[Source], settings: Settings, uploaded: Uploaded | None = None
+) -> list[tuple[bytes, tuple[int, int]]]:
+    """The PNG of each image, in order, with its size; ``uploaded`` reads the paths of
+    uploaded files (without it, such a path is refused)."""
+    return list(await asyncio.gather(*(_load(s, settings, uploaded) for s in images)))
+
+
+async def _load(
+    source: Source, settings: Settings, uploaded: Uploaded | None = None
+) -> tuple[bytes, tuple[int, int]]:
     limit = settings.source_max_bytes
     data = source.data
     if data is None:
         reference = source.reference or ""
+        if uploaded is not None and not looks_like_url(reference):
+            return await asyncio.to_thread(uploaded, reference.strip(), source.field)
         if looks_like_url(reference):
             data = await _fetch(reference, source.field, settings)
         else:

@@ -217,7 +217,9 @@ def catalog_list(args: argparse.Namespace) -> int:
             "image_counts": list(model.image_counts),
             "credits_per_image": prices,
             "backend": model.backend,
+            "generates": model.generates,
             "edits": model.edits,
+            "max_input_images": model.max_input_images if model.edits else 0,
         }
         price_text = ", ".join(f"{r}: {p}" for r, p in prices.items())
         lines.append(f"{name:<16} {model.title:<20} backend={model.backend}")
@@ -235,7 +237,8 @@ def catalog_list(args: argparse.Namespace) -> int:
         lines.append(
             f"{'':<16} tiers: {', '.join(model.tiers)}; counts: "
             f"{', '.join(map(str, model.image_counts))}; credits/image: {price_text}"
-            + ("; edits" if model.edits else "")
+            + (f"; edits (up to {model.max_input_images} images)" if model.edits else "")
+            + ("" if model.generates else "; editor only")
         )
     section = catalog.openai
     data["openai"] = {"default_model": section.default_model, "aliases": {}}

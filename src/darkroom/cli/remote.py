@@ -223,7 +223,7 @@ def models_list(client: sdk.Client, args: argparse.Namespace) -> int:
     lines = [f"default → {models.default_model}"]
     for model in models.data:
         if model.alias_for:
-            lines.append(f"{model.id:<16} OpenAI name for {model.alias_for}")
+            lines.append(f"{model.id:<20} OpenAI name for {model.alias_for}")
             continue
         usable = model.resolutions_for_tier or model.resolutions
         prices = ", ".join(f"{r} {model.credits_per_image[r]}" for r in usable)
@@ -232,7 +232,14 @@ def models_list(client: sdk.Client, args: argparse.Namespace) -> int:
         if model.weights is not None:
             state = "loadable" if model.weights.get("loadable") else "not loadable"
             runs_on += f" ({model.weights.get('source')}, {state})"
-        lines.append(f"{model.id:<16} credits/image: {prices}; images: {counts}; {runs_on}")
+        most = model.max_input_images or 1
+        inputs = f"{most} {'image' if most == 1 else 'images'}"
+        does = "generates" if model.generates is not False else "edits only"
+        if model.edits and model.generates is not False:
+            does += f", edits up to {inputs}"
+        elif model.edits:
+            does += f" (up to {inputs})"
+        lines.append(f"{model.id:<20} credits/image: {prices}; images: {counts}; {does}; {runs_on}")
     show(args, models, lines)
     return 0
 

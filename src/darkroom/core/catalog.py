@@ -24,7 +24,7 @@ from pydantic import (
 from darkroom.core import openai_models
 from darkroom.core.errors import InvalidRequest, TierForbidden, listing
 from darkroom.core.openai_models import OpenAISection
-from darkroom.core.sizes import MIN_EDGE, format_size, producible, ratio_name
+from darkroom.core.sizes import MIN_EDGE, fitted, format_size, producible, ratio_name
 from darkroom.engine.base import StyleHint
 from darkroom.engine.upstream import UpstreamEntry
 from darkroom.engine.weights import WeightsEntry
@@ -38,15 +38,37 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class SizeRule(_Strict):
+    """The exact sizes a model takes (the OpenAI dialect's ``size``), beyond sides that are
+    multiples of 16: at most ``max_edge`` pixels a side, ``max_pixels`` in all, and the long
+    side at most ``max_aspect`` times the short."""
+
+    max_edge: int = Field(ge=MIN_EDGE)
+    max_pixels: int = Field(ge=MIN_EDGE * MIN_EDGE)
+    max_aspect: float = Field(ge=1)
+
+
 class ModelEntry(_Strict):
     title: str
+    # The published "from" price: credits per image at the lowest resolution.
     credits_per_image: int = Field(ge=0)
+    # Credits per image at each resolution, where the price is not credits_per_image times the
+    # catalog's price_multipliers.
+    prices: dict[str, int] | None = None
     resolutions: tuple[str, ...] = Field(min_length=1)
     tiers: tuple[str, ...] = Field(min_length=1)
     image_counts: tuple[int, ...] = Field(min_length=1)
     backend: str = "preview"
-    # Whether the model can edit source images (OpenAI's images.edit).
+    # Whether the model makes images from a prompt alone (the image generator); false: it only
+    # edits.
+    generates: bool = True
+    # Whether the model can edit source images (the image editor, OpenAI's images.edit), and how
+    # many it takes at most in one edit (the image to edit and the references).
     edits: bool = False
+    max_input_images: int = Field(default=1, ge=1, le=16)
+    # The exact sizes the OpenAI dialect may ask of it; None: any size up to its largest
+    # resolution.
+    exact_sizes: SizeRule | None = None
     # The weights that the diffusers backend loads (for backend = "diffusers").
     weights: WeightsEntry | None = None
     # Where a provider backend (openai, gemini, seedream) sends the model's requests.
@@ -69,9 +91,11 @@ class ToolEntry(_Strict):
 
 class Catalog(_Strict):
     default_model: str
+    default_edit_model: str
     model_aliases: dict[str, str] = Field(default_factory=dict)
     quality_modes: dict[str, str] = Field(default_factory=dict)
     orientations: dict[str, str] = Field(default_factory=dict)
+    edit_style_models: dict[str, str] = Field(default_factory=dict)
     default_aspect_ratio: str
     default_tool: str
     resolutions: dict[str, int]
@@ -90,7 +114,19 @@ class Catalog(_Strict):
             if not ok:
                 problems.append(what)
 
-        need(self.default_model in self.models, f"default_model {self.default_model!r} unknown")
+        need(
+            self.default_model in self.models and self.models[self.default_model].generates,
+            f"default_model {self.default_model!r} unknown or not a generator",
+        )
+        need(
+            self.default_edit_model in self.models and self.models[self.default_edit_model].edits,
+            f"default_edit_model {self.default_edit_model!r} unknown or cannot edit",
+        )
+        for key, target in self.edit_style_models.items():
+            need(
+                target in self.models and self.models[target].edits,
+                f"edit_style_models: {key!r} points at {target!r}, unknown or cannot edit",
+            )
         need(self.default_aspect_ratio in self.sizes, "default_aspect_ratio has no sizes")
         need(self.default_tool in self.tools, f"default_tool {self.default_tool!r} unknown")
         for aliases in (self.model_aliases, self.quality_modes):
@@ -119,6 +155,20 @@ class Catalog(_Strict):
             for tier_name in model.tiers:
                 need(tier_name in self.tiers, f"model {name!r}: unknown tier {tier_name!r}")
             need(all(n >= 1 for n in model.image_counts), f"model {name!r}: image_counts < 1")
+            need(model.generates or model.edits, f"model {name!r} neither generates nor edits")
+            if model.prices is not None:
+                need(
+                    set(model.prices) == set(model.resolutions)
+                    and all(price >= 0 for price in model.prices.values()),
+                    f"model {name!r}: prices must give every one of its resolutions",
+                )
+                lowest = self.resolution_order(
+                    [r for r in model.resolutions if r in self.resolutions]
+                )[:1]
+                need(
+                    not lowest or model.prices.get(lowest[0]) == model.credits_per_image,
+                    f"model {name!r}: credits_per_image must be its price at its lowest resolution",
+                )
             need(
                 model.backend != "diffusers" or model.weights is not None,
                 f"model {name!r}: the diffusers backend needs a [models.{name}.weights] table",
@@ -156,11 +206,29 @@ class Catalog(_Strict):
     def resolution_order(self, names: tuple[str, ...] | list[str]) -> list[str]:
         return sorted(names, key=lambda r: self.resolutions[r])
 
-    def price(self, model: str, resolution: str, count: int) -> int:
+    def price_per_image(self, model: str, resolution: str) -> int:
+        """The credits one image of ``model`` costs at ``resolution``."""
         entry = self.models[model]
-        return entry.credits_per_image * self.price_multipliers[resolution] * count
+        if entry.prices is not None and resolution in entry.prices:
+            return entry.prices[resolution]
+        return entry.credits_per_image * self.price_multipliers[resolution]
 
-    def resolve_model(self, requested: str | None, quality_mode: str | None = None) -> str:
+    def price(self, model: str, resolution: str, count: int) -> int:
+        return self.price_per_image(model, resolution) * count
+
+    def generators(self) -> list[str]:
+        """The models the image generator serves."""
+        return [name for name, entry in self.models.items() if entry.generates]
+
+    def editors(self) -> list[str]:
+        """The models that edit images."""
+        return [name for name, entry in self.models.items() if entry.edits]
+
+    def resolve_model(
+        self, requested: str | None, quality_mode: str | None = None, *, edit: bool = False
+    ) -> str:
+        """The catalog model a request names (``default``, an alias, or a deprecated field):
+        for an edit the editor's default."""
         # A deprecated field is checked even where a newer one wins over it: a typo is a 400.
         if quality_mode is not None and quality_mode not in self.quality_modes:
             raise InvalidRequest(
@@ -170,15 +238,48 @@ class Catalog(_Strict):
         if requested is None and quality_mode is not None:
             return self.quality_modes[quality_mode]
         if requested is None or requested == "default":
-            return self.default_model
+            return self.default_edit_model if edit else self.default_model
         name = self.model_aliases.get(requested, requested)
         if name not in self.models:
+            served = self.editors() if edit else self.generators()
             raise InvalidRequest(
                 f"model {requested!r} is not served here; choose one of "
-                f"{listing(['default', *self.models])}",
+                f"{listing(['default', *served])}",
                 field="model",
             )
         return name
+
+    def edit_style_model(self, style_model: str | None) -> str | None:
+        """The model the editor's deprecated ``style.model`` names (None: none, or
+        ``default``)."""
+        if style_model is None or style_model == "default":
+            return None
+        if style_model not in self.edit_style_models:
+            raise InvalidRequest(
+                f"style.model must be one of {listing(['default', *self.edit_style_models])}",
+                field="style.model",
+            )
+        return self.edit_style_models[style_model]
+
+    def check_inputs(
+        self,
+        model_name: str,
+        count: int,
+        *,
+        limit: int | None = None,
+        field: str = "image",
+        label: str | None = None,
+    ) -> None:
+        """Refuse an edit with more input images than the model takes (``limit``: what the
+        name the caller used allows instead; ``label``: that name, for the message)."""
+        most = limit or self.models[model_name].max_input_images
+        if count > most:
+            raise InvalidRequest(
+                f"model {label or repr(model_name)} takes at most {most} input "
+                f"{'image' if most == 1 else 'images'} in one edit; {count} were sent "
+                "(nothing was charged)",
+                field=field,
+            )
 
     def plan(self, spec: ImageSpec, tier: str) -> Plan:
         """Decide model, size, price and prompt for ``spec`` on ``tier``, or raise why not."""
@@ -190,7 +291,7 @@ class Catalog(_Strict):
             raise InvalidRequest(
                 f"{field} is longer than {MAX_PROMPT_CHARS} characters", field=field
             )
-        model_name = self.resolve_model(spec.model, spec.quality_mode)
+        model_name = self.resolve_model(spec.model, spec.quality_mode, edit=spec.edit)
         model = self.models[model_name]
         label = _label(spec.model_label, model_name)
         if tier not in model.tiers:
@@ -212,14 +313,32 @@ class Catalog(_Strict):
                 field=spec.fields.image_count,
             )
         if spec.edit and not model.edits:
-            editors = [name for name, entry in self.models.items() if entry.edits]
             raise InvalidRequest(
-                f"model {label} cannot edit images; models that can: {listing(editors)}",
+                f"model {label} cannot edit images; models that can: {listing(self.editors())}",
                 field="model",
+            )
+        if not spec.edit and not model.generates:
+            raise InvalidRequest(
+                f"model {label} only edits images: send it the images to edit "
+                "(POST /v1/ai-image-editor, or images.edit); models that generate: "
+                f"{listing(self.generators())}",
+                field="model",
+            )
+        if spec.edit:
+            self.check_inputs(
+                model_name,
+                spec.source_count,
+                limit=spec.max_inputs,
+                field=spec.fields.images,
+                label=label,
             )
         if spec.size is not None:
             width, height = spec.size
             ratio, resolution = self._exact_size(width, height, model_name, label, tier)
+        elif spec.aspect_ratio == "auto" and spec.follow is not None:
+            resolution = self._resolution(spec.resolution, model_name, tier)
+            width, height = fitted(*spec.follow, self.resolutions[resolution])
+            ratio = self._ratio_of(width, height, resolution)
         else:
             ratio = self._aspect_ratio(spec)
             resolution = self._resolution(spec.resolution, model_name, tier)
@@ -265,6 +384,21 @@ class Catalog(_Strict):
                 field="size",
             )
         model = self.models[model_name]
+        rule = model.exact_sizes
+        if rule is not None:
+            long, short = max(width, height), min(width, height)
+            if long > rule.max_edge or width * height > rule.max_pixels:
+                raise InvalidRequest(
+                    f"model {label} cannot produce {size}: at most {rule.max_edge} pixels a "
+                    f"side and {rule.max_pixels} pixels in all",
+                    field="size",
+                )
+            if long > short * rule.max_aspect:
+                raise InvalidRequest(
+                    f"model {label} cannot produce {size}: its aspect ratio must be between "
+                    f"1:{rule.max_aspect:g} and {rule.max_aspect:g}:1",
+                    field="size",
+                )
         fitting = [
             r
             for r in self.resolution_order(model.resolutions)
@@ -279,7 +413,11 @@ class Catalog(_Strict):
             )
         resolution = fitting[0]
         self._require_tier(resolution, tier, f"size {size} (a {resolution} image)")
-        ratio = next(
+        return self._ratio_of(width, height, resolution), resolution
+
+    def _ratio_of(self, width: int, height: int, resolution: str) -> str:
+        """The catalog's name for the size's aspect ratio, else its reduced ``W:H``."""
+        return next(
             (
                 name
                 for name, table in self.sizes.items()
@@ -287,7 +425,6 @@ class Catalog(_Strict):
             ),
             ratio_name(width, height),
         )
-        return ratio, resolution
 
     def _aspect_ratio(self, spec: ImageSpec) -> str:
         if spec.orientation is not None and spec.orientation not in self.orientations:
@@ -345,6 +482,7 @@ class FieldNames:
     prompt: str = "style.prompt"
     image_count: str = "image_count"
     tool: str = "style.tool"
+    images: str = "assets.image_file_paths"
 
 
 @dataclass(frozen=True)
@@ -365,6 +503,10 @@ class ImageSpec:
     image_counts: tuple[int, ...] | None = None  # instead of the model's own
     prompt_template: str | None = None  # applied after the tool's template ({prompt})
     edit: bool = False  # source images come with the request
+    source_count: int = 0  # how many (the image to edit and the references)
+    max_inputs: int | None = None  # the most the name the caller used takes (None: the model's)
+    # aspect_ratio "auto" (the editor's): the first source's size, whose shape the images take
+    follow: tuple[int, int] | None = None
     fields: FieldNames = FieldNames()
 
 

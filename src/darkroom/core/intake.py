@@ -49,6 +49,25 @@ class Intake:
             raise outcome
         return outcome
 
+    async def submit_with_sources(
+        self, item: Submission, images: list[bytes], mask: bytes | None
+    ) -> Project:
+        """Store an edit's source images (and mask) for its worker, then :meth:`submit` it; the
+        sources go again when it is refused, or when it repeats an earlier request (with an
+        Idempotency-Key: that request's project, and sources, stand)."""
+        count = len(images)
+        if count:
+            await asyncio.to_thread(self.jobs.keep_sources, item.id, images, mask)
+        try:
+            project = await self.submit(item)
+        except BaseException:
+            if count:  # not stored
+                await asyncio.to_thread(self.jobs.discard_sources, item.id, count)
+            raise
+        if count and project.id != item.id:
+            await asyncio.to_thread(self.jobs.discard_sources, item.id, count)
+        return project
+
     async def _drain(self) -> None:
         """Commit batches, one at a time, until nobody is waiting."""
         if self._committer is None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -96,6 +97,7 @@ class Jobs:
         output: Output = PNG,
         source_count: int = 0,
         has_mask: bool = False,
+        options: Mapping[str, str] | None = None,
         request_id: str | None = None,
         awaited: bool = False,
     ) -> Submission:
@@ -103,7 +105,9 @@ class Jobs:
         ``source_count`` source images (and a mask) must be stored under the submission's id
         before it is submitted. ``request_id`` defaults to the request being served.
         ``awaited``: a request of this process waits to hand the images over (the OpenAI
-        dialect); should this process die first, the project is canceled and refunded."""
+        dialect); should this process die first, the project is canceled and refunded.
+        ``options``: what the caller asked of a vendor beyond the prompt (OpenAI's
+        ``moderation``, ``input_fidelity``), passed to the backends whose upstream takes them."""
         plan = self.catalog.plan(spec, who.tier)
         now = utcnow()
         row = {
@@ -138,6 +142,7 @@ class Jobs:
             "output_quality": output.quality,
             "source_count": source_count,
             "has_mask": has_mask,
+            "options": json.dumps(dict(options), sort_keys=True) if options else None,
             "request_id": request_id or current_request_id(),
             "lease_owner": None,
             "lease_until": None,

@@ -30,6 +30,8 @@ class OpenAIAlias(_Strict):
     sizes: tuple[str, ...] = ()  # the sizes OpenAI documents for it; empty: any size the model has
     max_n: int = Field(default=10, ge=1, le=16)
     quality: dict[str, str] = Field(default_factory=dict)  # quality -> a better catalog model
+    # The most images an edit may send under this name (None: the catalog model's own limit).
+    max_images: int | None = Field(default=None, ge=1, le=16)
 
 
 class OpenAISection(_Strict):
@@ -49,6 +51,7 @@ class ModelChoice:
     model: str  # the catalog model
     sizes: tuple[str, ...]  # the sizes the name allows; empty: whatever the model can produce
     image_counts: tuple[int, ...] | None  # None: the catalog model's own
+    max_images: int | None = None  # the most images an edit may send; None: the model's own
 
 
 def problems(catalog: Catalog) -> list[str]:
@@ -88,7 +91,8 @@ def choose(catalog: Catalog, requested: str | None, quality: str | None) -> Mode
     alias = section.aliases.get(name)
     if alias is not None:
         target = alias.quality.get(quality or "", alias.model)
-        return ModelChoice(name, target, alias.sizes, tuple(range(1, alias.max_n + 1)))
+        counts = tuple(range(1, alias.max_n + 1))
+        return ModelChoice(name, target, alias.sizes, counts, alias.max_images)
     if name not in catalog.models:
         choices = [*section.aliases, *catalog.models]
         raise InvalidRequest(

@@ -93,6 +93,12 @@ class Project:
     upstream_input_tokens: int | None = None
     upstream_output_tokens: int | None = None
     upstream_images: int | None = None
+    options: str | None = None  # JSON, see :attr:`vendor_options`
+
+    @property
+    def vendor_options(self) -> dict[str, str]:
+        """What the caller asked of a vendor beyond the prompt (``moderation``...)."""
+        return dict(json.loads(self.options)) if self.options else {}
 
     @property
     def stored_images(self) -> list[StoredImage]:

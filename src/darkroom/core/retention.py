@@ -11,15 +11,14 @@ never an object behind. Nodes sweeping at once only delete the same objects twic
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from datetime import datetime, timedelta
 from functools import partial
 
+from darkroom.core.periodic import Periodic
 from darkroom.core.projects import Project
 from darkroom.storage.files import ProjectFiles
 from darkroom.store import projects as sql
-from darkroom.store.database import Database, is_transient, utcnow
+from darkroom.store.database import Database, utcnow
 
 log = logging.getLogger("darkroom.retention")
 
@@ -34,32 +33,16 @@ class Retention:
         self.files = files
         self.days = days
         self.age = timedelta(days=days)
-        self.every = every
-        self._next = 0.0
-        self._thread: threading.Thread | None = None
+        self._periodic = Periodic("retention", self.sweep, every=every)
 
     @property
     def enabled(self) -> bool:
         return self.age > timedelta(0)
 
-    def tick(self, _now: datetime) -> None:
+    def tick(self, now: datetime) -> None:
         """Heartbeat task: start a sweep when one is due and none is running."""
-        if not self.enabled or time.monotonic() < self._next:
-            return
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._next = time.monotonic() + self.every
-        self._thread = threading.Thread(target=self._sweep_logged, name="darkroom-retention")
-        self._thread.daemon = True
-        self._thread.start()
-
-    def _sweep_logged(self) -> None:
-        try:
-            self.sweep()
-        except Exception as exc:
-            log.warning(
-                "retention sweep failed; the next one retries", exc_info=not is_transient(exc)
-            )
+        if self.enabled:
+            self._periodic.tick(now)
 
     def sweep(self, now: datetime | None = None) -> int:
         """Delete the images of every project past the retention age; how many projects."""

@@ -28,3 +28,12 @@ def ratio_name(width: int, height: int) -> str:
 def producible(width: int, height: int) -> bool:
     """Whether any backend can be asked for this size: sides multiples of 16, not too small."""
     return width % 16 == 0 and height % 16 == 0 and min(width, height) >= MIN_EDGE
+
+
+def fitted(width: int, height: int, long_edge: int) -> tuple[int, int]:
+    """The shape of ``width`` x ``height`` with its long side ``long_edge`` pixels: the short side
+    rounded to a multiple of 16, and never below :data:`MIN_EDGE` (a very long shape is made a
+    little less so)."""
+    short = round(long_edge * min(width, height) / max(width, height) / 16) * 16
+    short = min(long_edge, max(MIN_EDGE, short))
+    return (long_edge, short) if width >= height else (short, long_edge)

@@ -18,6 +18,8 @@ from PIL import Image, ImageOps
 from darkroom.core.errors import InvalidRequest
 
 FORMATS: tuple[str, ...] = ("PNG", "JPEG", "WEBP", "GIF")
+# What an upload (POST /v1/files/upload-urls) may hold: the image types the published SDK uploads.
+UPLOAD_FORMATS: tuple[str, ...] = ("PNG", "JPEG", "WEBP", "AVIF", "BMP", "TIFF")
 
 
 def _megabytes(count: int) -> str:
@@ -64,9 +66,9 @@ def _too_many_pixels(field: str, max_pixels: int, size: tuple[int, int] | None) 
     return InvalidRequest(f"{field}: {shown} more than {max_pixels} pixels", field=field)
 
 
-def _decode(data: bytes, max_pixels: int, field: str) -> Image.Image:
+def _decode(data: bytes, max_pixels: int, field: str, formats: tuple[str, ...]) -> Image.Image:
     """The first frame of ``data``, upright and RGBA; the size is checked before decoding."""
-    with Image.open(io.BytesIO(data), formats=FORMATS) as image:
+    with Image.open(io.BytesIO(data), formats=formats) as image:
         width, height = image.size
         if width * height > max_pixels:
             raise _too_many_pixels(field, max_pixels, (width, height))
@@ -75,9 +77,15 @@ def _decode(data: bytes, max_pixels: int, field: str) -> Image.Image:
 
 
 def normalise(
-    data: bytes, *, max_bytes: int, max_pixels: int, field: str
+    data: bytes,
+    *,
+    max_bytes: int,
+    max_pixels: int,
+    field: str,
+    formats: tuple[str, ...] = FORMATS,
 ) -> tuple[bytes, tuple[int, int]]:
-    """``data`` as an upright RGBA PNG and its (width, height); anything else is refused."""
+    """``data`` as an upright RGBA PNG and its (width, height); anything but an image in one of
+    ``formats`` is refused."""
     if len(data) > max_bytes:
         raise _too_large(field, max_bytes)
     try:
@@ -85,18 +93,28 @@ def normalise(
         # catch_warnings is process-wide; a filter left behind by a concurrent call is harmless.
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = _decode(data, max_pixels, field)
+            image = _decode(data, max_pixels, field, formats)
     except InvalidRequest:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         limit = min(max_pixels, Image.MAX_IMAGE_PIXELS or max_pixels)  # Pillow's may be lower
         raise _too_many_pixels(field, limit, None) from None
     except Exception:  # hostile or broken data makes Pillow raise all sorts of errors
-        message = f"{field}: cannot be decoded as PNG, JPEG, WEBP or GIF"
+        names = ", ".join(formats[:-1]) + f" or {formats[-1]}"
+        message = f"{field}: cannot be decoded as {names}"
         raise InvalidRequest(message, field=field) from None
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue(), image.size
+
+
+def sniff(data: bytes, formats: tuple[str, ...]) -> bool:
+    """Whether ``data`` starts as an image in one of ``formats`` (its header only is read)."""
+    try:
+        with Image.open(io.BytesIO(data), formats=formats):
+            return True
+    except Exception:  # anything Pillow cannot open
+        return False
 
 
 def check_mask(mask_size: tuple[int, int], image_size: tuple[int, int]) -> None:

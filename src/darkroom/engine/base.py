@@ -5,16 +5,21 @@ list of encoded PNG images. Backends are synchronous and CPU/GPU bound; the runn
 the event loop. They raise :class:`BackendError` for failures that should end the project in
 ``error`` with a stable code (the credits are then refunded by the runner).
 
-A request with ``sources`` is an edit (OpenAI's ``images.edit``): every image is a new version of
-the first source, changed where the ``mask`` is transparent, or all over when there is no mask.
-Only a backend whose ``edits`` is true can honour that.
+A request with ``sources`` is an edit (OpenAI's ``images.edit``, the Magic Hour editor): every image
+is a new version of the first source, changed where the ``mask`` is transparent, or all over when
+there is no mask; a model that takes several references reads them all, in order. ``strength``
+says how far an image-to-image edit may move from its source. Only a backend whose ``edits`` is
+true can honour that (the diffusers backend per model: its families say which can).
+
+A backend that denoises calls ``on_step`` after every denoising step with a :class:`Step`
+(which step of how many, the latents), so progress and previews can follow a render.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -24,6 +29,17 @@ class StyleHint:
     tool: str
     palette: tuple[str, ...]  # "#rrggbb" colours, most characteristic first
     composition: str  # one of the preview backend's layouts, see engine/preview.py
+
+
+@dataclass(frozen=True)
+class Step:
+    """One denoising step done, as a backend reports it to ``RenderRequest.on_step``."""
+
+    index: int  # 0-based, of ``count`` steps in this call
+    count: int
+    first_image: int  # the project's index of the first image in this batch
+    images: int  # how many images the batch denoises (the latents' batch)
+    latents: Any = field(repr=False)  # the pipeline's latents after the step (a torch tensor)
 
 
 @dataclass(frozen=True)
@@ -42,6 +58,12 @@ class RenderRequest:
     # PNG with an alpha channel, the size of sources[0]: fully transparent pixels mark where the
     # image should change, opaque ones where it must stay (OpenAI's semantics); None: anywhere
     mask: bytes | None = field(default=None, repr=False)
+    # How far an image-to-image edit moves from its source, 0 (not at all) to 1 (only its layout
+    # is kept, or nothing); None: the model's default. Ignored by models that take none.
+    strength: float | None = None
+    # What the caller asked of a vendor beyond the prompt (OpenAI's "moderation",
+    # "input_fidelity"); a provider passes on those its upstream takes, others ignore them.
+    options: Mapping[str, str] = field(default_factory=dict, hash=False)
     # Tells the project's status what the backend is doing before it renders (e.g. "loading the
     # weights"); None clears it. Absent in tests and benchmarks that call a backend directly.
     report: Callable[[str | None], None] | None = field(default=None, repr=False, compare=False)
@@ -51,6 +73,9 @@ class RenderRequest:
     # A backend that calls a vendor's API reports what the vendor counted (``input_tokens``,
     # ``output_tokens``, ``images``...), added up over its calls; recorded on the project.
     usage: Callable[[dict[str, int]], None] | None = field(default=None, repr=False, compare=False)
+    # Called after every denoising step (after the cancel check), on the render thread: it should
+    # return quickly. Progress and live previews hook in here.
+    on_step: Callable[[Step], None] | None = field(default=None, repr=False, compare=False)
 
     def check_canceled(self) -> None:
         """Raise :class:`RenderCanceled` if the project was canceled."""

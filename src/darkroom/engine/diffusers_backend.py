@@ -1,15 +1,15 @@
-"""The diffusers backend: open-weight models (FLUX.1-schnell, Z-Image-Turbo, SDXL-Turbo, ...)
-rendered by Hugging Face diffusers, on a GPU where there is one.
+"""The diffusers backend: open-weight models (FLUX.2 [klein], FLUX.1, Z-Image, Qwen-Image-Edit,
+Qwen-Image 2.1, Krea 2, SDXL...) rendered by Hugging Face diffusers, on a GPU where there is one.
 
 Which weights serve each model is catalog data (:class:`~darkroom.engine.weights.WeightsEntry`: a
-hub id or a local directory, dtype, steps, guidance). A pipeline is loaded with the real
-``DiffusionPipeline.from_pretrained`` on its model's first job and stays resident; the job's
-status says so meanwhile (``rendering``, "loading weights"). Weights that cannot be found or read
-end the job in ``error`` with a stable code (the runner refunds it), never in a hang.
-
-One job at a time runs on the device (the pipelines share it); a project's images are rendered
-as one batch of up to ``max_batch``, image ``i`` from its own generator seeded ``seed + i``, so
-an image depends on its seed only, not on the batch it was part of.
+hub id or a local directory, its family, optionally steps, guidance and more). How a model
+family loads, what it can do and how a request becomes its pipeline calls is its module's
+(``engine/families/``). This module holds what they share: finding the weights, checking they
+are the family's before anything is loaded (model_index.json's ``_class_name``), loading them on
+a model's first job and keeping them resident (the job's status says "loading the weights"
+meanwhile), the GPU optimizations and warm-up, and one job at a time on the device. Weights that
+cannot be found, are another family's, or cannot be read end the job in ``error`` with a stable
+code (the runner refunds it), never in a hang.
 
 torch and diffusers are imported on first use: a server whose models all run on the preview
 backend never loads them.
@@ -18,6 +18,7 @@ backend never loads them.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import threading
 import time
@@ -27,6 +28,7 @@ from typing import Any
 
 from darkroom.engine import devices
 from darkroom.engine.base import BackendError, RenderRequest, StyleHint
+from darkroom.engine.families import Capabilities, Family, by_name, for_pipeline_class
 from darkroom.engine.weights import WeightsEntry
 
 log = logging.getLogger("darkroom.diffusers")
@@ -40,7 +42,9 @@ def _nothing(_: str | None) -> None:
 
 class DiffusersBackend:
     name = "diffusers"
-    edits = False
+    # Edits are per model: its family says whether it takes sources and a mask, and a request it
+    # cannot serve ends with a stable code (the API refuses it before any charge).
+    edits = True
 
     def __init__(
         self,
@@ -56,12 +60,12 @@ class DiffusersBackend:
         self.dtype_setting = dtype
         self.optimize = optimize
         self.warmup_sizes = dict(warmup_sizes or {})
-        self._pipelines: dict[str, Any] = {}
+        self._models: dict[str, Family] = {}
         self.optimizations: dict[str, list[str]] = {}  # model -> what was applied
         self._device_lock = threading.Lock()  # one job at a time on the device
 
     def loaded(self) -> list[str]:
-        return sorted(self._pipelines)
+        return sorted(self._models)
 
     def render(self, request: RenderRequest) -> list[bytes]:
         entry = self.weights.get(request.model)
@@ -71,14 +75,15 @@ class DiffusersBackend:
             )
         report = request.report or _nothing
         with self._device_lock:
-            pipeline = self._pipeline(request.model, entry, report)
-            images = generate(pipeline, entry, request)
+            family = self.family(request.model, entry, report)
+            images = family.render(request, family.settings(entry))
         return [_png(image) for image in images]
 
-    def _pipeline(self, model: str, entry: WeightsEntry, report: Report) -> Any:
-        pipeline = self._pipelines.get(model)
-        if pipeline is not None:
-            return pipeline
+    def family(self, model: str, entry: WeightsEntry, report: Report = _nothing) -> Family:
+        """The model's loaded family (its pipelines), loading it on first use."""
+        family = self._models.get(model)
+        if family is not None:
+            return family
         device = devices.choose_device(self.device_setting)
         dtype = devices.choose_dtype(
             entry.dtype if entry.dtype != "auto" else self.dtype_setting, device
@@ -86,30 +91,38 @@ class DiffusersBackend:
         report(f"loading the {model} weights")
         log.info("loading %s from %s on %s (%s)", model, entry.source, device, dtype)
         started = time.perf_counter()
-        pipeline = load_pipeline(model, entry, device, dtype)
+        family = load_family(model, entry, device, dtype)
         applied: list[str] = []
         if self.optimize and device.startswith("cuda"):
             report(f"optimizing {model} for {device}")
-            applied = devices.optimize(pipeline)
-            for width, height in self.warmup_sizes.get(model, []):
-                generate(pipeline, entry, warmup_request(model, width, height))
+            applied = devices.optimize(family.pipeline)
+            if family.capabilities.generate:
+                settings = family.settings(entry)
+                for width, height in self.warmup_sizes.get(model, []):
+                    family.render(warmup_request(model, width, height), settings)
         self.optimizations[model] = applied
         log.info(
-            "loaded %s in %.1f s%s",
+            "loaded %s (%s) in %.1f s%s",
             model,
+            family.title,
             time.perf_counter() - started,
             f" ({', '.join(applied)})" if applied else "",
         )
         report(None)
-        self._pipelines[model] = pipeline
-        return pipeline
+        self._models[model] = family
+        return family
+
+    def adopt(self, model: str, family: Family) -> None:
+        """Serve ``model`` with an already loaded family (benchmarks build full-size pipelines
+        with random weights: there is nothing to load)."""
+        self._models[model] = family
+        self.optimizations.setdefault(model, [])
 
 
-def load_pipeline(model: str, entry: WeightsEntry, device: str, dtype: Any) -> Any:
-    """``DiffusionPipeline.from_pretrained`` on the hub id or local directory, moved to the
-    device; a :class:`BackendError` naming what is wrong when it cannot be loaded."""
+def load_family(model: str, entry: WeightsEntry, device: str, dtype: Any) -> Family:
+    """The model's family with its weights loaded on the device; a :class:`BackendError` naming
+    what is wrong when they cannot be found, are another family's, or cannot be read."""
     try:
-        from diffusers import DiffusionPipeline
         from diffusers.utils import logging as diffusers_logging
         from transformers.utils import logging as transformers_logging
     except ImportError:
@@ -118,26 +131,18 @@ def load_pipeline(model: str, entry: WeightsEntry, device: str, dtype: Any) -> A
             "the diffusers backend needs torch, diffusers and transformers: "
             "pip install 'darkroom[diffusers]'",
         ) from None
-    local = _local_path(entry.source)
-    if local is not None and not (local / "model_index.json").is_file():
-        raise BackendError(
-            "weights_not_found",
-            f"the weights of {model} are not at {local} (no model_index.json there)",
-        )
     # Loading progress bars are for terminals; the server logs one line per load instead.
     diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    directory = locate(model, entry)
+    family = family_for(model, entry, pipeline_class(model, entry, directory))
     try:
-        pipeline = DiffusionPipeline.from_pretrained(  # type: ignore[no-untyped-call]
-            str(local) if local is not None else entry.source,
-            dtype=dtype,
-            revision=entry.revision,
-            local_files_only=local is not None,
-        )
-    except OSError as exc:  # the hub's "not found" and "offline"; a local file unreadable
-        code = "weights_invalid" if local is not None else "weights_not_found"
+        loaded = family.load(directory, dtype)
+    except BackendError:
+        raise
+    except OSError as exc:  # a file that is missing or unreadable
         raise BackendError(
-            code,
+            "weights_invalid",
             f"the weights of {model} could not be loaded from {entry.source}: {_first_line(exc)}",
         ) from None
     except Exception as exc:  # a broken directory: bad JSON, missing parts, wrong shapes
@@ -147,51 +152,92 @@ def load_pipeline(model: str, entry: WeightsEntry, device: str, dtype: Any) -> A
             f"the weights of {model} at {entry.source} are unusable: "
             f"{type(exc).__name__}: {_first_line(exc)}",
         ) from None
-    pipeline.set_progress_bar_config(disable=True)
-    return pipeline.to(device)
+    return loaded.to(device)
 
 
-def generate(pipeline: Any, entry: WeightsEntry, request: RenderRequest) -> list[Any]:
-    """The request's images (PIL), in batches of ``entry.max_batch``."""
-    import torch
+def locate(model: str, entry: WeightsEntry) -> Path:
+    """The local directory of the weights: the one named, or the hub repository's snapshot
+    (downloaded into the Hugging Face cache unless it is there already)."""
+    local = _local_path(entry.source)
+    if local is not None:
+        if not (local / "model_index.json").is_file():
+            raise BackendError(
+                "weights_not_found",
+                f"the weights of {model} are not at {local} (no model_index.json there)",
+            )
+        return local
+    from diffusers import DiffusionPipeline
 
-    kwargs: dict[str, Any] = {
-        "prompt": request.prompt,
-        "width": request.width,
-        "height": request.height,
-        "num_inference_steps": entry.steps,
-        "guidance_scale": entry.guidance,
-        "output_type": "pil",
-    }
-    if entry.max_sequence_length is not None and devices.accepts(pipeline, "max_sequence_length"):
-        kwargs["max_sequence_length"] = entry.max_sequence_length
-    if request.canceled is not None and devices.accepts(pipeline, "callback_on_step_end"):
-        kwargs["callback_on_step_end"] = _stop_if_canceled(request)
-    count, seed = request.count, request.seed
-    images: list[Any] = []
-    for start in range(0, count, entry.max_batch):
-        request.check_canceled()
-        size = min(entry.max_batch, count - start)
-        # CPU generators: the same seed gives the same noise on any device.
-        generators = [torch.Generator("cpu").manual_seed(seed + start + i) for i in range(size)]
-        with torch.inference_mode():
-            output = pipeline(**kwargs, num_images_per_prompt=size, generator=generators)
-        images.extend(output.images)
-    if len(images) != count:
-        raise BackendError("backend_error", f"the pipeline made {len(images)} of {count} images")
-    return images
+    try:
+        folder = DiffusionPipeline.download(entry.source, revision=entry.revision)
+    except OSError as exc:  # the hub's "not found" and "offline"
+        raise BackendError(
+            "weights_not_found",
+            f"the weights of {model} could not be loaded from {entry.source}: {_first_line(exc)}",
+        ) from None
+    return Path(folder)
 
 
-def _stop_if_canceled(request: RenderRequest) -> Callable[..., dict[str, Any]]:
-    """A diffusers step-end callback that stops the denoising loop of a canceled project."""
+def pipeline_class(model: str, entry: WeightsEntry, directory: Path) -> str:
+    """The pipeline class the weights were saved as (model_index.json's ``_class_name``)."""
+    try:
+        index = json.loads((directory / "model_index.json").read_text())
+        name = index["_class_name"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BackendError(
+            "weights_invalid",
+            f"the weights of {model} at {entry.source} have no readable model_index.json "
+            f"({type(exc).__name__})",
+        ) from None
+    if not isinstance(name, str):
+        raise BackendError(
+            "weights_invalid", f"the model_index.json of {model} names no pipeline class"
+        )
+    return name
 
-    def callback(
-        _pipeline: Any, _step: int, _timestep: Any, _tensors: dict[str, Any]
-    ) -> dict[str, Any]:
-        request.check_canceled()
-        return {}
 
-    return callback
+def family_for(model: str, entry: WeightsEntry, class_name: str) -> type[Family]:
+    """The model's family: the one its weights table names, which must load ``class_name``
+    weights; or, when it names none, the one that does."""
+    found = for_pipeline_class(class_name)
+    if entry.family is None:
+        if found is None:
+            raise BackendError(
+                "weights_unsupported",
+                f"the weights of {model} at {entry.source} are a {class_name}, which no model "
+                "family of this server loads",
+            )
+        return found
+    family = by_name(entry.family)
+    if class_name not in family.pipeline_classes:
+        what = f"{found.title} weights" if found is not None else "weights of another kind"
+        raise BackendError(
+            "weights_wrong_family",
+            f"the weights of {model} at {entry.source} are {what} ({class_name}), "
+            f"not {family.title} weights ({', '.join(family.pipeline_classes)})",
+        )
+    return family
+
+
+def known_family(entry: WeightsEntry) -> type[Family] | None:
+    """The family of a model without loading anything: the one its weights table names, or
+    the one of a local directory's model_index.json; None when neither says."""
+    if entry.family is not None:
+        return by_name(entry.family)
+    local = _local_path(entry.source)
+    if local is None:
+        return None
+    try:
+        return for_pipeline_class(pipeline_class("", entry, local))
+    except BackendError:
+        return None
+
+
+def model_capabilities(entry: WeightsEntry) -> Capabilities | None:
+    """What a model served from ``entry`` can do, without loading it; None when its family
+    cannot be known yet (a hub id whose weights table names no family)."""
+    family = known_family(entry)
+    return None if family is None else family.capabilities_for(entry)
 
 
 def warmup_request(model: str, width: int, height: int) -> RenderRequest:
@@ -215,6 +261,11 @@ def weights_status(entry: WeightsEntry) -> dict[str, Any]:
     if local is not None:
         found = (local / "model_index.json").is_file()
         detail = "local directory" if found else f"no model_index.json in {local}"
+        if found:
+            try:
+                family_for("", entry, pipeline_class("", entry, local))
+            except BackendError as exc:
+                found, detail = False, exc.message
         return {"source": entry.source, "local": True, "loadable": found, "detail": detail}
     try:
         from huggingface_hub import try_to_load_from_cache
@@ -227,6 +278,15 @@ def weights_status(entry: WeightsEntry) -> dict[str, Any]:
         }
     cached = try_to_load_from_cache(entry.source, "model_index.json", revision=entry.revision)
     if isinstance(cached, str):
+        try:  # the cached snapshot's family, checked as a local directory's is
+            family_for("", entry, pipeline_class("", entry, Path(cached).parent))
+        except BackendError as exc:
+            return {
+                "source": entry.source,
+                "local": False,
+                "loadable": False,
+                "detail": exc.message,
+            }
         return {
             "source": entry.source,
             "local": False,

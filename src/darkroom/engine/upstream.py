@@ -26,3 +26,10 @@ class UpstreamEntry(BaseModel):
     max_retries: int = Field(default=3, ge=0, le=10)
     # Gemini: also send imageConfig.imageSize (1K, 2K, 4K), which Gemini 3 Pro Image takes.
     image_size: bool = False
+    # OpenAI-shaped upstreams: send the project's size as it is (GPT Image 2, and the
+    # OpenAI-compatible servers of open models, take any WIDTHxHEIGHT) instead of the nearest
+    # of GPT Image 1's three sizes.
+    exact_size: bool = False
+    # The request options (RenderRequest.options: "moderation", "input_fidelity") this upstream
+    # takes; the others are not sent to it.
+    options: tuple[str, ...] = ()

@@ -129,7 +129,9 @@ class ModelInfo(_Model):
     credits_per_image: dict[str, int] = Field(default_factory=dict)
     resolutions_for_tier: list[str] | None = None
     alias_for: str | None = None
-    edits: bool | None = None
+    generates: bool | None = None  # whether the image generator serves it
+    edits: bool | None = None  # whether the image editor (and images.edit) serves it
+    max_input_images: int | None = None  # the most images one edit takes
     weights: dict[str, Any] | None = None  # diffusers models: {"source", "loadable"}
 
 

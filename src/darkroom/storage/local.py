@@ -100,6 +100,15 @@ class LocalStore:
     def presign(self, key: str, *, filename: str, content_type: str, expires_in: int) -> str | None:
         return None
 
+    def presign_put(self, key: str, *, expires_in: int) -> str | None:
+        return None
+
+    def size(self, key: str) -> int:
+        try:
+            return self._path(key).stat().st_size
+        except (FileNotFoundError, NotADirectoryError):
+            raise ObjectMissing(f"no object {key}") from None
+
     def serve(self, key: str, *, filename: str, content_type: str, expires_in: int) -> Served:
         path = self._path(key)
         if not path.is_file():

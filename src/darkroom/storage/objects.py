@@ -96,6 +96,16 @@ class ObjectStore(Protocol):
         credentials, or None when it has none (a directory; a bucket behind a proxy)."""
         ...
 
+    def presign_put(self, key: str, *, expires_in: int) -> str | None:
+        """A URL of the store's own that takes the object's bytes in a ``PUT`` for
+        ``expires_in`` seconds without other credentials, or None when it has none (a
+        directory: darkroom takes the PUT itself)."""
+        ...
+
+    def size(self, key: str) -> int:
+        """The object's size in bytes; :class:`ObjectMissing` when there is none."""
+        ...
+
     def serve(self, key: str, *, filename: str, content_type: str, expires_in: int) -> Served:
         """How to send the object to a client; :class:`ObjectMissing` when there is none."""
         ...

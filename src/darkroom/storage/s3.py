@@ -147,6 +147,24 @@ class S3Store:
             return None
         return self._presigned(key, filename, content_type, expires_in)
 
+    def presign_put(self, key: str, *, expires_in: int) -> str | None:
+        # A bucket that clients cannot reach (links = "proxy") takes uploads through darkroom,
+        # as it serves downloads. No Content-Type is signed: the published SDK's PUT sends none.
+        if self.links != "presigned":
+            return None
+        params = {"Bucket": self.bucket, "Key": self.prefix + key}
+        seconds = max(1, min(expires_in, MAX_PRESIGN_SECONDS))
+        url = self._client.generate_presigned_url("put_object", Params=params, ExpiresIn=seconds)
+        return str(url)
+
+    def size(self, key: str) -> int:
+        answer = _guarded(
+            self,
+            lambda: self._client.head_object(Bucket=self.bucket, Key=self.prefix + key),
+            key=key,
+        )
+        return int(answer["ContentLength"])
+
     def serve(self, key: str, *, filename: str, content_type: str, expires_in: int) -> Served:
         if self.links == "presigned":
             seconds = max(1, min(expires_in, REDIRECT_SECONDS))

@@ -121,6 +121,16 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def clock(conn: Connection) -> datetime:
+    """The database's time now (UTC): what every node compares expiries against, whatever its
+    own clock says."""
+    if conn.dialect.name == "sqlite":
+        text = conn.execute(select(func.strftime("%Y-%m-%d %H:%M:%f", "now"))).scalar_one()
+        return datetime.fromisoformat(str(text)).replace(tzinfo=UTC)
+    value = conn.execute(select(func.statement_timestamp())).scalar_one()
+    return as_utc(value)
+
+
 def as_utc(value: datetime) -> datetime:
     """SQLite hands back naive datetimes; every stored time is UTC."""
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

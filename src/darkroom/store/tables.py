@@ -131,6 +131,9 @@ projects = Table(
     # The node whose request waits for this project's images (the OpenAI dialect answers
     # synchronously); when that node is gone, nobody will receive them: canceled and refunded.
     Column("awaited_by", String(40), nullable=True),
+    # JSON object of what the caller asked of a vendor beyond the prompt (OpenAI's
+    # "moderation", "input_fidelity"); null: nothing.
+    Column("options", Text, nullable=True),
     CheckConstraint(
         "status IN ('draft', 'queued', 'rendering', 'complete', 'error', 'canceled')",
         name="status_known",
@@ -238,6 +241,23 @@ webhook_attempts = Table(
     Column("status_code", Integer, nullable=True),
     Column("error", String(500), nullable=True),
     Column("duration_ms", Integer, nullable=False),
+)
+
+# Files uploaded through POST /v1/files/upload-urls (an editor's input images): a row from the
+# moment the upload URL is handed out; the object is ``uploads/<id>.<extension>`` in the storage.
+# Refused for use, and deleted, once ``expires_at`` (the database's clock) has passed.
+uploads = Table(
+    "uploads",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("extension", String(8), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
+    # When darkroom received the PUT (its own upload URLs); null until then, and always for a
+    # presigned PUT, which goes to the bucket directly.
+    Column("stored_at", DateTime(timezone=True), nullable=True),
+    Column("bytes", BigInteger, nullable=True),
 )
 
 # What stored data means, where a release changed it, so that nodes of the release before keep

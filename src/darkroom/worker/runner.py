@@ -404,6 +404,7 @@ class Runner:
             seed=project.seed,
             sources=sources,
             mask=mask,
+            options=project.vendor_options,
             report=lambda text: self.work.note(self.owner, project.id, text),
             canceled=canceled,
             usage=usage,

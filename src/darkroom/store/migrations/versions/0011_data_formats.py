@@ -2,7 +2,7 @@
 before keep reading it during a rolling upgrade until the operator moves it on
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0013
 Create Date: 2026-12-09 10:00:00
 
 One row now: ``webhook_secrets``. "clear" while the database may hold webhook signing secrets in
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0009"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
