@@ -16,10 +16,13 @@ from typing import Any
 
 import httpx
 import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, select
+from sqlalchemy.engine import make_url
 
+from darkroom.store.database import alembic_config
 from darkroom.store.tables import metadata, projects
-from tests.conftest import ON_POSTGRES, current_databases
+from tests.conftest import ON_POSTGRES, Databases, current_databases
 
 DARKROOM = [sys.executable, "-m", "darkroom.cli.main"]
 
@@ -288,3 +291,48 @@ def test_serve_on_a_shared_database_without_the_shared_secrets_says_so(tmp_path:
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("darkroom: a shared database needs DARKROOM_SECRET_KEY and ")
     assert lines[0].endswith("not set: DARKROOM_ADMIN_TOKEN")
+
+
+def test_migrate_brings_an_empty_database_to_the_newest_schema_and_exits(
+    tmp_path: Path, databases: Databases
+) -> None:
+    # What a rollout runs first (the Helm chart's hook, compose's migrate service): on the
+    # database alone, without the nodes' secrets.
+    data = tmp_path / "data"
+    url = databases.empty(data)
+    newest = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DARKROOM_")}
+    for _ in range(2):  # once to migrate, once to find nothing to do
+        result = subprocess.run(
+            [*DARKROOM, "migrate", "--database-url", url, "--data-dir", str(data), "--json"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+        assert result.returncode == 0, result.stderr
+        answer = json.loads(result.stdout)
+        assert answer["revision"] == newest
+        assert answer["database"] == make_url(url).render_as_string(hide_password=True)
+    with create_engine(url).connect() as conn:
+        assert conn.execute(select(projects.c.id)).all() == []
+
+
+def test_migrate_gives_up_on_a_database_that_never_answers_with_one_line(tmp_path: Path) -> None:
+    # A hook Job that fails, so that the rollout stops: exit 1 and the reason, no password
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DARKROOM_")}
+    env["DARKROOM_DATABASE_START_SECONDS"] = "0.5"
+    url = "postgresql+psycopg://darkroom:hunter2@127.0.0.1:1/darkroom"
+    result = subprocess.run(
+        [*DARKROOM, "migrate", "--database-url", url, "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        "darkroom: the database at postgresql+psycopg://darkroom:***@127.0.0.1:1"
+    )
+    assert "hunter2" not in result.stderr + result.stdout

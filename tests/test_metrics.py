@@ -112,7 +112,7 @@ def test_requests_jobs_credits_and_render_times_are_counted(
     assert value(samples, f"{render}_sum", **flux) == pytest.approx(ended[0]["render_ms"] / 1000)
     assert value(samples, f"{render}_count", model="z-image-turbo", backend="preview") is None
 
-    assert value(samples, "darkroom_queue_depth") == 0
+    assert value(samples, "darkroom_queue_depth", model="flux-schnell") == 0
     for status in ("queued", "rendering"):
         assert value(samples, "darkroom_jobs_active", status=status, model="flux-schnell") == 0
 
@@ -134,14 +134,36 @@ def test_queue_depth_and_active_jobs_are_read_at_scrape_time(
             assert answer.json()["status"] == "complete"
     idle = scrape(server)
 
-    assert value(busy, "darkroom_queue_depth") == 2
+    assert value(busy, "darkroom_queue_depth", model="flux-schnell") == 2
+    assert value(busy, "darkroom_queue_depth", model="z-image-turbo") == 0
     assert value(busy, "darkroom_jobs_active", status="queued", model="flux-schnell") == 2
     assert value(busy, "darkroom_jobs_active", status="rendering", model="flux-schnell") == 1
     assert value(busy, "darkroom_jobs_active", status="queued", model="z-image-turbo") == 0
-    assert value(idle, "darkroom_queue_depth") == 0
+    assert value(idle, "darkroom_queue_depth", model="flux-schnell") == 0
     for status in ("queued", "rendering"):
         assert value(idle, "darkroom_jobs_active", status=status, model="flux-schnell") == 0
     assert value(idle, "darkroom_jobs_total", status="complete", model="flux-schnell") == 3
+
+
+def test_queue_depth_by_model_is_the_databases_and_the_same_on_every_node(
+    server_factory: ServerFactory,
+) -> None:
+    # Two API-only nodes on one database (the same data directory): what a worker pool is
+    # scaled on must not depend on which node Prometheus scraped.
+    first = server_factory(workers=0)
+    second = server_factory(workers=0)
+    account = first.account()
+    with first.client(account) as http:
+        for model in ("flux-schnell", "flux-schnell", "z-image-turbo"):
+            body = {"image_count": 1, "model": model, "style": {"prompt": "x"}}
+            assert http.post(CREATE, json=body).status_code == 200
+    models = first.services.catalog.models
+    for node in (first, second):
+        samples = scrape(node)
+        depth = {model: value(samples, "darkroom_queue_depth", model=model) for model in models}
+        assert depth == {
+            model: {"flux-schnell": 2, "z-image-turbo": 1}.get(model, 0) for model in models
+        }
 
 
 def test_openmetrics_is_served_to_scrapers_that_ask_for_it(server: LiveServer) -> None:
@@ -150,7 +172,7 @@ def test_openmetrics_is_served_to_scrapers_that_ask_for_it(server: LiveServer) -
     )
     assert response.headers["content-type"].startswith("application/openmetrics-text")
     assert response.text.rstrip().endswith("# EOF")
-    assert "darkroom_queue_depth 0.0" in response.text
+    assert 'darkroom_queue_depth{model="flux-schnell"} 0.0' in response.text
 
 
 def test_webhook_attempts_are_counted_by_event_and_outcome(

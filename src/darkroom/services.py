@@ -325,7 +325,7 @@ def build_services(
     webhooks, sender = build_webhooks(settings, db, downloads, node.id, box)
     events.recorders.append(webhooks.record)
     notifier.subscribe(WEBHOOKS, lambda _payload: sender.wake())
-    metrics = Metrics(db, jobs.queue_depth, catalog.models)
+    metrics = Metrics(db, catalog.models)
     events.observers += [metrics.observe, log_transition]
     sender.hooks.append(metrics.webhook_attempt)
     watch = Watch(jobs, settings.poll_seconds, signalled=lambda: notifier.cross_process)

@@ -14,7 +14,16 @@ from darkroom.cli import hooks, remote
 from darkroom.core.errors import DarkroomError
 
 # The commands that run the service or work on its data: they need the server extra.
-SERVER_COMMANDS = ("serve", "worker", "accounts", "keys", "credits", "catalog", "secrets")
+SERVER_COMMANDS = (
+    "serve",
+    "worker",
+    "migrate",
+    "accounts",
+    "keys",
+    "credits",
+    "catalog",
+    "secrets",
+)
 SERVER_EXTRA = "pip install 'darkroom[server]'"
 # What the server extra installs (import names): one of them missing means a client-only install.
 SERVER_PACKAGES = frozenset(
@@ -44,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"darkroom {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     try:
-        from darkroom.cli import operator, serve, worker
+        from darkroom.cli import migrate, operator, serve, worker
     except ImportError as exc:  # a client-only install
         if (exc.name or "").split(".")[0] not in SERVER_PACKAGES:
             raise  # a real error in the server's code, not a missing extra
@@ -56,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         serve.add_parser(commands)
         worker.add_parser(commands)
+        migrate.add_parser(commands)
         operator.add_parsers(commands)
     remote.add_parsers(commands)
     hooks.add_parsers(commands)

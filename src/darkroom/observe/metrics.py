@@ -3,17 +3,18 @@ servers can run in one process).
 
 Counted as things happen: HTTP requests (by the middleware, :meth:`Metrics.request`), status
 changes of projects (as a ``Jobs`` observer, :meth:`Metrics.observe`) and webhook delivery
-attempts (by the webhook sender, :meth:`Metrics.webhook_attempt`). Read at scrape time: the
-in-process queue's depth, and the queued and rendering projects by model (one ``GROUP BY`` on
-the projects' ``(status, created_at)`` index).
+attempts (by the webhook sender, :meth:`Metrics.webhook_attempt`). Read at scrape time, from
+the database (so every node that shares it says the same): the queued and rendering projects by
+model, and the queue's depth by model, with one ``GROUP BY`` on the projects'
+``(status, created_at)`` index for both.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
@@ -34,7 +35,7 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
 
 class Metrics:
-    def __init__(self, db: Database, queue_depth: Callable[[], int], models: Iterable[str]) -> None:
+    def __init__(self, db: Database, models: Iterable[str]) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -50,17 +51,6 @@ class Metrics:
             buckets=SECONDS,
             registry=r,
         )
-        depth = Gauge(
-            "darkroom_queue_depth", "Projects waiting to be rendered (all nodes)", registry=r
-        )
-
-        def read_depth() -> float:
-            try:
-                return float(queue_depth())
-            except Exception:  # the database is away: the scrape goes on without it
-                return float("nan")
-
-        depth.set_function(read_depth)
         self.jobs = Counter(
             "darkroom_jobs",
             "Projects that reached each status (queued: created and charged), by model",
@@ -136,15 +126,21 @@ class Metrics:
 
 
 class _ActiveProjects(Collector):
-    """``darkroom_jobs_active{status, model}``: queued and rendering projects in the database
-    (all processes sharing it), 0 for the catalog's models that have none."""
+    """What the database holds now (all processes sharing it), 0 for the catalog's models that
+    have none:
+
+    - ``darkroom_jobs_active{status, model}``: queued and rendering projects;
+    - ``darkroom_queue_depth{model}``: the queued ones, waiting for a worker. What a worker pool
+      is scaled on (the Helm chart's KEDA trigger: ``max`` across the API nodes, which all say
+      the same, summed over the pool's models).
+    """
 
     def __init__(self, db: Database, models: list[str]) -> None:
         self.db = db
         self.models = models
 
     def describe(self) -> Iterator[Metric]:
-        yield self._family()
+        yield from self._families()
 
     def collect(self) -> Iterator[Metric]:
         counts = {(status, model): 0 for status in ACTIVE for model in self.models}
@@ -152,20 +148,30 @@ class _ActiveProjects(Collector):
             with self.db.read() as conn:
                 for status, model, count in project_sql.count_by_status_and_model(conn, ACTIVE):
                     counts[(status, model)] = count
-        except Exception as exc:  # the scrape goes on without it; /readyz says why
+        except Exception as exc:  # the scrape goes on without them; /readyz says why
             log.warning(
-                "darkroom_jobs_active left out: database unreachable (%s)", type(exc).__name__
+                "darkroom_jobs_active and darkroom_queue_depth left out: database unreachable (%s)",
+                type(exc).__name__,
             )
             return
-        family = self._family()
+        active, depth = self._families()
         for (status, model), count in sorted(counts.items()):
-            family.add_metric([status, model], count)
-        yield family
+            active.add_metric([status, model], count)
+            if status == Status.QUEUED.value:
+                depth.add_metric([model], count)
+        yield active
+        yield depth
 
     @staticmethod
-    def _family() -> GaugeMetricFamily:
-        return GaugeMetricFamily(
+    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+        active = GaugeMetricFamily(
             "darkroom_jobs_active",
             "Queued and rendering projects in the database, by model",
             labels=["status", "model"],
         )
+        depth = GaugeMetricFamily(
+            "darkroom_queue_depth",
+            "Projects waiting to be rendered, by model (the database's: the same on every node)",
+            labels=["model"],
+        )
+        return active, depth

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
 from sqlalchemy import Connection, Engine, create_engine, event, func, select
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -292,6 +293,11 @@ class Database:
                 if not self.is_sqlite and not conn.invalidated:
                     conn.execute(select(func.pg_advisory_unlock(MIGRATION_LOCK)))
                     conn.commit()
+
+    def revision(self) -> str | None:
+        """The schema's migration (``0009``), None on an empty database."""
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
 
     def dispose(self) -> None:
         self.engine.dispose()
