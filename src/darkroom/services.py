@@ -27,7 +27,7 @@ from darkroom.core.recovery import Recovery
 from darkroom.core.retention import Retention
 from darkroom.core.uploads import UPLOAD_PATH, Uploads
 from darkroom.core.watch import Watch
-from darkroom.core.webhook_secrets import SecretBox, seal_plaintext
+from darkroom.core.webhook_secrets import SecretBox, check_at_start
 from darkroom.core.webhooks import Webhooks
 from darkroom.core.work import Work
 from darkroom.engine.base import Backend
@@ -272,7 +272,7 @@ def build_services(
     catalog = with_availability(catalog, backends)
     secret = server_secret(settings)
     box = secret_box(settings)
-    seal_plaintext(db, box)  # what an older version stored in clear
+    check_at_start(db, box, seal_now=settings.is_sqlite)  # what an older version stored in clear
     node = Node(
         id=new_id("node"),
         kind=node_kind(settings, serves_api=serves_api),

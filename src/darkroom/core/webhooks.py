@@ -30,7 +30,7 @@ from darkroom.core.ids import new_id
 from darkroom.core.project_view import iso
 from darkroom.core.projects import Project, Transition
 from darkroom.core.status import Status
-from darkroom.core.webhook_secrets import SecretBox, new_secret
+from darkroom.core.webhook_secrets import SecretBox, new_secret, stored_form
 from darkroom.net import guard
 from darkroom.net.fetch import DEFAULT_PORTS, FetchError, parse_url
 from darkroom.queue.notify import WEBHOOKS
@@ -83,8 +83,8 @@ class Webhooks:
     # -- endpoints -----------------------------------------------------------------------------
 
     async def create(self, account_id: str, url: str, events: list[str] | None) -> Row:
-        """Register an endpoint; its row, with the secret in clear (stored sealed), which the API
-        shows this once."""
+        """Register an endpoint; its row, with the secret in clear (stored sealed, unless older
+        nodes may still read it: webhook_secrets.stored_form), which the API shows this once."""
         chosen = _events(events)
         await self.check_url(url)
         secret = new_secret()
@@ -93,7 +93,7 @@ class Webhooks:
             "account_id": account_id,
             "url": url,
             "events": json.dumps(chosen),
-            "secret": self.box.seal(secret),
+            "secret": secret,  # stored as stored_form says
         }
         created = await anyio.to_thread.run_sync(self._insert_endpoint, row)
         return SimpleNamespace(**{**created._mapping, "secret": secret})
@@ -102,7 +102,8 @@ class Webhooks:
         def insert(conn: Connection) -> Row:
             if len(sql.active_endpoints(conn, row["account_id"])) >= MAX_ENDPOINTS:
                 raise InvalidRequest(f"an account can have at most {MAX_ENDPOINTS} webhooks")
-            sql.insert_endpoint(conn, **row, created_at=utcnow())
+            stored = stored_form(conn, self.box, row["secret"])
+            sql.insert_endpoint(conn, **{**row, "secret": stored}, created_at=utcnow())
             return sql.get_endpoint(conn, row["id"])
 
         return self.db.transact(insert)

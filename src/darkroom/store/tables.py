@@ -263,3 +263,14 @@ uploads = Table(
     Column("stored_at", DateTime(timezone=True), nullable=True),
     Column("bytes", BigInteger, nullable=True),
 )
+
+# What stored data means, where a release changed it, so that nodes of the release before keep
+# reading it during a rolling upgrade: ``webhook_secrets`` is "clear" while signing secrets may
+# still be stored in clear for older nodes, "sealed" once all are encrypted (migration 0011).
+data_formats = Table(
+    "data_formats",
+    metadata,
+    Column("name", String(40), primary_key=True),
+    Column("format", String(40), nullable=False),
+    Column("changed_at", DateTime(timezone=True), nullable=False),
+)
