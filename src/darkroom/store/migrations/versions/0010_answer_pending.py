@@ -6,7 +6,7 @@ never clear it): only projects that a node of this version is known not to have 
 ever refunded once complete.
 
 Revision ID: 0010
-Revises: 0013
+Revises: 0011
 Create Date: 2026-12-08 01:00:00
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010"
-down_revision = "0013"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
