@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from darkroom.engine.registry import Backends
 from darkroom.store.tables import projects
 from tests.backends import Failing, Slow
+from tests.cluster import wait_for
 from tests.conftest import ON_S3, Account, LiveServer, ServerFactory
 
 PROMPT = "a lighthouse on a cliff at dusk"
@@ -226,7 +227,13 @@ def test_edit_uploads_the_image_and_keeps_it_outside_the_mask(
     assert image.getpixel((40, 40)) != (255, 0, 0)  # edited
     assert server.balance(account) == 95
     project_id = (response.model_extra or {})["darkroom"]["project_id"]
-    assert [k for k in server.stored(project_id) if k.startswith("sources/")] == []  # gone
+    # The sources go once the project is complete (the worker removes them just after: the
+    # answer may come first).
+    wait_for(
+        lambda: [k for k in server.stored(project_id) if k.startswith("sources/")] == [],
+        10,
+        "the edit's sources to be removed",
+    )
 
 
 def test_edit_with_several_images_and_a_jpeg_source(server: LiveServer, client: Client) -> None:

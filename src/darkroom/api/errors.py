@@ -45,6 +45,7 @@ from darkroom.core.errors import (
     WebhookDisabled,
 )
 from darkroom.store.database import is_transient, is_unreachable
+from darkroom.store.deadline import GaveUp
 
 log = logging.getLogger("darkroom.api")
 
@@ -232,7 +233,9 @@ def install(app: FastAPI, dialects: Sequence[tuple[str, Renderer]] = DIALECTS) -
         if not is_transient(exc):
             return await on_crash(request, exc)
         down = is_unreachable(exc)
-        log.warning(
+        # Given up on at the request's deadline: the 503 was answered, and logged, by then.
+        log.log(
+            logging.DEBUG if isinstance(exc.orig, GaveUp) else logging.WARNING,
             "database %s on %s %s: %s",
             "unavailable" if down else "busy",
             request.method,

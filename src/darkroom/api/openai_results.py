@@ -3,7 +3,9 @@ returns the images as one JSON body, or (``stream: true``) as server-sent events
 ``image_generation.completed`` (or ``image_edit.completed``) event per image.
 
 A job still running when ``sync_timeout_seconds`` pass, or whose caller hung up, is canceled and
-refunded: nobody pays for images they never received.
+refunded: nobody pays for images they never received. Once the answer is written, the project is
+marked delivered (``Jobs.answered``); until then, should this process die, recovery refunds it
+even if it completed meanwhile.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -18,6 +21,7 @@ from typing import Any
 import anyio
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.background import BackgroundTask
 
 from darkroom.api.errors import openai_error, status_of
 from darkroom.core.accounts import Principal
@@ -25,6 +29,9 @@ from darkroom.core.errors import DarkroomError, JobCanceled, JobFailed, JobTimed
 from darkroom.core.projects import Project
 from darkroom.core.status import Status
 from darkroom.services import Services
+from darkroom.store.deadline import wait_out
+
+log = logging.getLogger("darkroom.api")
 
 KEEP_ALIVE_SECONDS = 10.0  # an SSE comment this often while waiting keeps proxies from timing out
 
@@ -40,6 +47,9 @@ async def finished(
     """The project once complete; a job still running after ``limit`` seconds (default: the
     configured wait) or once ``abandoned()`` is canceled and refunded. A job that did not complete
     raises the matching :class:`JobNotDone`."""
+    # Charged, and waiting for the images: the database calls from here wait an outage out
+    # rather than answer a 503 that the client would meet by paying for the images again.
+    wait_out()
     wait = services.settings.sync_timeout_seconds if limit is None else limit
     project = await services.watch.until_terminal(
         who.account_id, project.id, wait, abandoned=abandoned
@@ -81,7 +91,19 @@ async def json_answer(project: Project, response_format: str, services: Services
         for item in data:
             item["revised_prompt"] = project.final_prompt
     body = {"created": int(project.created_at.timestamp()), "data": data, **_about(project)}
-    return JSONResponse(body, headers=_headers(project))
+    # Run once the body is written (Starlette runs a response's background task after it).
+    delivered = BackgroundTask(_delivered, services, project.id)
+    return JSONResponse(body, headers=_headers(project), background=delivered)
+
+
+def _delivered(services: Services, project_id: str) -> None:
+    """Mark the project delivered now that its answer is written (on a thread)."""
+    try:
+        services.jobs.answered(project_id)
+    except Exception:
+        # Not marked: were this node to die before the mark is made, the images it handed over
+        # would be refunded (the error that costs the caller nothing).
+        log.exception("project %s: answered, but could not be marked delivered", project_id)
 
 
 def event_stream(
@@ -110,7 +132,8 @@ def event_stream(
                 completed = {"type": f"{kind}.completed", "b64_json": b64, **_about(ended)}
                 completed["created_at"] = int(ended.created_at.timestamp())
                 yield _event(f"{kind}.completed", completed)
-            done = True
+            done = True  # every event is written (the generator resumed after the last one)
+            await run_in_threadpool(_delivered, services, ended.id)
         finally:
             if not done:  # the caller went away: the wait stops, and the job with it
                 waiting.cancel()

@@ -7,6 +7,10 @@ goes on taking requests meanwhile, which form the next batch. A transaction that
 error (a lock held too long, a serialization failure, a dropped connection) is run again from the
 start (:meth:`Database.transact`). Every request still gets its own outcome, and none is answered
 before its project is committed.
+
+A batch waits for the database as long as its least patient request does, and is given up on as
+soon as any of its requests is (``store/deadline.py``): no request is answered 503 while its
+project might still commit.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from sqlalchemy.exc import IntegrityError
 from darkroom.core.errors import DarkroomError
 from darkroom.core.jobs import Jobs
 from darkroom.core.projects import Project, Submission
-from darkroom.store.database import current_deadline, deadline_at, is_transient
+from darkroom.store.database import is_transient
+from darkroom.store.deadline import Deadline, calling, current_deadline, deadline_at, gave_up
 
 log = logging.getLogger("darkroom.intake")
 
@@ -32,9 +37,8 @@ Outcome = Project | DarkroomError
 class Intake:
     def __init__(self, jobs: Jobs) -> None:
         self.jobs = jobs
-        # Each create waiting for the next batch, with the moment its request stops waiting
-        # for the database (None: no limit).
-        self._waiting: list[tuple[Submission, asyncio.Future[Outcome], float | None]] = []
+        # Each create waiting for the next batch, with its request's deadline (None: no limit).
+        self._waiting: list[tuple[Submission, asyncio.Future[Outcome], Deadline | None]] = []
         self._committer: ThreadPoolExecutor | None = None
         self._drain_task: asyncio.Task[None] | None = None
 
@@ -44,7 +48,9 @@ class Intake:
         self._waiting.append((item, future, current_deadline()))
         if self._drain_task is None or self._drain_task.done():
             self._drain_task = loop.create_task(self._drain())
-        outcome = await future
+        # The request waits on the database: the committer's call for it.
+        with calling(local=self.jobs.db.is_sqlite):
+            outcome = await future
         if isinstance(outcome, DarkroomError):
             raise outcome
         return outcome
@@ -75,10 +81,14 @@ class Intake:
         await asyncio.sleep(0)  # let the requests of this turn of the loop join the batch
         while self._waiting:
             batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
+            batch = self._still_waited_for(batch)
+            if not batch:
+                continue
             items = [item for item, _, _ in batch]
-            # A batch waits for the database as long as its most patient request does.
             deadlines = [deadline for _, _, deadline in batch]
-            patience = None if None in deadlines else max(d for d in deadlines if d is not None)
+            patience = None
+            if None not in deadlines:
+                patience = Deadline.earliest(d for d in deadlines if d is not None)
             try:
                 outcomes = await self._commit(items, patience)
             except Exception as exc:
@@ -93,7 +103,23 @@ class Intake:
                 if not future.done():
                     future.set_result(outcome)
 
-    async def _commit(self, items: list[Submission], deadline: float | None) -> list[Outcome]:
+    @staticmethod
+    def _still_waited_for(
+        batch: list[tuple[Submission, asyncio.Future[Outcome], Deadline | None]],
+    ) -> list[tuple[Submission, asyncio.Future[Outcome], Deadline | None]]:
+        """The creates whose request still waits; the others (answered 503 at their deadline
+        while an earlier batch held the database) are not made."""
+        kept = []
+        for entry in batch:
+            _, future, deadline = entry
+            if deadline is not None and deadline.abandoned:
+                if not future.done():
+                    future.set_exception(gave_up())
+            else:
+                kept.append(entry)
+        return kept
+
+    async def _commit(self, items: list[Submission], deadline: Deadline | None) -> list[Outcome]:
         loop = asyncio.get_running_loop()
 
         def commit() -> list[Outcome]:

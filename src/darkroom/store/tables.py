@@ -131,6 +131,10 @@ projects = Table(
     # The node whose request waits for this project's images (the OpenAI dialect answers
     # synchronously); when that node is gone, nobody will receive them: canceled and refunded.
     Column("awaited_by", String(40), nullable=True),
+    # That request has still to hand the images over: cleared once it has written its answer.
+    # A complete project whose waiter's node is gone before that is canceled and refunded too.
+    # (False for projects of older versions' nodes, which never clear it.)
+    Column("answer_pending", Boolean, nullable=False, server_default=false()),
     # JSON object of what the caller asked of a vendor beyond the prompt (OpenAI's
     # "moderation", "input_fidelity"); null: nothing.
     Column("options", Text, nullable=True),
