@@ -31,12 +31,21 @@ def free_port() -> int:
 
 
 class Process:
-    def __init__(self, name: str, args: list[str], env: dict[str, str], log: Path) -> None:
+    """A ``darkroom`` command (``args``), run by ``launcher`` (a module that runs it)."""
+
+    def __init__(
+        self,
+        name: str,
+        args: list[str],
+        env: dict[str, str],
+        log: Path,
+        launcher: tuple[str, ...] = ("darkroom.cli.main",),
+    ) -> None:
         self.name = name
         self.log = log
         self._out = log.open("ab")
         self.popen = subprocess.Popen(
-            [sys.executable, "-m", "darkroom.cli.main", *args],
+            [sys.executable, "-m", *launcher, *args],
             env=env,
             stdout=self._out,
             stderr=subprocess.STDOUT,

@@ -18,7 +18,7 @@ from magic_hour import Client as MagicHour
 from openai import BadRequestError, OpenAI
 from PIL import Image
 
-from darkroom.store.database import clock
+from darkroom.store import clock
 from tests.conftest import ON_S3, Account, LiveServer, ServerFactory
 from tests.waiting import wait_until
 
@@ -161,7 +161,7 @@ def test_an_expired_upload_is_refused_and_deleted(
     late = upload_url(server, account)
     # Both have expired once the database's clock is past the later one (shown to the ms).
     expires = datetime.fromisoformat(late["expires_at"]) + timedelta(milliseconds=1)
-    wait_until(lambda: server.services.db.query(clock) > expires, "the uploads to expire")
+    wait_until(lambda: server.services.db.query(clock.read) > expires, "the uploads to expire")
     put = httpx.put(late["upload_url"], content=(tmp_path / "a.png").read_bytes(), timeout=10)
     assert put.status_code == 403  # darkroom's signature, or the bucket's, has expired
     answer = edit(server, account, [path])

@@ -1,6 +1,7 @@
 """Traces: FastAPI records a span for every request once an OpenTelemetry tracer provider exists.
 No span may carry what authorizes a request: a signed link's signature (``url.query`` of
-``GET /downloads/{name}``) or an API key; the routes still get both."""
+``GET /downloads/{name}`` and of an upload's ``PUT /v1/files/uploads/{name}``) or an API key;
+the routes still get them."""
 
 from __future__ import annotations
 
@@ -63,13 +64,27 @@ def test_no_signed_link_or_key_in_a_span(
     assert downloaded.status_code == 200  # the route got the real signature
     assert downloaded.content.startswith(b"\x89PNG")
 
+    # An upload URL (darkroom's own, signed the same way): the editor's input image.
+    with server.client(account) as client:
+        asked = client.post(
+            "/v1/files/upload-urls", json={"items": [{"type": "image", "extension": "png"}]}
+        )
+        assert asked.status_code == 200, asked.text
+    upload = asked.json()["items"][0]["upload_url"]
+    upload_signature = parse_qs(urlsplit(upload).query)["signature"][0]
+    put = httpx.put(upload, content=downloaded.content, timeout=30)
+    assert put.status_code == 200, put.text  # the route got that one too
+
     download = server_span(spans, "/downloads/{name}")
     assert download["http.response.status_code"] == 200
     query = parse_qs(download["url.query"])
     assert query["signature"] == ["REDACTED"]
     assert query["expires"] == parse_qs(urlsplit(link).query)["expires"]  # not a secret
+    uploaded = server_span(spans, "/v1/files/uploads/{name}")
+    assert parse_qs(uploaded["url.query"])["signature"] == ["REDACTED"]
     assert server_span(spans, "/v1/ai-image-generator")["http.response.status_code"] == 200
     for span in spans.get_finished_spans():
         for name, value in (span.attributes or {}).items():
             text = str(value)
-            assert signature not in text and account.key not in text, (span.name, name, text)
+            assert signature not in text and upload_signature not in text, (span.name, name)
+            assert account.key not in text, (span.name, name)

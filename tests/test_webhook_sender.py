@@ -7,13 +7,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
+
+from sqlalchemy import update
 
 from darkroom.core import accounts
 from darkroom.core.ids import new_id
+from darkroom.store import clock
 from darkroom.store import webhooks as sql
 from darkroom.store.database import Database, utcnow
+from darkroom.store.tables import webhook_deliveries
 from darkroom.worker.webhook_sender import Policy, WebhookSender
 from tests.conftest import ServerFactory
 from tests.test_webhooks import create
@@ -40,8 +44,6 @@ def pending(db: Database, url: str, count: int) -> list[str]:
             "body": f'{{"type":"image.completed","payload":{{"id":"img_{n}"}}}}',
             "status": sql.PENDING,
             "attempts": 0,
-            "next_attempt_at": now,
-            "created_at": now,
         }
         for n in range(count)
     ]
@@ -62,9 +64,19 @@ def pending(db: Database, url: str, count: int) -> list[str]:
     return [row["id"] for row in rows]
 
 
-def lease(db: Database, delivery_id: str, owner: str, now: datetime, seconds: float) -> bool:
-    until = now + timedelta(seconds=seconds)
-    return db.transact(lambda conn: sql.lease(conn, delivery_id, owner, now, until))
+def lease(db: Database, delivery_id: str, owner: str, seconds: float) -> bool:
+    return db.transact(lambda conn: sql.lease(conn, delivery_id, owner, seconds))
+
+
+def lapse(db: Database, delivery_id: str) -> None:
+    """As if its sender stalled past its lease (by the database's clock)."""
+    db.transact(
+        lambda conn: conn.execute(
+            update(webhook_deliveries)
+            .where(webhook_deliveries.c.id == delivery_id)
+            .values(lease_until=clock.now(conn, -1))
+        )
+    )
 
 
 def record(db: Database, delivery_id: str, owner: str, code: int) -> bool:
@@ -79,13 +91,13 @@ def row(db: Database, delivery_id: str) -> Any:
 
 def test_a_held_lease_is_not_taken_and_a_lost_one_cannot_record(db: Database) -> None:
     (delivery_id,) = pending(db, "http://127.0.0.1:9/hooks", 1)
-    now = utcnow()
-    assert lease(db, delivery_id, "node_a", now, 40)
-    assert not lease(db, delivery_id, "node_b", now + timedelta(seconds=39), 40)  # a holds it
+    assert lease(db, delivery_id, "node_a", 40)
+    assert not lease(db, delivery_id, "node_b", 40)  # a holds it
     assert row(db, delivery_id).lease_owner == "node_a"
 
     # a stalls past its lease; b takes the delivery over, and sends it.
-    assert lease(db, delivery_id, "node_b", now + timedelta(seconds=41), 40)
+    lapse(db, delivery_id)
+    assert lease(db, delivery_id, "node_b", 40)
     assert row(db, delivery_id).lease_owner == "node_b"
     assert not record(db, delivery_id, "node_a", 500)  # fenced: no longer a's to record
     taken_over = row(db, delivery_id)
@@ -102,13 +114,12 @@ def test_a_held_lease_is_not_taken_and_a_lost_one_cannot_record(db: Database) ->
 
 def test_release_frees_only_the_senders_own_leases(db: Database) -> None:
     mine, theirs = pending(db, "http://127.0.0.1:9/hooks", 2)
-    now = utcnow()
-    assert lease(db, mine, "node_a", now, 40)
-    assert lease(db, theirs, "node_b", now, 40)
+    assert lease(db, mine, "node_a", 40)
+    assert lease(db, theirs, "node_b", 40)
     db.transact(lambda conn: sql.release(conn, "node_a"))
     assert row(db, mine).lease_owner is None and row(db, mine).lease_until is None
     assert row(db, theirs).lease_owner == "node_b"
-    due = db.query(lambda conn: sql.due_ids(conn, utcnow(), 10))
+    due = db.query(lambda conn: sql.due_ids(conn, 10))
     assert due == [mine]
 
 
@@ -155,12 +166,12 @@ def test_the_take_goes_round_the_accounts_and_caps_endpoints_over_all_senders(
     busy = row(db, backlog[0]).account_id
 
     def take(**caps: Any) -> list[str]:
-        return db.query(lambda conn: sql.due_ids(conn, utcnow(), 8, **caps))
+        return db.query(lambda conn: sql.due_ids(conn, 8, **caps))
 
     assert len(take()) == 8  # no caps: the backlog fills the take...
     due = take(per_endpoint=2, per_account=4)
     assert late in due[:2] and len(due) == 3  # ...caps: round the accounts, 2 per endpoint
-    assert lease(db, backlog[0], "node_b", utcnow(), 40)  # another sender sends one
+    assert lease(db, backlog[0], "node_b", 40)  # another sender sends one
     due = take(per_endpoint=2, per_account=4)
     assert late in due and len(due) == 2  # so one more of the backlog's endpoint, not two
     assert take(per_endpoint=2, per_account=4, held={busy: 4}) == [late]

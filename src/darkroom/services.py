@@ -31,7 +31,7 @@ from darkroom.core.ratelimit import RateLimiter
 from darkroom.core.sources import SourceLimits
 from darkroom.core.uploads import UPLOAD_PATH, Uploads
 from darkroom.core.watch import Watch
-from darkroom.core.webhook_secrets import SecretBox, seal_plaintext
+from darkroom.core.webhook_secrets import SecretBox, check_at_start
 from darkroom.core.webhooks import Webhooks
 from darkroom.engine.base import Backend
 from darkroom.engine.diffusers_backend import DiffusersBackend
@@ -254,7 +254,7 @@ def build_core(
     backends = backends or default_backends(catalog, settings)
     catalog = with_availability(catalog, backends)
     box = secret_box(settings)
-    seal_plaintext(db, box)  # what an older version stored in clear
+    check_at_start(db, box, seal_now=settings.is_sqlite)  # what an older version stored in clear
     node = Node(
         id=new_id("node"),
         kind=node_kind(settings, serves_api=serves_api),

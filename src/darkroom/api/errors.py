@@ -43,7 +43,7 @@ from darkroom.core.errors import (
     Unauthorized,
     WebhookDisabled,
 )
-from darkroom.core.outages import DatabaseFailure, cause, refusal
+from darkroom.core.outages import DatabaseFailure, cause, given_up, refusal
 
 log = logging.getLogger("darkroom.api")
 
@@ -228,7 +228,9 @@ def install(app: FastAPI, dialects: Sequence[tuple[str, Renderer]] = DIALECTS) -
         refused = refusal(exc)
         if refused is None:
             return await on_crash(request, exc)
-        log.warning(
+        # Given up on at the request's deadline: the 503 was answered, and logged, by then.
+        log.log(
+            logging.DEBUG if given_up(exc) else logging.WARNING,
             "database %s on %s %s: %s",
             "unavailable" if isinstance(refused, DatabaseUnavailable) else "busy",
             request.method,

@@ -2,8 +2,10 @@
 one JSON body, or (``stream: true``) as server-sent events, one ``image_generation.completed``
 (or ``image_edit.completed``) event per image.
 
-The waiting, and the cancel and refund of a job whose answer cannot be handed over, are the
-core's (:meth:`darkroom.core.creation.Creation.deliver`).
+The waiting, the cancel and refund of a job whose answer cannot be handed over, and the mark
+that the answer was written (until then, should this process die, recovery refunds it even if it
+completed meanwhile) are the core's (:meth:`darkroom.core.creation.Creation.deliver` and
+:meth:`~darkroom.core.creation.Creation.delivered`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.background import BackgroundTask
 
 from darkroom.api.errors import openai_error, status_of
 from darkroom.core.accounts import Principal
@@ -40,7 +44,9 @@ async def json_answer(project: Project, response_format: str, services: Services
         for item in data:
             item["revised_prompt"] = project.final_prompt
     body = {"created": int(project.created_at.timestamp()), "data": data, **_about(project)}
-    return JSONResponse(body, headers=_headers(project))
+    # Run once the body is written (Starlette runs a response's background task after it).
+    delivered = BackgroundTask(services.creation.delivered, project.id)
+    return JSONResponse(body, headers=_headers(project), background=delivered)
 
 
 def event_stream(
@@ -69,7 +75,8 @@ def event_stream(
                 completed = {"type": f"{kind}.completed", "b64_json": b64, **_about(ended)}
                 completed["created_at"] = int(ended.created_at.timestamp())
                 yield _event(f"{kind}.completed", completed)
-            done = True
+            done = True  # every event is written (the generator resumed after the last one)
+            await run_in_threadpool(services.creation.delivered, ended.id)
         finally:
             if not done:  # the caller went away: the wait stops, and the job with it
                 waiting.cancel()

@@ -7,13 +7,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Callable
 from typing import Any
 
 from darkroom.cli.options import add_data_options, settings_from
 from darkroom.core.admin import Admin
-from darkroom.core.webhook_secrets import reseal
+from darkroom.core.webhook_secrets import Census, SecretBox, reseal, seal
 from darkroom.engine.diffusers_backend import weights_status
 from darkroom.services import load_catalog, open_database, secret_box
+from darkroom.store.database import Database
 
 
 def add_parsers(commands: Any) -> None:
@@ -86,6 +88,12 @@ def add_parsers(commands: Any) -> None:
         "DARKROOM_PREVIOUS_SECRET_KEYS can be dropped (README: Rotating the server secret)",
     )
     _common(rotate, secrets_rotate)
+    seal_cmd = secret_cmds.add_parser(
+        "seal",
+        help="encrypt the webhook signing secrets an older release stored in clear; on a "
+        "cluster, once every node runs this release (README: Upgrading a cluster)",
+    )
+    _common(seal_cmd, secrets_seal)
 
 
 def _common(parser: argparse.ArgumentParser, run: Any) -> None:
@@ -245,31 +253,64 @@ def catalog_list(args: argparse.Namespace) -> int:
     return _emit(args, data, lines)
 
 
-def secrets_rotate(args: argparse.Namespace) -> int:
+def _on_secrets(args: argparse.Namespace, work: Callable[[Database, SecretBox], Census]) -> Census:
+    """``work`` on the data directory's database with the server's keys."""
     settings = settings_from(args)
     if not settings.is_sqlite and not settings.secret_key:
         # A key made up here would be one that no node has.
         raise ValueError("a shared database needs DARKROOM_SECRET_KEY: the one its nodes use")
     db = open_database(settings)
     try:
-        census = reseal(db, secret_box(settings))
+        return work(db, secret_box(settings))
     finally:
         db.dispose()
+
+
+def _unreadable_line(census: Census) -> list[str]:
+    if not census.unreadable:
+        return []
+    return [
+        f"{len(census.unreadable)} cannot be decrypted with DARKROOM_SECRET_KEY or "
+        f"DARKROOM_PREVIOUS_SECRET_KEYS and were left as they are: "
+        f"{', '.join(census.unreadable)}"
+    ]
+
+
+def secrets_rotate(args: argparse.Namespace) -> int:
+    census = _on_secrets(args, reseal)
     data = {
         "reencrypted": census.sealed,
         "already_current": census.current,
         "unreadable": census.unreadable,
         "not_darkroom_secrets": census.skipped,
+        "in_clear": census.clear,
     }
     lines = [
         f"webhook secrets: {census.sealed} re-encrypted under the current key, "
-        f"{census.current} already were"
+        f"{census.current} already were",
+        *_unreadable_line(census),
     ]
-    if census.unreadable:
+    if census.clear:
         lines.append(
-            f"{len(census.unreadable)} cannot be decrypted with DARKROOM_SECRET_KEY or "
-            f"DARKROOM_PREVIOUS_SECRET_KEYS and were left as they are: "
-            f"{', '.join(census.unreadable)}"
+            f"{len(census.clear)} are in clear for older nodes and stay so until "
+            "`darkroom secrets seal`"
         )
+    _emit(args, data, lines)
+    return 1 if census.unreadable else 0
+
+
+def secrets_seal(args: argparse.Namespace) -> int:
+    census = _on_secrets(args, seal)
+    data = {
+        "encrypted": census.sealed,
+        "already_encrypted": census.current,
+        "unreadable": census.unreadable,
+        "not_darkroom_secrets": census.skipped,
+    }
+    lines = [
+        f"webhook secrets: {census.sealed} encrypted, {census.current} already were; nodes of "
+        "releases before their encryption can no longer sign with them",
+        *_unreadable_line(census),
+    ]
     _emit(args, data, lines)
     return 1 if census.unreadable else 0

@@ -17,7 +17,10 @@ durable by one commit (one fsync), on a thread of its own (the committer): the e
 waits for the database, and goes on taking requests meanwhile, which form the next batch. A
 transaction that meets a transient error (a lock held too long, a serialization failure, a
 dropped connection) is run again from the start (:meth:`Database.transact`). Every request still
-gets its own outcome, and none is answered before its project is committed.
+gets its own outcome, and none is answered before its project is committed. A batch waits for
+the database as long as its least patient request does, and is given up on as soon as any of its
+requests is (``store/deadline.py``): no request is answered 503 while its project might still
+commit.
 """
 
 from __future__ import annotations
@@ -49,7 +52,15 @@ from darkroom.core.status import Status
 from darkroom.core.uploads import Uploads
 from darkroom.core.watch import Watch
 from darkroom.engine import encode
-from darkroom.store.database import current_deadline, deadline_at, is_transient
+from darkroom.store.database import is_transient
+from darkroom.store.deadline import (
+    Deadline,
+    calling,
+    current_deadline,
+    deadline_at,
+    gave_up,
+    wait_out,
+)
 
 log = logging.getLogger("darkroom.intake")
 
@@ -166,6 +177,9 @@ class Creation:
         """The project once complete, for the synchronous answer that hands its images over. A
         job still running after ``sync_timeout`` seconds, or once ``abandoned()``, is canceled
         and refunded; a job that did not complete raises the matching :class:`JobNotDone`."""
+        # Charged, and waiting for the images: the database calls from here wait an outage out
+        # rather than answer a 503 that the client would meet by paying for the images again.
+        wait_out()
         wait = self.sync_timeout
         project = await self.watch.until_terminal(
             who.account_id, project.id, wait, abandoned=abandoned
@@ -192,6 +206,16 @@ class Creation:
             raise JobCanceled("the job was canceled before it finished; refunded", project.id)
         return project
 
+    def delivered(self, project_id: str) -> None:
+        """The synchronous answer with the project's images is written: mark it delivered (a
+        blocking call). Unmarked, were this process to die, the project would be refunded."""
+        try:
+            self.jobs.answered(project_id)
+        except Exception:
+            # Not marked: were this node to die before the mark is made, the images it handed
+            # over would be refunded (the error that costs the caller nothing).
+            log.exception("project %s: answered, but could not be marked delivered", project_id)
+
     async def abandon(self, who: Principal, project: Project, note: str) -> None:
         """The caller of a synchronous answer went away before it was handed over: the job is
         canceled and refunded (one that has ended stays as it is). Shielded: it runs to its end
@@ -217,9 +241,8 @@ class _Intake:
 
     def __init__(self, jobs: Jobs) -> None:
         self.jobs = jobs
-        # Each create waiting for the next batch, with the moment its request stops waiting
-        # for the database (None: no limit).
-        self._waiting: list[tuple[Submission, asyncio.Future[Outcome], float | None]] = []
+        # Each create waiting for the next batch, with its request's deadline (None: no limit).
+        self._waiting: list[tuple[Submission, asyncio.Future[Outcome], Deadline | None]] = []
         self._committer: ThreadPoolExecutor | None = None
         self._drain_task: asyncio.Task[None] | None = None
 
@@ -229,7 +252,9 @@ class _Intake:
         self._waiting.append((item, future, current_deadline()))
         if self._drain_task is None or self._drain_task.done():
             self._drain_task = loop.create_task(self._drain())
-        outcome = await future
+        # The request waits on the database: the committer's call for it.
+        with calling(local=self.jobs.db.is_sqlite):
+            outcome = await future
         if isinstance(outcome, DomainError):
             raise outcome
         return outcome
@@ -241,10 +266,14 @@ class _Intake:
         await asyncio.sleep(0)  # let the requests of this turn of the loop join the batch
         while self._waiting:
             batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
+            batch = self._still_waited_for(batch)
+            if not batch:
+                continue
             items = [item for item, _, _ in batch]
-            # A batch waits for the database as long as its most patient request does.
             deadlines = [deadline for _, _, deadline in batch]
-            patience = None if None in deadlines else max(d for d in deadlines if d is not None)
+            patience = None
+            if None not in deadlines:
+                patience = Deadline.earliest(d for d in deadlines if d is not None)
             try:
                 outcomes = await self._commit(items, patience)
             except Exception as exc:
@@ -259,7 +288,23 @@ class _Intake:
                 if not future.done():
                     future.set_result(outcome)
 
-    async def _commit(self, items: list[Submission], deadline: float | None) -> list[Outcome]:
+    @staticmethod
+    def _still_waited_for(
+        batch: list[tuple[Submission, asyncio.Future[Outcome], Deadline | None]],
+    ) -> list[tuple[Submission, asyncio.Future[Outcome], Deadline | None]]:
+        """The creates whose request still waits; the others (answered 503 at their deadline
+        while an earlier batch held the database) are not made."""
+        kept = []
+        for entry in batch:
+            _, future, deadline = entry
+            if deadline is not None and deadline.abandoned:
+                if not future.done():
+                    future.set_exception(gave_up())
+            else:
+                kept.append(entry)
+        return kept
+
+    async def _commit(self, items: list[Submission], deadline: Deadline | None) -> list[Outcome]:
         loop = asyncio.get_running_loop()
 
         def commit() -> list[Outcome]:

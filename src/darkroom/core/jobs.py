@@ -16,7 +16,6 @@ import math
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Connection
@@ -81,7 +80,7 @@ class Jobs:
         self.files = files
         self.node_id = node_id  # this process, recorded on projects its requests wait for
         self.limits = limits
-        self.lease = timedelta(seconds=lease_seconds)
+        self.lease_seconds = lease_seconds
 
     # -- the caller's side ---------------------------------------------------------------------
 
@@ -147,6 +146,7 @@ class Jobs:
             "lease_owner": None,
             "lease_until": None,
             "awaited_by": self.node_id if awaited else None,
+            "answer_pending": awaited,
         }
         return Submission(row)
 
@@ -273,10 +273,9 @@ class Jobs:
 
         def read(conn: Connection) -> tuple[int, float | None]:
             ahead = leases.queue_ahead(conn, project.id, project.account_id, project.created_at)
-            alive_since = utcnow() - self.lease
             slots = sum(
                 node.concurrency
-                for node in node_sql.live(conn, alive_since)
+                for node in node_sql.live(conn, self.lease_seconds)
                 if node.concurrency
                 and (node.models is None or project.model in json.loads(node.models))
             )
@@ -369,6 +368,21 @@ class Jobs:
     def discard_sources(self, project_id: str, count: int) -> None:
         """Remove the source images of an edit that was not queued after all."""
         quietly(lambda: self.files.delete_sources(project_id, count))
+
+    def answered(self, project_id: str) -> bool:
+        """This node's request that waited for the complete project (``awaited``) has written
+        its answer: the project is delivered, so recovery leaves it charged should this node die
+        now, and its ``image.completed`` webhook (held until now) is written. False if it was
+        not this node's to deliver any more (refunded meanwhile: this node was taken for
+        dead)."""
+
+        def work(conn: Connection) -> bool:
+            if not leases.answered(conn, project_id, self.node_id):
+                return False
+            self.events.record(conn, project_id, Status.COMPLETE)
+            return True
+
+        return self.db.transact(work)
 
     def cancel(self, account_id: str, project_id: str, note: str) -> Project:
         """queued/rendering → canceled with a full refund (a worker rendering it discards its

@@ -7,7 +7,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from darkroom.store.database import is_transient
@@ -23,7 +22,7 @@ class Periodic:
         self._next = 0.0
         self._thread: threading.Thread | None = None
 
-    def tick(self, _now: datetime) -> None:
+    def tick(self) -> None:
         """Heartbeat task: start a sweep when one is due and none is running."""
         if time.monotonic() < self._next:
             return

@@ -88,6 +88,7 @@ class Project:
     lease_owner: str | None = None  # the node rendering it, while it renders
     lease_until: datetime | None = None
     awaited_by: str | None = None  # the node whose request waits for its images
+    answer_pending: bool = False  # that request has not yet written its answer
     outputs_deleted_at: datetime | None = None  # its images were deleted by the retention policy
     # What the vendor counted, for a project rendered through a vendor's API.
     upstream_input_tokens: int | None = None

@@ -6,17 +6,22 @@ Every node sweeps, on each heartbeat:
   back to ``queued`` for a live worker, as a new attempt; or, once tried ``max_attempts``
   times, ``error`` with a refund;
 - **projects awaited by a node that is gone** (the OpenAI dialect's synchronous answer, whose
-  request died with its process): nobody will receive the images, so the project is canceled
-  and refunded.
+  request died with its process) and not yet delivered: nobody will receive the images, so the
+  project is canceled and refunded, and its images removed. That holds in any order of events:
+  a worker may complete the project before any node notices that its waiter is gone (a lease
+  later); it stays undelivered (its waiter clears ``answer_pending`` only once it has written
+  the answer), and is refunded then. Its ``image.completed`` webhook is written only on delivery
+  (``core/webhooks.py``), so its receivers hear ``image.canceled`` instead.
 
-Every move is a conditional UPDATE, so nodes sweeping at once never move a project twice.
+"Passed" and "gone" are on the database's clock (``store/clock.py``), so a node whose own clock
+is off moves nothing early. Every move is a conditional UPDATE, so nodes sweeping at once never
+move a project twice.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from functools import partial
 
 from sqlalchemy import Connection
@@ -53,14 +58,14 @@ class Recovery:
         self.db = db
         self.events = events
         self.files = files
-        self.lease = timedelta(seconds=lease_seconds)
+        self.lease_seconds = lease_seconds
         self.max_attempts = max_attempts
 
-    def sweep(self, now: datetime) -> Swept:
+    def sweep(self) -> Swept:
         """One sweep (a heartbeat task); what it moved."""
         swept = Swept()
-        for row in self.db.query(lambda conn: leases.with_expired_lease(conn, now)):
-            change = self.db.transact(partial(self._expire, project_id=row.id, now=now))
+        for row in self.db.query(leases.with_expired_lease):
+            change = self.db.transact(partial(self._expire, project_id=row.id))
             if change is None:
                 continue
             self._ended(change)
@@ -74,8 +79,8 @@ class Recovery:
                 )
             else:
                 swept.failed += 1
-        alive_since = now - self.lease
-        for project_id in self.db.query(lambda conn: leases.awaited_by_gone(conn, alive_since)):
+        lease = self.lease_seconds
+        for project_id in self.db.query(lambda conn: leases.awaited_by_gone(conn, lease)):
             ended = self.db.transact(partial(self._abandon, project_id=project_id))
             if ended is not None:
                 swept.abandoned += 1
@@ -86,13 +91,13 @@ class Recovery:
                 )
         return swept
 
-    def _expire(self, conn: Connection, project_id: str, now: datetime) -> Transition | None:
+    def _expire(self, conn: Connection, project_id: str) -> Transition | None:
         row = sql.get_project(conn, project_id)
         if row is None:
             return None
         if row.attempts >= self.max_attempts:
-            return out_of_attempts_in(conn, self.events, row, only_if=leases.expired_now(now))
-        if not leases.expire(conn, project_id, now):
+            return out_of_attempts_in(conn, self.events, row, only_if=leases.expired_now(conn))
+        if not leases.expire(conn, project_id):
             return None
         return self.events.record(conn, project_id, Status.RENDERING)
 
@@ -108,6 +113,10 @@ class Recovery:
             "abandoned",
             "the request waiting for the images ended with its server; refunded",
             note="refund: waiting request gone",
+            # Also once complete (its images were never handed over), and only while its waiter
+            # is still gone (not a node that was only slow to beat, and has answered since).
+            from_=leases.UNDELIVERED,
+            only_if=leases.undelivered_and_waiter_gone(conn, self.lease_seconds),
         )
 
     def _ended(self, change: Transition) -> None:

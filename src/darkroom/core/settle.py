@@ -11,8 +11,8 @@ from darkroom.core import credits
 from darkroom.core.events import JobEvents
 from darkroom.core.projects import Transition
 from darkroom.core.status import ACTIVE, Status
+from darkroom.store import clock
 from darkroom.store import projects as sql
-from darkroom.store.database import utcnow
 
 
 def end_in(
@@ -25,20 +25,21 @@ def end_in(
     *,
     note: str,
     only_if: Any = None,
+    from_: tuple[str, ...] = ACTIVE,
 ) -> Transition | None:
-    """Move an active project to a terminal status with a full refund, recording the change;
-    None if it had already ended (or ``only_if``, an extra condition of the UPDATE such as a
-    lease check, did not hold)."""
+    """Move an active project (or one in ``from_``) to a terminal status with a full refund,
+    recording the change; None if it had already ended (or ``only_if``, an extra condition of
+    the UPDATE such as a lease check, did not hold)."""
     moved = sql.move(
         conn,
         row.id,
-        from_=ACTIVE,
+        from_=from_,
         where=only_if,
         status=status.value,
         error_code=code,
         error_message=message,
         credits_charged=0,
-        completed_at=utcnow(),
+        completed_at=clock.now(conn),
         status_reason=None,
         lease_owner=None,
         lease_until=None,

@@ -33,8 +33,9 @@ from darkroom.core.source_images import UPLOAD_FORMATS, normalise, sniff
 from darkroom.storage.objects import ObjectMissing, StorageError
 from darkroom.storage.signing import UPLOAD_PATH, URLSigner
 from darkroom.storage.uploads import UploadFiles
+from darkroom.store import clock
 from darkroom.store import uploads as sql
-from darkroom.store.database import Database, as_utc, clock
+from darkroom.store.database import Database, as_utc
 
 log = logging.getLogger("darkroom.uploads")
 
@@ -114,7 +115,7 @@ class Uploads:
             extensions.append(name)
 
         def write(conn: Connection) -> list[dict[str, object]]:
-            now = clock(conn)
+            now = clock.read(conn)
             rows: list[dict[str, object]] = [
                 {
                     "id": new_id("up"),
@@ -151,7 +152,7 @@ class Uploads:
         nothing): :class:`LinkRefused` for a wrong or expired signature or an expired upload,
         :class:`InvalidRequest` for a body that is empty, too large or not an image."""
         parsed = _NAME.fullmatch(name)
-        now = self.db.query(clock)
+        now = self.db.query(clock.read)
         if parsed is None or not self.signer.verify(name, expires, signature, now.timestamp()):
             raise LinkRefused(
                 "This upload URL is invalid or has expired; ask POST /v1/files/upload-urls for "
@@ -168,14 +169,14 @@ class Uploads:
             raise InvalidRequest(
                 f"the upload is not an image ({', '.join(UPLOAD_FORMATS)}); nothing was stored"
             )
-        if self.db.query(lambda conn: sql.live(conn, upload_id, clock(conn))) is None:
+        if self.db.query(lambda conn: sql.live(conn, upload_id, clock.read(conn))) is None:
             raise LinkRefused("This upload has expired; nothing was stored.")
         try:
             self.files.save(upload_id, extension, data, EXTENSIONS[extension])
         except StorageError:
             raise StorageUnavailable() from None
         stored = self.db.transact(
-            lambda conn: sql.mark_stored(conn, upload_id, len(data), clock(conn))
+            lambda conn: sql.mark_stored(conn, upload_id, len(data), clock.read(conn))
         )
         if not stored:  # it expired while the bytes were written
             self._forget([(upload_id, extension)])
@@ -203,7 +204,7 @@ class Uploads:
         upload_id, extension = parsed.groups()
 
         def read(conn: Connection) -> tuple[Row | None, datetime]:  # type: ignore[type-arg]
-            return sql.get(conn, upload_id), clock(conn)
+            return sql.get(conn, upload_id), clock.read(conn)
 
         row, now = self.db.query(read)
         if row is None or row.account_id != account_id or row.extension != extension:
@@ -248,9 +249,9 @@ class Uploads:
 
     # -- expiry --------------------------------------------------------------------------------
 
-    def tick(self, now: datetime) -> None:
+    def tick(self) -> None:
         """Heartbeat task: sweep the expired uploads now and then."""
-        self._periodic.tick(now)
+        self._periodic.tick()
 
     def sweep(self) -> int:
         """Delete the objects and rows of the uploads that have expired; how many."""
@@ -259,7 +260,7 @@ class Uploads:
         while True:
 
             def due(conn: Connection) -> list[tuple[str, str]]:
-                rows = sql.expired(conn, clock(conn) - grace, SWEEP_BATCH)
+                rows = sql.expired(conn, clock.read(conn) - grace, SWEEP_BATCH)
                 return [(row.id, row.extension) for row in rows]
 
             batch = self.db.query(due)

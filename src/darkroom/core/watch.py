@@ -7,12 +7,18 @@ node sharing the database) moves, one read every ``poll_seconds`` fetches the st
 project waited on, and wakes the waiters whose project moved since they last read it: a thousand
 long polls cost one query a period, not a thousand. Every read runs on a worker thread, never on
 the event loop.
+
+A waiter's reads are bounded as its request's other database calls are (``store/deadline.py``):
+a long poll whose database stops answering is answered 503. A waiter that was charged and waits
+for its images (the OpenAI dialect's synchronous answer: ``wait_out``) waits an outage out
+instead, each read within the request's patience, so that it still ends at its timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -26,6 +32,7 @@ from darkroom.core.projects import Project
 from darkroom.core.status import Status
 from darkroom.store import projects as sql
 from darkroom.store.database import is_transient
+from darkroom.store.deadline import current_deadline, patience
 
 log = logging.getLogger("darkroom.watch")
 
@@ -98,7 +105,11 @@ class Watch:
         waiter = _Waiter()
         self._waiters.setdefault(project_id, set()).add(waiter)
         if self._poller is None or self._poller.done():
-            self._poller = loop.create_task(self._poll(), name="darkroom-watch")
+            # In a context of its own: it reads for every waiter, not within this request's
+            # deadline.
+            self._poller = loop.create_task(
+                self._poll(), name="darkroom-watch", context=contextvars.Context()
+            )
         try:
             while True:
                 waiter.event.clear()
@@ -139,11 +150,20 @@ class Watch:
         once the database is back, instead of a 503 that its client would answer by creating
         (and paying for) the project again."""
         loop = asyncio.get_running_loop()
+        request = current_deadline()
+
+        def read() -> Project:
+            if request is None or not request.patient:
+                return self.jobs.get(account_id, project_id)
+            with patience(request.seconds):  # a charged wait: each read on its own
+                return self.jobs.get(account_id, project_id)
+
         try:
-            return await anyio.to_thread.run_sync(self.jobs.get, account_id, project_id)
+            return await anyio.to_thread.run_sync(read)
         except DBAPIError as exc:
             remaining = deadline - loop.time()
-            if not is_transient(exc) or remaining <= 0:
+            given_up = request is not None and request.abandoned  # answered 503 already
+            if not is_transient(exc) or remaining <= 0 or given_up:
                 raise
             log.debug("project %s: the database does not answer; waiting on", project_id)
             await asyncio.sleep(min(remaining, self.poll_seconds))

@@ -13,8 +13,13 @@ Rotating the server's secret: :class:`SecretBox` seals with the current key and 
 any previous one (``DARKROOM_PREVIOUS_SECRET_KEYS``); :func:`reseal` (``darkroom secrets
 rotate``) moves every stored secret to the current key, after which the previous ones can go.
 
-Secrets stored in clear by an older version are sealed at start-up (:func:`seal_plaintext`), and
-read as they are until then (an older node of a cluster may still write some).
+Secrets stored in clear by an older version are read as they are. They are sealed by
+:func:`seal` (``darkroom secrets seal``, or at start-up on the embedded default), which also
+marks the database's format ``sealed`` (table ``data_formats``). Until then, on a shared
+database, nodes of a release before this encryption may still run beside the new ones (a
+rolling upgrade): they sign with the column as it is, so nothing rewrites it behind them, and
+new endpoints are stored in clear as well (:func:`stored_form`). A database that no release
+before this one has used starts ``sealed``.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import Connection
 
+from darkroom.store import formats
 from darkroom.store import webhook_secrets as sql
 from darkroom.store.database import Database
 
@@ -42,6 +48,10 @@ SEALED_PREFIX = "v1:"
 # The HKDF label (and the AEAD's associated data): a key derived for this and nothing else.
 PURPOSE = b"darkroom webhook signing secrets v1"
 NONCE_BYTES = 12
+# The row of ``data_formats`` that says whether the secrets may be stored in clear.
+FORMAT = "webhook_secrets"
+CLEAR = "clear"  # for the nodes of a release before the encryption; until `secrets seal`
+SEALED = "sealed"
 
 log = logging.getLogger("darkroom.webhooks")
 
@@ -101,21 +111,39 @@ class Census:
     current: int = 0  # already under the current key
     unreadable: list[str] = field(default_factory=list)  # endpoint ids that no key opens
     skipped: list[str] = field(default_factory=list)  # in clear, but not a darkroom secret
+    clear: list[str] = field(default_factory=list)  # left in clear, for older nodes
 
 
-def seal_plaintext(db: Database, box: SecretBox) -> Census:
-    """At start-up: encrypt the secrets still in clear (one transaction; a second run finds none)
-    and count those that no key opens."""
+def stored_form(conn: Connection, box: SecretBox, secret: str) -> str:
+    """What to store as a new endpoint's ``secret``, in ``conn``'s transaction: sealed, unless
+    the database is still readable by older nodes (then in clear, as they keep theirs, until
+    ``darkroom secrets seal``; the format is held until the transaction ends, so that a seal
+    running meanwhile sees this one)."""
+    if formats.get(conn, FORMAT, lock="share") == CLEAR:
+        return secret
+    return box.seal(secret)
+
+
+def seal(db: Database, box: SecretBox) -> Census:
+    """Encrypt the secrets still in clear and mark the database ``sealed`` (one transaction; a
+    second run finds nothing to do), counting those that no key opens. Nodes of a release
+    before the encryption cannot sign with the secrets afterwards: on a cluster, run it once
+    every node runs this release (``darkroom secrets seal``)."""
 
     def work(conn: Connection) -> Census:
+        was = formats.get(conn, FORMAT, lock="update")  # no endpoint created in clear meanwhile
         census = Census()
         changes = []
         for row in sql.all_secrets(conn):
             if row.secret.startswith(SECRET_PREFIX):
                 changes.append((row.id, row.secret, row.secret))
-            elif not _opens(box, row.secret):
+            elif _opens(box, row.secret):
+                census.current += 1
+            else:
                 census.unreadable.append(row.id)
         _reseal(conn, box, changes, census)
+        if was != SEALED:
+            formats.set_format(conn, FORMAT, SEALED)
         return census
 
     census = db.transact(work)
@@ -125,16 +153,51 @@ def seal_plaintext(db: Database, box: SecretBox) -> Census:
     return census
 
 
+def check_at_start(db: Database, box: SecretBox, *, seal_now: bool) -> Census:
+    """At start-up: on the embedded default (``seal_now``: one node, nobody older beside it)
+    :func:`seal`; on a shared database only look, and say what is left in clear for older
+    nodes and what no key opens."""
+    if seal_now:
+        return seal(db, box)
+
+    def look(conn: Connection) -> Census:
+        census = Census()
+        for row in sql.all_secrets(conn):
+            if row.secret.startswith(SECRET_PREFIX):
+                census.clear.append(row.id)
+            elif _opens(box, row.secret):
+                census.current += 1
+            else:
+                census.unreadable.append(row.id)
+        return census
+
+    census = db.query(look)
+    if census.clear:
+        log.warning(
+            "webhook secrets: %d stored in clear, as nodes of releases before their encryption "
+            "read them; once every node runs this release, run `darkroom secrets seal` "
+            "(README: Upgrading a cluster)",
+            len(census.clear),
+        )
+    _report(census)
+    return census
+
+
 def reseal(db: Database, box: SecretBox) -> Census:
     """Encrypt every stored secret under the current key (one transaction): after a rotation
-    of the server's secret, so that the previous one can be dropped."""
+    of the server's secret, so that the previous one can be dropped. Secrets in clear stay so
+    while the database is kept readable by older nodes (see :func:`seal`)."""
 
     def work(conn: Connection) -> Census:
+        keep_clear = formats.get(conn, FORMAT, lock="update") == CLEAR
         census = Census()
         changes = []
         for row in sql.all_secrets(conn):
             if box.sealed_with_current(row.secret):
                 census.current += 1
+                continue
+            if keep_clear and row.secret.startswith(SECRET_PREFIX):
+                census.clear.append(row.id)
                 continue
             try:
                 changes.append((row.id, row.secret, box.open(row.secret)))

@@ -19,7 +19,6 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -31,10 +30,11 @@ from darkroom.core.ids import new_id
 from darkroom.core.project_view import iso
 from darkroom.core.projects import Project, Transition
 from darkroom.core.status import Status
-from darkroom.core.webhook_secrets import SecretBox, new_secret
+from darkroom.core.webhook_secrets import SecretBox, new_secret, stored_form
 from darkroom.net import guard
 from darkroom.net.fetch import DEFAULT_PORTS, FetchError, parse_url
 from darkroom.queue.notify import WEBHOOKS
+from darkroom.store import clock
 from darkroom.store import webhooks as sql
 from darkroom.store.database import Database, utcnow
 
@@ -83,8 +83,8 @@ class Webhooks:
     # -- endpoints -----------------------------------------------------------------------------
 
     async def create(self, account_id: str, url: str, events: list[str] | None) -> Row:
-        """Register an endpoint; its row, with the secret in clear (stored sealed), which the API
-        shows this once."""
+        """Register an endpoint; its row, with the secret in clear (stored sealed, unless older
+        nodes may still read it: webhook_secrets.stored_form), which the API shows this once."""
         chosen = _events(events)
         await self.check_url(url)
         secret = new_secret()
@@ -93,7 +93,7 @@ class Webhooks:
             "account_id": account_id,
             "url": url,
             "events": json.dumps(chosen),
-            "secret": self.box.seal(secret),
+            "secret": secret,  # stored as stored_form says
         }
         created = await anyio.to_thread.run_sync(self._insert_endpoint, row)
         return SimpleNamespace(**{**created._mapping, "secret": secret})
@@ -102,7 +102,8 @@ class Webhooks:
         def insert(conn: Connection) -> Row:
             if len(sql.active_endpoints(conn, row["account_id"])) >= MAX_ENDPOINTS:
                 raise InvalidRequest(f"an account can have at most {MAX_ENDPOINTS} webhooks")
-            sql.insert_endpoint(conn, **row, created_at=utcnow())
+            stored = stored_form(conn, self.box, row["secret"])
+            sql.insert_endpoint(conn, **{**row, "secret": stored}, created_at=utcnow())
             return sql.get_endpoint(conn, row["id"])
 
         return self.db.transact(insert)
@@ -144,8 +145,7 @@ class Webhooks:
                     f"expired: not sent within {self.max_age:g} s of its event (the endpoint "
                     "was disabled meanwhile)"
                 )
-                cutoff = utcnow() - timedelta(seconds=self.max_age)
-                sql.expire_pending(conn, endpoint_id, cutoff, why)
+                sql.expire_pending(conn, endpoint_id, self.max_age, why)
                 self.db.notify_in(conn, WEBHOOKS, endpoint_id)  # its held deliveries are due
             return sql.get_endpoint(conn, endpoint_id)
 
@@ -167,7 +167,7 @@ class Webhooks:
                 raise WebhookDisabled(
                     f"webhook {endpoint_id!r} is disabled: enable it to send it a test event"
                 )
-            now = utcnow()
+            now = clock.read(conn)
             delivery_id = new_id("msg")
             payload = {"webhook_id": endpoint_id, "url": endpoint.url, "created_at": iso(now)}
             body = json.dumps({"type": TEST_EVENT, "payload": payload}, separators=(",", ":"))
@@ -211,7 +211,7 @@ class Webhooks:
             row = sql.get_delivery(conn, delivery_id)
             if row is None or row.endpoint_id != endpoint_id:
                 raise NotFound(f"no delivery {delivery_id!r} for webhook {endpoint_id!r}")
-            sql.resend(conn, delivery_id, utcnow())
+            sql.resend(conn, delivery_id)
             row = sql.get_delivery(conn, delivery_id)
             attempts = sql.attempts_of(conn, [delivery_id])
             self.db.notify_in(conn, WEBHOOKS, delivery_id)  # wakes the senders, on any node
@@ -228,11 +228,18 @@ class Webhooks:
     def record(self, conn: Connection, change: Transition) -> None:
         """A :class:`Jobs` recorder: write a delivery of the change's event to each endpoint of
         the account that subscribed to it (once per project and event, even if a restart
-        makes a project start twice)."""
+        makes a project start twice).
+
+        A project that a request waits for (the OpenAI dialect's synchronous answer) is
+        complete for its receivers only once the answer is written (``Jobs.answered`` records
+        it then): should the request die first, the project is refunded, and they hear
+        ``image.canceled``, never an ``image.completed`` for images nobody paid for."""
         event = EVENTS.get(change.project.status)
         if event is None or change.previous is None:
             return
         project = change.project
+        if project.status is Status.COMPLETE and project.answer_pending:
+            return
         endpoints = [
             row
             for row in sql.active_endpoints(conn, project.account_id)
@@ -265,8 +272,7 @@ def _delivery_row(
     project_id: str | None,
     body: str,
 ) -> dict[str, Any]:
-    """A new delivery, due now."""
-    now = utcnow()
+    """A new delivery (made, and due, when it is inserted: ``store/webhooks.insert_deliveries``)."""
     return {
         "id": delivery_id,
         "endpoint_id": endpoint_id,
@@ -276,8 +282,6 @@ def _delivery_row(
         "body": body,
         "status": sql.PENDING,
         "attempts": 0,
-        "next_attempt_at": now,
-        "created_at": now,
     }
 
 

@@ -5,12 +5,16 @@ heartbeat renews. Every write it makes about the job — a note, complete, fail,
 checks in the same UPDATE that the job is still ``rendering`` under its lease (fencing): a worker
 that lost its lease (its heartbeat stopped for longer than the lease, and recovery handed the job
 to another worker) can no longer change the job, so each job ends once, by its lease holder.
+A lease's start and end are on the database's clock (``store/clock.py``), whatever this node's
+own clock says.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+import time
+from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import Connection
 
@@ -18,9 +22,19 @@ from darkroom.core.events import JobEvents
 from darkroom.core.projects import Project, StoredImage, Transition
 from darkroom.core.settle import end_in, out_of_attempts_in
 from darkroom.core.status import Status
-from darkroom.store import leases
+from darkroom.store import clock, leases
 from darkroom.store import projects as sql
-from darkroom.store.database import Database, utcnow
+from darkroom.store.database import Database
+
+
+@dataclass(frozen=True)
+class Leased:
+    """Jobs a worker holds, and since when on its own monotonic clock: the start of the
+    database attempt that granted their leases (a lower bound of the grant, however long the
+    call took), so each lease runs at least until ``at`` plus its length."""
+
+    ids: set[str]
+    at: float  # time.monotonic()
 
 
 class Work:
@@ -34,34 +48,49 @@ class Work:
     ) -> None:
         self.db = db
         self.events = events
-        self.lease = timedelta(seconds=lease_seconds)
+        self.lease_seconds = lease_seconds
         self.max_attempts = max_attempts
 
     def claim_next(self, owner: str, models: list[str] | None = None) -> Project | None:
         """queued → rendering under ``owner``'s lease: the next job, fairly across accounts,
         among ``models`` (all when None); None when there is none."""
+        claimed = self.claim(owner, models)
+        return None if claimed is None else claimed[0]
+
+    def claim(self, owner: str, models: list[str] | None = None) -> tuple[Project, float] | None:
+        """:meth:`claim_next`, with the moment its lease started on this node's monotonic clock
+        (see :class:`Leased`)."""
+        started = time.monotonic()
 
         def work(conn: Connection) -> Transition | None:
+            nonlocal started
+            started = time.monotonic()  # this attempt's: a retried one starts again
             while True:
                 row = leases.next_claimable(conn, models)
                 if row is None:
                     return None
-                now = utcnow()
-                if leases.claim(conn, row.id, row.account_id, owner, now, now + self.lease):
+                if leases.claim(conn, row.id, row.account_id, owner, self.lease_seconds):
                     return self.events.record(conn, row.id, Status.QUEUED)
 
         change = self.db.transact(work, durable=False)
         if change is None:
             return None
         self.events.committed(change)
-        return change.project
+        return change.project, started
 
-    def renew(self, owner: str, project_ids: list[str]) -> set[str]:
-        """Extend ``owner``'s leases on these jobs; the ones it still holds."""
-        until = utcnow() + self.lease
-        return self.db.transact(
-            lambda conn: leases.renew(conn, owner, project_ids, until), durable=False
-        )
+    def renew(self, owner: str, project_ids: list[str]) -> Leased:
+        """Extend ``owner``'s leases on these jobs; the ones it still holds (a missing one was
+        lost), and since when."""
+        lease = self.lease_seconds
+        started = time.monotonic()
+
+        def work(conn: Connection) -> set[str]:
+            nonlocal started
+            started = time.monotonic()
+            return leases.renew(conn, owner, project_ids, lease)
+
+        kept = self.db.transact(work, durable=False)
+        return Leased(kept, started)
 
     def holds(self, owner: str, project_id: str) -> bool:
         """Whether ``owner`` still renders the job (not canceled, not lost to another worker)."""
@@ -104,7 +133,7 @@ class Work:
                 status=Status.COMPLETE.value,
                 rendered_at=rendered_at,
                 render_ms=render_ms,
-                completed_at=utcnow(),
+                completed_at=clock.now(conn),
                 outputs=json.dumps([vars(item) for item in stored or []]),
                 **upstream_columns(upstream_usage),
                 status_reason=None,

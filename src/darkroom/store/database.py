@@ -8,11 +8,11 @@ the lock instead of failing; other databases use their own defaults.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,9 +20,11 @@ from typing import Any, TypeVar
 from alembic import command
 from alembic.config import Config
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection, Engine, create_engine, event, func, select
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy import Connection, Dialect, Engine, create_engine, event, func, select
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry
+
+from darkroom.store.deadline import Call, calling, current_call, current_deadline, gave_up
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
@@ -33,9 +35,10 @@ Notification = tuple[str, str]  # (channel, payload)
 
 T = TypeVar("T")
 
-# PostgreSQL SQLSTATEs worth another try: serialization failure, deadlock, lock not available,
-# the server shutting down or restarting, and the connection classes.
-_TRANSIENT_SQLSTATES = {"40001", "40P01", "55P03", "57P01", "57P02", "57P03"}
+# PostgreSQL SQLSTATEs worth another try: serialization failure, deadlock, lock not available, a
+# statement canceled (by the statement_timeout of a request's deadline, or an operator), the
+# server shutting down or restarting, and the connection classes.
+_TRANSIENT_SQLSTATES = {"40001", "40P01", "55P03", "57014", "57P01", "57P02", "57P03"}
 _SQLITE_TRANSIENT = ("database is locked", "database table is locked", "database is busy")
 CONNECT_TIMEOUT_SECONDS = 5  # a PostgreSQL server that does not even refuse (libpq's minimum: 2)
 SQLITE_BUSY_MS = 30_000  # how long a SQLite statement waits for a lock, unless patience says less
@@ -44,44 +47,26 @@ SQLITE_BUSY_MS = 30_000  # how long a SQLite statement waits for a lock, unless 
 MIGRATION_LOCK = 0x6461726B726F6F
 
 
-# When the work of this context (an API request) stops retrying a transient error, on
-# time.monotonic()'s clock; None: the database's own ``retry_seconds`` (the background loops,
-# which wait out an outage).
-_deadline: ContextVar[float | None] = ContextVar("darkroom_database_deadline", default=None)
-
-
-@contextmanager
-def patience(seconds: float) -> Iterator[None]:
-    """Within this block (and the threads and tasks it starts), give up on a database that
-    stays locked or unreachable ``seconds`` from now: someone is waiting for an answer, and a
-    quick "try again" beats a hang. On SQLite the lock wait is cut to it as well, and on
-    PostgreSQL a write waits at most that long for a lock."""
-    with deadline_at(time.monotonic() + seconds):
-        yield
-
-
-@contextmanager
-def deadline_at(deadline: float | None) -> Iterator[None]:
-    """:func:`patience` with the moment to give up given (None: no limit but the database's)."""
-    token = _deadline.set(deadline)
-    try:
-        yield
-    finally:
-        _deadline.reset(token)
-
-
-def current_deadline() -> float | None:
-    """The deadline of the work in this context, if someone waits for it."""
-    return _deadline.get()
+# TCP keepalives and a user timeout on every PostgreSQL connection: one whose server or network
+# path went away without closing it (a host gone, packets dropped) is found dead by the kernel
+# in about this long, instead of when TCP gives up (minutes). Requests do not wait for that:
+# they give up on a call at their deadline (store/deadline.py).
+PG_KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 5,  # seconds idle before the first probe
+    "keepalives_interval": 2,  # seconds between probes
+    "keepalives_count": 3,  # probes unanswered before the connection is dead
+    "tcp_user_timeout": 15_000,  # ms that sent data may stay unacknowledged
+}
 
 
 def _lock_wait(default: float) -> float:
-    """Seconds a statement may wait for a lock now: what is left of the deadline (a little at
-    least, so that a last try can still succeed), at most ``default``."""
-    deadline = _deadline.get()
-    if deadline is None:
+    """Seconds a statement may wait now: what is left of the current call's deadline (a little
+    at least, so that a last try can still succeed), at most ``default``."""
+    call = current_call()
+    if call is None:
         return default
-    return max(0.05, min(default, deadline - time.monotonic()))
+    return max(0.05, min(default, call.remaining()))
 
 
 def is_unreachable(exc: BaseException) -> bool:
@@ -122,16 +107,6 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def clock(conn: Connection) -> datetime:
-    """The database's time now (UTC): what every node compares expiries against, whatever its
-    own clock says."""
-    if conn.dialect.name == "sqlite":
-        text = conn.execute(select(func.strftime("%Y-%m-%d %H:%M:%f", "now"))).scalar_one()
-        return datetime.fromisoformat(str(text)).replace(tzinfo=UTC)
-    value = conn.execute(select(func.statement_timestamp())).scalar_one()
-    return as_utc(value)
-
-
 def as_utc(value: datetime) -> datetime:
     """SQLite hands back naive datetimes; every stored time is UTC."""
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
@@ -162,14 +137,14 @@ class Database:
         else:
             self.engine = create_engine(
                 url,
-                # A connection the server dropped (a restart) is replaced at checkout; a server
-                # that does not answer at all is given up on after this long.
-                connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
-                pool_pre_ping=True,
+                # A server that does not answer at all is given up on after this long (less
+                # for a request with less patience left: see _configure_postgres).
+                connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS, **PG_KEEPALIVES},
                 hide_parameters=True,
                 pool_size=10,
                 max_overflow=20,
             )
+            _configure_postgres(self.engine)
 
     @contextmanager
     def write(self, *, durable: bool = True) -> Iterator[Connection]:
@@ -180,7 +155,7 @@ class Database:
         SQLite they skip the fsync at commit. Money moves only in durable transactions.
         """
         relax = not durable and self.is_sqlite and self.sqlite_synchronous != "NORMAL"
-        with self.engine.connect() as conn:
+        with calling(local=self.is_sqlite) as call, self.engine.connect() as conn:
             # Outside any transaction, on the driver's connection (SQLite ignores the pragma
             # inside one).
             driver = conn.connection.dbapi_connection
@@ -189,20 +164,30 @@ class Database:
             try:
                 conn = conn.execution_options(darkroom_write=True)
                 try:
-                    with conn.begin():
-                        if _deadline.get() is not None and not self.is_sqlite:
-                            # Someone waits for this answer: a lock held elsewhere (a
-                            # migration, an operator's transaction) fails it in time instead.
-                            ms = round(_lock_wait(3600.0) * 1000)
-                            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {ms}")
+                    with _given_up_on(conn, call), conn.begin():
+                        self._bound(conn, call)
                         yield conn
+                        if call is not None and call.abandoned:
+                            raise gave_up()  # the request stopped waiting: nothing commits
                 except BaseException:
                     conn.info.pop(_PENDING, None)
                     raise
                 self._committed(conn)
             finally:
-                if relax and driver is not None:
+                if relax and driver is not None and not conn.invalidated:
                     driver.execute(f"PRAGMA synchronous={self.sqlite_synchronous}")
+
+    def _bound(self, conn: Connection, call: Call | None) -> None:
+        """Someone waits for this answer: on PostgreSQL, neither a statement nor a lock wait
+        of this transaction outlasts the call's deadline (the server ends them), so a lock held
+        elsewhere (a migration, an operator's transaction) or a slow query fails it in time."""
+        if call is None or self.is_sqlite:
+            return
+        ms = round(_lock_wait(3600.0) * 1000)
+        conn.exec_driver_sql(
+            f"SELECT set_config('statement_timeout', '{ms}', true), "
+            f"set_config('lock_timeout', '{ms}', true)"
+        )
 
     def notify_in(self, conn: Connection, channel: str, payload: str) -> None:
         """Signal ``channel`` with ``payload`` when (and only if) ``conn``'s transaction commits:
@@ -219,7 +204,13 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn, conn.begin():
+        with (
+            calling(local=self.is_sqlite) as call,
+            self.engine.connect() as conn,
+            _given_up_on(conn, call),
+            conn.begin(),
+        ):
+            self._bound(conn, call)
             yield conn
 
     def transact(self, work: Callable[[Connection], T], *, durable: bool = True) -> T:
@@ -245,16 +236,17 @@ class Database:
     def _retrying(self, attempt: Callable[[], T]) -> T:
         started = time.monotonic()
         deadline = started + self.retry_seconds
-        waited_for = _deadline.get()
-        if waited_for is not None:
-            deadline = min(deadline, waited_for)
+        waited_for = current_deadline()
+        if waited_for is not None and not waited_for.patient:
+            deadline = min(deadline, waited_for.until_for(started))
         delay = 0.01
         tries = 0
         while True:
             try:
                 result = attempt()
             except DBAPIError as exc:
-                if not is_transient(exc) or time.monotonic() + delay > deadline:
+                given_up = waited_for is not None and waited_for.abandoned
+                if given_up or not is_transient(exc) or time.monotonic() + delay > deadline:
                     raise
                 tries += 1
                 # One warning per outage and caller, not one per try (an outage of 20 s would
@@ -308,6 +300,61 @@ def alembic_config(url: str) -> Config:
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
+
+
+@contextmanager
+def _given_up_on(conn: Connection, call: Call | None) -> Iterator[None]:
+    """Whatever a call given up on ends with (its connection interrupted, or an answer that
+    came too late), it ends as :func:`gave_up`, and its connection is invalidated: it may be
+    half-way through a statement, and is never returned to the pool."""
+    try:
+        yield
+    except BaseException:
+        if call is None or not call.abandoned:
+            raise
+        if not conn.invalidated:
+            conn.invalidate()
+        raise gave_up() from None
+
+
+def _configure_postgres(engine: Engine) -> None:
+    """Checkouts that ping (a connection the server dropped, by a restart, is replaced), and
+    connections that a request can give up on."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(_dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
+        record.info["darkroom_fresh"] = True
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+        # SQLAlchemy's pool_pre_ping, with one difference: the call learns its connection
+        # before the ping, so that a ping blocked on a server that stopped answering is
+        # interrupted at the request's deadline like any statement.
+        call = current_call()
+        if call is not None:
+            call.attach(dbapi_conn)
+        if record.info.pop("darkroom_fresh", False):
+            return  # just connected: nothing to check
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:
+            if call is not None and call.abandoned:
+                raise gave_up() from None
+            if engine.dialect.is_disconnect(exc, dbapi_conn, None):  # type: ignore[arg-type]
+                raise DisconnectionError() from exc  # the pool connects again, once
+            raise
+
+    @event.listens_for(engine, "do_connect")
+    def _on_connect_attempt(
+        dialect: Dialect, _record: ConnectionPoolEntry, cargs: Any, cparams: dict[str, Any]
+    ) -> Any:
+        # A request's call waits for a new connection no longer than its deadline (libpq's
+        # least connect_timeout is 2 s); the request is answered at its deadline regardless.
+        call = current_call()
+        if call is None:
+            return None
+        seconds = min(CONNECT_TIMEOUT_SECONDS, max(2, math.ceil(call.remaining())))
+        return dialect.connect(*cargs, **{**cparams, "connect_timeout": seconds})
 
 
 def _configure_sqlite(engine: Engine, synchronous: str) -> None:

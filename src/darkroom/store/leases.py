@@ -1,6 +1,9 @@
 """SQL for the render queue: claiming a job under a lease, renewing, handing back, and finding
 jobs whose lease passed or whose waiting node is gone.
 
+Every time in a lease (its start, its end, whether it has passed) is the database's
+(``store/clock.py``): nodes whose clocks differ agree on it.
+
 Claims take the next job fairly across accounts: the account whose last claim is oldest (or that
 never had one) goes first, then the oldest project. On PostgreSQL the row is locked with
 ``FOR UPDATE SKIP LOCKED`` so that concurrent workers never wait on each other; on SQLite the
@@ -15,6 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, and_, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from darkroom.store import clock
 from darkroom.store import nodes as node_sql
 from darkroom.store.tables import projects, queue_turns
 
@@ -42,9 +46,11 @@ def next_claimable(conn: Connection, models: list[str] | None) -> Row | None:  #
 
 
 def claim(
-    conn: Connection, project_id: str, account_id: str, owner: str, now: datetime, until: datetime
+    conn: Connection, project_id: str, account_id: str, owner: str, lease_seconds: float
 ) -> bool:
-    """queued → rendering under ``owner``'s lease, counting the attempt and the account's turn."""
+    """queued → rendering under ``owner``'s lease of ``lease_seconds`` from now, counting the
+    attempt and the account's turn."""
+    now = clock.now(conn)
     result = conn.execute(
         update(projects)
         .where(projects.c.id == project_id, projects.c.status == "queued")
@@ -53,7 +59,7 @@ def claim(
             started_at=now,
             attempts=projects.c.attempts + 1,
             lease_owner=owner,
-            lease_until=until,
+            lease_until=clock.now(conn, lease_seconds),
         )
     )
     if result.rowcount != 1:
@@ -77,14 +83,15 @@ def held(project_id: str, owner: str) -> Any:
     return and_(projects.c.id == project_id, _held_by(owner))
 
 
-def renew(conn: Connection, owner: str, project_ids: list[str], until: datetime) -> set[str]:
-    """Extend ``owner``'s leases; the ids it still holds (a missing one was lost)."""
+def renew(conn: Connection, owner: str, project_ids: list[str], lease_seconds: float) -> set[str]:
+    """Extend ``owner``'s leases to ``lease_seconds`` from now; the ids it still holds (a
+    missing one was lost)."""
     if not project_ids:
         return set()
     renewed = conn.execute(
         update(projects)
         .where(projects.c.id.in_(project_ids), _held_by(owner))
-        .values(lease_until=until)
+        .values(lease_until=clock.now(conn, lease_seconds))
         .returning(projects.c.id)
     )
     return {row.id for row in renewed}
@@ -100,41 +107,69 @@ def hand_back(conn: Connection, project_id: str, owner: str) -> bool:
     return result.rowcount == 1
 
 
-def expire(conn: Connection, project_id: str, now: datetime) -> bool:
+def expire(conn: Connection, project_id: str) -> bool:
     """rendering → queued if its lease has passed (its holder is presumed dead)."""
     result = conn.execute(
         update(projects)
-        .where(expired_now(now), projects.c.id == project_id)
+        .where(expired_now(conn), projects.c.id == project_id)
         .values(status="queued", lease_owner=None, lease_until=None, status_reason=None)
     )
     return result.rowcount == 1
 
 
-def expired_now(now: datetime) -> Any:
-    """The condition of a rendering job whose lease has passed."""
+def expired_now(conn: Connection) -> Any:
+    """The condition of a rendering job whose lease has passed (on the database's clock)."""
     return and_(
         projects.c.status == "rendering",
-        (projects.c.lease_until.is_(None)) | (projects.c.lease_until < now),
+        (projects.c.lease_until.is_(None)) | (projects.c.lease_until < clock.now(conn)),
     )
 
 
-def with_expired_lease(conn: Connection, now: datetime, limit: int = 100) -> list[Row]:  # type: ignore[type-arg]
-    query = select(projects.c.id, projects.c.attempts).where(expired_now(now)).limit(limit)
+def with_expired_lease(conn: Connection, limit: int = 100) -> list[Row]:  # type: ignore[type-arg]
+    query = select(projects.c.id, projects.c.attempts).where(expired_now(conn)).limit(limit)
     return list(conn.execute(query.order_by(projects.c.created_at)))
 
 
-def awaited_by_gone(conn: Connection, alive_since: datetime, limit: int = 100) -> list[str]:
-    """Active projects whose waiting request belonged to a node that is no longer alive."""
+# What a waiting request may leave undelivered: a project still to render, or one complete but
+# whose answer its waiter has not written yet (``answer_pending``).
+UNDELIVERED = ("queued", "rendering", "complete")
+
+
+def awaited_by_gone(conn: Connection, lease_seconds: float, limit: int = 100) -> list[str]:
+    """Projects not yet delivered whose waiting request belonged to a node that is no longer
+    alive (no heartbeat for ``lease_seconds``)."""
     query = (
         select(projects.c.id)
-        .where(
-            projects.c.status.in_(("queued", "rendering")),
-            projects.c.awaited_by.is_not(None),
-            projects.c.awaited_by.not_in(node_sql.live_ids(alive_since)),
-        )
+        .where(projects.c.status.in_(UNDELIVERED), undelivered_and_waiter_gone(conn, lease_seconds))
         .limit(limit)
     )
     return [row.id for row in conn.execute(query)]
+
+
+def undelivered_and_waiter_gone(conn: Connection, lease_seconds: float) -> Any:
+    """The condition of a project not yet handed over (still active, or complete with its answer
+    pending) whose waiting request's node is no longer alive."""
+    return and_(
+        projects.c.awaited_by.is_not(None),
+        projects.c.awaited_by.not_in(node_sql.live_ids(conn, lease_seconds)),
+        (projects.c.status != "complete") | projects.c.answer_pending.is_(True),
+    )
+
+
+def answered(conn: Connection, project_id: str, node_id: str) -> bool:
+    """The waiting request of ``node_id`` has written the answer of this complete project:
+    nobody waits for it any more (and recovery leaves it charged)."""
+    result = conn.execute(
+        update(projects)
+        .where(
+            projects.c.id == project_id,
+            projects.c.status == "complete",
+            projects.c.awaited_by == node_id,
+            projects.c.answer_pending.is_(True),
+        )
+        .values(answer_pending=False)
+    )
+    return result.rowcount == 1
 
 
 def queued_total(conn: Connection) -> int:

@@ -131,6 +131,10 @@ projects = Table(
     # The node whose request waits for this project's images (the OpenAI dialect answers
     # synchronously); when that node is gone, nobody will receive them: canceled and refunded.
     Column("awaited_by", String(40), nullable=True),
+    # That request has still to hand the images over: cleared once it has written its answer.
+    # A complete project whose waiter's node is gone before that is canceled and refunded too.
+    # (False for projects of older versions' nodes, which never clear it.)
+    Column("answer_pending", Boolean, nullable=False, server_default=false()),
     # JSON object of what the caller asked of a vendor beyond the prompt (OpenAI's
     # "moderation", "input_fidelity"); null: nothing.
     Column("options", Text, nullable=True),
@@ -258,4 +262,15 @@ uploads = Table(
     # presigned PUT, which goes to the bucket directly.
     Column("stored_at", DateTime(timezone=True), nullable=True),
     Column("bytes", BigInteger, nullable=True),
+)
+
+# What stored data means, where a release changed it, so that nodes of the release before keep
+# reading it during a rolling upgrade: ``webhook_secrets`` is "clear" while signing secrets may
+# still be stored in clear for older nodes, "sealed" once all are encrypted (migration 0011).
+data_formats = Table(
+    "data_formats",
+    metadata,
+    Column("name", String(40), primary_key=True),
+    Column("format", String(40), nullable=False),
+    Column("changed_at", DateTime(timezone=True), nullable=False),
 )

@@ -1,4 +1,8 @@
-"""SQL for webhook endpoints, their deliveries and each delivery's attempts."""
+"""SQL for webhook endpoints, their deliveries and each delivery's attempts.
+
+When a delivery is due, whether a sender's lease on it holds, and how old it is are on the
+database's clock (``store/clock.py``): senders whose clocks differ never take the same delivery
+at once, nor expire one early."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, case, func, insert, literal, or_, select, update
 
+from darkroom.store import clock
 from darkroom.store.tables import webhook_attempts, webhook_deliveries, webhook_endpoints
 
 PENDING = "pending"
@@ -37,14 +42,15 @@ def set_disabled(conn: Connection, endpoint_id: str, disabled_at: datetime | Non
     )
 
 
-def expire_pending(conn: Connection, endpoint_id: str, created_before: datetime, why: str) -> int:
-    """Fail the endpoint's pending deliveries made before ``created_before``; how many."""
+def expire_pending(conn: Connection, endpoint_id: str, max_age: float, why: str) -> int:
+    """Fail the endpoint's pending deliveries made more than ``max_age`` seconds ago; how
+    many."""
     result = conn.execute(
         update(webhook_deliveries)
         .where(
             webhook_deliveries.c.endpoint_id == endpoint_id,
             webhook_deliveries.c.status == PENDING,
-            webhook_deliveries.c.created_at < created_before,
+            webhook_deliveries.c.created_at < clock.now(conn, -max_age),
         )
         .values(status=FAILED, next_attempt_at=None, last_error=why)
     )
@@ -86,8 +92,10 @@ def existing_events(
 
 
 def insert_deliveries(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """New deliveries, made and due now."""
     if rows:
-        conn.execute(insert(webhook_deliveries), rows)
+        now = clock.now(conn)
+        conn.execute(insert(webhook_deliveries).values(created_at=now, next_attempt_at=now), rows)
 
 
 def get_delivery(conn: Connection, delivery_id: str) -> Row | None:  # type: ignore[type-arg]
@@ -118,7 +126,6 @@ def attempts_of(conn: Connection, delivery_ids: list[str]) -> list[Row]:  # type
 
 def due_ids(
     conn: Connection,
-    now: datetime,
     limit: int,
     *,
     per_endpoint: int = 2**31 - 1,
@@ -136,6 +143,7 @@ def due_ids(
       flight for it (``held``, by account id).
     """
     d, e = webhook_deliveries, webhook_endpoints
+    now = clock.now(conn)
     live = (
         select(d.c.endpoint_id, func.count().label("n"))
         .where(d.c.status == PENDING, d.c.lease_until >= now)
@@ -161,7 +169,7 @@ def due_ids(
         .where(
             d.c.status == PENDING,
             d.c.next_attempt_at <= now,
-            _free(now),
+            _free(conn),
             e.c.disabled_at.is_(None),
         )
         .subquery()
@@ -197,27 +205,29 @@ def due_ids(
     return list(conn.execute(query).scalars())
 
 
-def next_due(conn: Connection, now: datetime) -> datetime | None:
-    """When the earliest pending delivery that is not yet due will be (those due now and not
-    taken wait for a send to end: their endpoint's, their account's, or a free slot)."""
-    query = select(func.min(webhook_deliveries.c.next_attempt_at)).where(
-        webhook_deliveries.c.status == PENDING, webhook_deliveries.c.next_attempt_at > now
+def seconds_to_next_due(conn: Connection) -> float | None:
+    """Seconds until the earliest pending delivery that is not yet due will be (those due now
+    and not taken wait for a send to end: their endpoint's, their account's, or a free slot);
+    None when there is none."""
+    query = select(clock.seconds_until(conn, func.min(webhook_deliveries.c.next_attempt_at))).where(
+        webhook_deliveries.c.status == PENDING,
+        webhook_deliveries.c.next_attempt_at > clock.now(conn),
     )
-    value: datetime | None = conn.execute(query).scalar_one_or_none()
-    return value
+    value = conn.execute(query).scalar_one_or_none()
+    return None if value is None else float(value)
 
 
-def lease(conn: Connection, delivery_id: str, owner: str, now: datetime, until: datetime) -> bool:
-    """Take a due delivery for one send by ``owner``; False if another sender holds it (a lease
-    that has not yet passed) or it is no longer pending."""
+def lease(conn: Connection, delivery_id: str, owner: str, lease_seconds: float) -> bool:
+    """Take a due delivery for one send by ``owner``, for ``lease_seconds``; False if another
+    sender holds it (a lease that has not yet passed) or it is no longer pending."""
     result = conn.execute(
         update(webhook_deliveries)
         .where(
             webhook_deliveries.c.id == delivery_id,
             webhook_deliveries.c.status == PENDING,
-            _free(now),
+            _free(conn),
         )
-        .values(lease_until=until, lease_owner=owner)
+        .values(lease_until=clock.now(conn, lease_seconds), lease_owner=owner)
     )
     return result.rowcount == 1
 
@@ -260,16 +270,20 @@ def record_attempt(
     return result.rowcount == 1
 
 
-def resend(conn: Connection, delivery_id: str, now: datetime) -> None:
+def resend(conn: Connection, delivery_id: str) -> None:
     conn.execute(
         update(webhook_deliveries)
         .where(webhook_deliveries.c.id == delivery_id)
-        .values(status=PENDING, next_attempt_at=now)
+        .values(status=PENDING, next_attempt_at=clock.now(conn))
     )
 
 
-def _free(now: datetime) -> Any:
-    return or_(webhook_deliveries.c.lease_until.is_(None), webhook_deliveries.c.lease_until < now)
+def _free(conn: Connection) -> Any:
+    """No sender holds the delivery: no lease, or one that has passed."""
+    return or_(
+        webhook_deliveries.c.lease_until.is_(None),
+        webhook_deliveries.c.lease_until < clock.now(conn),
+    )
 
 
 def to_send(conn: Connection, delivery_id: str) -> Row | None:  # type: ignore[type-arg]

@@ -22,8 +22,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from darkroom.core.catalog import Catalog
 from darkroom.core.loops import call_soon_in
@@ -47,13 +46,17 @@ SIGNALLED_POLL_SECONDS = 30.0
 class _Job:
     """A job in hand: whether this worker still holds it, and whether it should stop."""
 
-    def __init__(self, project: Project) -> None:
+    def __init__(self, project: Project, leased_at: float) -> None:
         self.project = project
+        # time.monotonic() at the start of the last claim or renewal that succeeded: the lease
+        # runs at least until this plus its length.
+        self.leased_at = leased_at
         self.attempt = new_attempt()  # names the objects this attempt stores
         self.keys: list[str] = []  # the objects this attempt stored
         self.usage: dict[str, int] | None = None  # what the vendor counted, for an upstream
         self.changed = threading.Event()  # the project changed: re-read before the next step
         self.lost = False  # the lease was not renewed: another worker may render it now
+        self.lapsed = False  # lost because its end passed with no renewal (no database)
         self.handing_back = False  # the runner is stopping: give it back to the queue
 
 
@@ -96,6 +99,7 @@ class Runner:
         self.cancel_check_seconds = cancel_check_seconds
         self._tasks: list[asyncio.Task[None]] = []
         self._executor: ThreadPoolExecutor | None = None
+        self._checks: ThreadPoolExecutor | None = None  # the renders' reads of their project
         self._loop: asyncio.AbstractEventLoop | None = None
         self._idle: set[asyncio.Event] = set()
         self._signals = 0  # job signals seen (on the loop): one during a claim is not lost
@@ -117,6 +121,7 @@ class Runner:
         # Renders run on threads of their own: a stop does not wait for one that hangs.
         threads = max(1, sum(count for count, _ in lanes))
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="darkroom-render")
+        self._checks = ThreadPoolExecutor(threads, thread_name_prefix="darkroom-render-check")
         self._tasks = [
             asyncio.create_task(self._work(models), name=f"darkroom-worker-{lane}-{i}")
             for lane, (count, models) in enumerate(lanes)
@@ -162,8 +167,9 @@ class Runner:
         self._tasks = []
         with self._lock:
             self._jobs.clear()
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+        for executor in (self._executor, self._checks):
+            if executor is not None:
+                executor.shutdown(wait=False, cancel_futures=True)
 
     # -- signals (from any thread) --------------------------------------------------------------
 
@@ -185,16 +191,18 @@ class Runner:
         if job is not None:
             job.changed.set()
 
-    def renew(self, _now: datetime) -> None:
+    def renew(self) -> None:
         """Heartbeat task: extend the leases of the jobs in hand; a job whose lease could not be
         renewed is lost, and its render stops at the next step."""
         with self._lock:
             jobs = dict(self._jobs)
         if not jobs:
             return
-        kept = self.work.renew(self.owner, list(jobs))
+        renewed = self.work.renew(self.owner, list(jobs))
         for project_id, job in jobs.items():
-            if project_id not in kept:
+            if project_id in renewed.ids:
+                job.leased_at = max(job.leased_at, renewed.at)
+            else:
                 job.lost = True
                 job.changed.set()
 
@@ -207,7 +215,7 @@ class Runner:
             wake.clear()
             signals = self._signals
             try:
-                project = await asyncio.to_thread(self.work.claim_next, self.owner, models)
+                claimed = await asyncio.to_thread(self.work.claim, self.owner, models)
                 backoff = 0.05
             except Exception as exc:  # the database is down: no worker dies of it
                 log.warning(
@@ -219,11 +227,12 @@ class Runner:
                 await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
                 backoff = min(backoff * 2, 5.0)
                 continue
-            if project is None:
+            if claimed is None:
                 if signals == self._signals:  # else a job came while this one looked
                     await self._idle_until(wake)
                 continue
-            job = _Job(project)
+            project, leased_at = claimed
+            job = _Job(project, leased_at)
             with self._lock:
                 self._jobs[project.id] = job
             try:
@@ -320,6 +329,13 @@ class Runner:
         project = job.project
         if job.handing_back:
             log.info("project %s: rendering stopped to hand it back", project.id)
+        elif job.lapsed:
+            log.warning(
+                "project %s: lease lost: not renewed within its %g s (the database did not "
+                "answer); rendering stopped, the job is left to whichever worker takes it",
+                project.id,
+                self.work.lease_seconds,
+            )
         elif job.lost:
             log.warning("project %s: lease lost; left to the worker that holds it", project.id)
         else:
@@ -414,20 +430,38 @@ class Runner:
 
     def _stop_check(self, job: _Job) -> Callable[[], bool]:
         """Whether the render should stop (asked at every step): the project was canceled, the
-        lease was lost, or the runner is handing it back. It reads the database when a signal
-        said the project changed, and at least every ``cancel_check_seconds``."""
+        lease was lost (or its end passed with no renewal), or the runner is handing it back.
+        It never waits for the database: when a signal said the project changed, and at least
+        every ``cancel_check_seconds``, it starts a read of the project beside the render, and
+        heeds the answer at the step after it arrives."""
+        lease = self.work.lease_seconds
         next_read = time.monotonic() + self.cancel_check_seconds
+        reading: Future[bool] | None = None
         stopped = False
 
         def check() -> bool:
-            nonlocal next_read, stopped
+            nonlocal next_read, reading, stopped
             if job.lost or job.handing_back:
                 return True
             now = time.monotonic()
-            if not stopped and (job.changed.is_set() or now >= next_read):
+            if now >= job.leased_at + lease:  # whatever the database says, or does not
+                job.lost = job.lapsed = True
+                return True
+            if reading is not None and reading.done():
+                try:
+                    stopped = not reading.result()
+                except Exception as exc:  # the database did not answer: the lease decides
+                    log.debug("project %s: reading it failed (%s)", job.project.id, exc)
+                reading = None
+            if (
+                not stopped
+                and reading is None
+                and self._checks is not None
+                and (job.changed.is_set() or now >= next_read)
+            ):
                 job.changed.clear()
                 next_read = now + self.cancel_check_seconds
-                stopped = not self.work.holds(self.owner, job.project.id)
+                reading = self._checks.submit(self.work.holds, self.owner, job.project.id)
             return stopped
 
         return check

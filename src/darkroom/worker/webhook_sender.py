@@ -8,8 +8,10 @@ seconds, doubling (with ±20 % jitter) up to ``retry_max``, until it is ``max_ag
 then it has failed. Every attempt is logged in the database; its outcome moves the delivery only
 while the lease is still this sender's (fencing: a sender that stalled past its lease cannot
 overwrite what the sender that took over recorded). A sender that stops frees its leases; one
-that died lets them go when they pass. Receivers may see a delivery twice (the same
-``webhook-id``), never not at all.
+that died lets them go when they pass. A lease's end, and when a delivery is due or too old,
+are on the database's clock (``store/clock.py``): a sender whose own clock runs ahead takes no
+delivery that another holds. Receivers may see a delivery twice (the same ``webhook-id``), never
+not at all.
 
 Deliveries are shared fairly, so that one account's slow endpoints do not hold up the others'.
 Each take (``store/webhooks.due_ids``) goes round the accounts, each one's oldest due delivery
@@ -46,8 +48,9 @@ from darkroom.core.webhook_secrets import SecretBox, SecretUnreadable
 from darkroom.net import guard
 from darkroom.net.fetch import FetchError, guarded_client, parse_url, vetted_request
 from darkroom.sdk.webhooks import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
+from darkroom.store import clock
 from darkroom.store import webhooks as sql
-from darkroom.store.database import Database, as_utc, is_transient, utcnow
+from darkroom.store.database import Database, as_utc, is_transient
 
 log = logging.getLogger("darkroom.webhooks")
 
@@ -183,13 +186,11 @@ class WebhookSender:
         docstring), given the sends it has in flight by account (``held``); each with its
         account, URL and secret."""
         policy = self.policy
+        lease = policy.timeout + 30  # seconds: a send's longest, and a margin
 
         def take(conn: Connection) -> list[Any]:
-            now = utcnow()
-            until = now + timedelta(seconds=policy.timeout + 30)
             due = sql.due_ids(
                 conn,
-                now,
                 limit,
                 per_endpoint=policy.endpoint_concurrency,
                 per_account=policy.account_slots,
@@ -198,7 +199,7 @@ class WebhookSender:
             taken = [
                 sql.to_send(conn, delivery_id)
                 for delivery_id in due
-                if sql.lease(conn, delivery_id, self.owner, now, until)
+                if sql.lease(conn, delivery_id, self.owner, lease)
             ]
             return [row for row in taken if row is not None]
 
@@ -207,24 +208,19 @@ class WebhookSender:
     def _pause(self) -> float:
         """Seconds until the next delivery is due, at most the poll interval (a send that ends
         here wakes the loop sooner, for what waited on its endpoint or account)."""
-        due = self.db.query(lambda conn: sql.next_due(conn, utcnow()))
-        if due is None:
+        wait = self.db.query(sql.seconds_to_next_due)
+        if wait is None:
             return self.policy.poll
-        wait = (as_utc(due) - utcnow()).total_seconds()
         return min(self.policy.poll, max(wait, 0.01))
 
     async def _send(self, delivery: Any) -> None:
         started = time.monotonic()
         status_code, error = await self._post(delivery)
-        attempt = {
-            "attempted_at": utcnow(),
-            "status_code": status_code,
-            "error": error,
-            "duration_ms": round((time.monotonic() - started) * 1000),
-        }
-        outcome, values = self._outcome(delivery, status_code, error)
+        took_ms = round((time.monotonic() - started) * 1000)
         try:
-            held = await asyncio.to_thread(self._record, delivery.id, attempt, values)
+            held, outcome = await asyncio.to_thread(
+                self._record, delivery, status_code, error, took_ms
+            )
         except Exception as exc:  # the lease passes, and the delivery is sent again
             log.warning(
                 "recording webhook delivery %s failed", delivery.id, exc_info=not is_transient(exc)
@@ -248,15 +244,30 @@ class WebhookSender:
         for hook in self.hooks:
             hook(delivery.event, outcome)
 
-    def _record(self, delivery_id: str, attempt: dict[str, Any], values: dict[str, Any]) -> bool:
-        return self.db.transact(
-            lambda conn: sql.record_attempt(conn, delivery_id, self.owner, attempt, values)
-        )
+    def _record(
+        self, delivery: Any, status_code: int | None, error: str | None, took_ms: int
+    ) -> tuple[bool, str]:
+        """Log the attempt and move the delivery on; whether this sender still held it, and the
+        outcome. Its times (when it was made, when it is tried again, whether it is too old by
+        then) are the database's."""
+
+        def record(conn: Connection) -> tuple[bool, str]:
+            now = clock.read(conn)
+            outcome, values = self._outcome(delivery, status_code, error, now)
+            attempt = {
+                "attempted_at": now - timedelta(milliseconds=took_ms),
+                "status_code": status_code,
+                "error": error,
+                "duration_ms": took_ms,
+            }
+            held = sql.record_attempt(conn, delivery.id, self.owner, attempt, values)
+            return held, outcome
+
+        return self.db.transact(record)
 
     def _outcome(
-        self, delivery: Any, status_code: int | None, error: str | None
+        self, delivery: Any, status_code: int | None, error: str | None, now: datetime
     ) -> tuple[str, dict[str, Any]]:
-        now = utcnow()
         values: dict[str, Any] = {"last_status_code": status_code, "last_error": error}
         if error is None:
             return "delivered", {**values, "status": sql.DELIVERED, "delivered_at": now}

@@ -1,7 +1,7 @@
 """a project's status note is its status_reason, as the API has always called it
 
 Revision ID: 0012
-Revises: 0013
+Revises: 0010
 Create Date: 2026-12-08 10:00:00
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0012"
-down_revision = "0013"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
