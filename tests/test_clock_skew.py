@@ -84,7 +84,7 @@ def test_a_worker_with_a_shifted_clock_takes_cancels_expires_and_resends_nothing
         who = Principal(account.key_id, account.id, account.tier)
         [held] = services.jobs.submit_many([services.jobs.prepare(who, SPEC)])
         assert isinstance(held, Project)
-        assert services.work.claim_next("node_healthy") is not None
+        assert server.node.work.claim_next("node_healthy") is not None
         sending = services.db.query(
             lambda conn: conn.execute(
                 select(webhook_deliveries.c.id).where(webhook_deliveries.c.project_id == held.id)
@@ -128,7 +128,7 @@ def test_a_worker_with_a_shifted_clock_takes_cancels_expires_and_resends_nothing
 
             wait_until(rendering_slow, "the shifted worker to render the slow project", timeout=60)
             # A healthy node's sweep while it renders: the lease it took is one.
-            assert services.recovery.sweep().requeued == 0
+            assert server.node.recovery.sweep().requeued == 0
 
             # The synchronous request was not canceled: it got its image.
             done = answer.result(timeout=120)
