@@ -65,9 +65,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))  # tests/: the cluster and PostgreSQL helpers
 
-from tests.cluster import Cluster, Process, cluster, wait_for  # noqa: E402
+from tests.cluster import Cluster, Process, cluster  # noqa: E402
 from tests.postgres import BIN as POSTGRES_BIN  # noqa: E402
 from tests.postgres import PostgresServer  # noqa: E402
+from tests.waiting import wait_until  # noqa: E402
 
 from api_overhead import (  # noqa: E402
     HttpConnection,
@@ -477,10 +478,10 @@ def recovery(root: Path, url: str, lease: float) -> Recovered:
                     body = {**SLOW, "style": {"prompt": f"{PROMPT} {n}"}}
                     made = http.post("/v1/ai-image-generator", json=body, timeout=30)
                     assert made.status_code == 200, made.text
-            held = wait_for(
+            held = wait_until(
                 lambda: len(rendering_by(running, node_a)) == 2 and rendering_by(running, node_a),
-                60,
                 "worker-a to render both",
+                timeout=60,
             )
         finally:
             second.popen.send_signal(signal.SIGCONT)

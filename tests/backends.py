@@ -64,7 +64,8 @@ class Crashing:
 
 class Stepping:
     """The preview backend behind ``steps`` slow steps that honour cancellation like a real
-    denoising loop: ``stopped_at`` is the step at which a cancel was seen."""
+    denoising loop: ``step`` is the step it is at, ``stopped_at`` the step at which a cancel was
+    seen."""
 
     name = "preview"
     edits = True
@@ -73,12 +74,14 @@ class Stepping:
         self.steps = steps
         self.step_seconds = step_seconds
         self.entered = threading.Event()
+        self.step = 0
         self.stopped_at: int | None = None
         self.preview = PreviewBackend()
 
     def render(self, request: RenderRequest) -> list[bytes]:
         self.entered.set()
         for step in range(self.steps):
+            self.step = step
             try:
                 request.check_canceled()
             except Exception:

@@ -10,16 +10,15 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx
 from sqlalchemy import create_engine, select
 
 from darkroom.store.tables import nodes
+from tests.waiting import wait_until
 
 SECRET = "cluster-test-secret"
 ADMIN_TOKEN = "cluster-test-admin-token"
@@ -29,18 +28,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll ``check`` until it returns something truthy; that value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 class Process:
@@ -116,12 +103,12 @@ class Cluster:
         port = free_port()
         process = self._start(name, ["serve", "--workers", "0", "--port", str(port)])
         url = f"http://127.0.0.1:{port}"
-        wait_for(lambda: _answers(f"{url}/readyz"), 60, f"{name} to serve")
+        wait_until(lambda: _answers(f"{url}/readyz"), f"{name} to serve", timeout=60)
         return process, url
 
     def worker(self, name: str, *args: str) -> Process:
         process = self._start(name, ["worker", *args])
-        wait_for(lambda: self.node_of(process), 60, f"{name} to register")
+        wait_until(lambda: self.node_of(process), f"{name} to register", timeout=60)
         return process
 
     def node_of(self, process: Process) -> str | None:

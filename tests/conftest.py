@@ -19,7 +19,6 @@ import os
 import signal
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,11 +33,13 @@ from darkroom.api.server import config_for
 from darkroom.core import accounts
 from darkroom.core.projects import Project
 from darkroom.engine.registry import Backends
-from darkroom.services import Services, build_services
+from darkroom.node import NodeProcess, build
+from darkroom.services import Services
 from darkroom.settings import Settings
 from darkroom.store.database import Database
 from tests.postgres import PostgresServer
 from tests.radosgw import RadosGateway
+from tests.waiting import wait_until
 
 DATABASE = os.environ.get("DARKROOM_TEST_DATABASE", "sqlite")
 if DATABASE not in ("sqlite", "postgres"):
@@ -251,9 +252,10 @@ class LiveServer:
         self.port = self.sock.getsockname()[1]
         self.settings = settings.model_copy(update={"port": self.port})
         self.url = f"http://127.0.0.1:{self.port}"
-        self.services: Services = build_services(self.settings, backends)
+        built: tuple[Services, NodeProcess] = build(self.settings, backends)
+        self.services, self.node = built
         config = config_for(  # darkroom's limits: head timeout, connection cap
-            app_for(self.services),
+            app_for(self.services, self.node),
             self.settings,
             http=http,  # httptools when installed; "h11" for uvicorn's other protocol
             log_level="warning",
@@ -265,11 +267,13 @@ class LiveServer:
             target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
         )
         self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("darkroom test server did not start")
-            time.sleep(0.01)
+        wait_until(
+            lambda: self.server.started or not self.thread.is_alive(),
+            "darkroom test server to start",
+            interval=0.01,
+        )
+        if not self.server.started:
+            raise RuntimeError("darkroom test server did not start")
 
     def stop(self) -> None:
         self.server.should_exit = True
@@ -321,15 +325,19 @@ class LiveServer:
 
     def wait(self, account: Account, project_id: str, timeout: float = 30) -> dict[str, Any]:
         """Poll until the project is terminal; the final GET body."""
-        deadline = time.monotonic() + timeout
+        last: list[dict[str, Any]] = [{}]
         with self.client(account) as client:
-            while True:
-                body: dict[str, Any] = client.get(f"/v1/image-projects/{project_id}").json()
-                if body["status"] in ("complete", "error", "canceled"):
-                    return body
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"project {project_id} stuck in {body['status']}")
-                time.sleep(0.01)
+
+            def ended() -> dict[str, Any] | None:
+                last[0] = client.get(f"/v1/image-projects/{project_id}").json()
+                return last[0] if last[0]["status"] in ("complete", "error", "canceled") else None
+
+            return wait_until(
+                ended,
+                lambda: f"project {project_id} stuck in {last[0].get('status')}",
+                timeout=timeout,
+                interval=0.01,
+            )
 
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:

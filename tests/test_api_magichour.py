@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import Account, LiveServer
+from tests.waiting import wait_until
 
 BODY = {"image_count": 1, "style": {"prompt": "a red fox in snow"}}
 
@@ -283,10 +284,17 @@ def test_client_hanging_up_mid_body_is_not_logged_as_a_crash(
         f"Authorization: Bearer {account.key}\r\nContent-Type: application/json\r\n"
         "Content-Length: 500\r\n\r\n"
     ).encode()
-    with caplog.at_level(logging.INFO), socket.create_connection(("127.0.0.1", server.port)) as s:
-        s.sendall(head + b'{"image_count": 1, "sty')
-        time.sleep(0.2)
-    time.sleep(0.3)
+    with caplog.at_level(logging.INFO):
+        with socket.create_connection(("127.0.0.1", server.port)) as s:
+            s.sendall(head + b'{"image_count": 1, "sty')
+            time.sleep(0.2)  # a client that stalls mid-body, then hangs up
+        # Until the server is done with it: its access line is the last thing it writes.
+        wait_until(
+            lambda: [
+                r for r in caplog.records if getattr(r, "route", None) == "/v1/ai-image-generator"
+            ],
+            "the hung-up request's access line",
+        )
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert server.balance(account) == 10_000
     with server.client(account) as client:  # and the server carries on

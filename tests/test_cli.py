@@ -9,7 +9,6 @@ import socket
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from sqlalchemy.engine import make_url
 from darkroom.store.database import alembic_config
 from darkroom.store.tables import metadata, projects
 from tests.conftest import ON_POSTGRES, Databases, current_databases
+from tests.waiting import wait_until
 
 DARKROOM = [sys.executable, "-m", "darkroom.cli.main"]
 
@@ -130,17 +130,19 @@ class Serve:
             text=True,
             env={**os.environ, **current_databases().env(data_dir), **(env or {})},
         )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{self.url}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                self.proc.kill()
-                raise AssertionError(self.proc.communicate()[0])
-            time.sleep(0.05)
+        try:
+            wait_until(lambda: self.proc.poll() is not None or self._healthy(), timeout=30)
+        except AssertionError:
+            self.proc.kill()
+            raise
+        if self.proc.poll() is not None:
+            raise AssertionError(self.proc.communicate()[0])
+
+    def _healthy(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/healthz").status_code == 200
+        except httpx.TransportError:
+            return False
 
     def stop(self, sig: int = signal.SIGTERM) -> str:
         self.proc.send_signal(sig)
@@ -149,14 +151,14 @@ class Serve:
 
 def wait_until_ended(url: str, headers: dict[str, str], timeout: float = 90) -> dict[str, Any]:
     """Long-poll a project until it has ended (or fail after ``timeout`` seconds)."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def ended() -> dict[str, Any] | None:
         project: dict[str, Any] = httpx.get(
             url, headers=headers, params={"wait": 10}, timeout=30
         ).json()
-        if project["status"] in ("complete", "error", "canceled"):
-            return project
-        assert time.monotonic() < deadline, f"project still {project['status']}"
+        return project if project["status"] in ("complete", "error", "canceled") else None
+
+    return wait_until(ended, "the project to end", timeout=timeout, interval=0)
 
 
 @pytest.fixture

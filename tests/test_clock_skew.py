@@ -24,8 +24,9 @@ from darkroom.core.catalog import ImageSpec
 from darkroom.core.projects import Project
 from darkroom.store import webhooks as webhook_sql
 from darkroom.store.tables import nodes, projects, webhook_deliveries
-from tests.cluster import Process, wait_for
+from tests.cluster import Process
 from tests.conftest import LiveServer, ServerFactory
+from tests.waiting import wait_until
 from tests.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.slow
@@ -83,7 +84,7 @@ def test_a_worker_with_a_shifted_clock_takes_cancels_expires_and_resends_nothing
         who = Principal(account.key_id, account.id, account.tier)
         [held] = services.jobs.submit_many([services.jobs.prepare(who, SPEC)])
         assert isinstance(held, Project)
-        assert services.work.claim_next("node_healthy") is not None
+        assert server.node.work.claim_next("node_healthy") is not None
         sending = services.db.query(
             lambda conn: conn.execute(
                 select(webhook_deliveries.c.id).where(webhook_deliveries.c.project_id == held.id)
@@ -102,32 +103,32 @@ def test_a_worker_with_a_shifted_clock_takes_cancels_expires_and_resends_nothing
             timeout=120,
         )
         with server.client(account) as http:
-            wait_for(
+            wait_until(
                 lambda: http.get("/v1/image-projects", params={"status": "queued"}).json()["data"],
-                30,
                 "the synchronous request's project",
+                timeout=30,
             )
             slow = http.post("/v1/ai-image-generator", json=SLOW).json()["id"]
 
         worker = shifted_worker(server, tmp_path, shift)
         try:
-            worker_node = wait_for(
+            worker_node = wait_until(
                 lambda: services.db.query(
                     lambda conn: conn.execute(
                         select(nodes.c.id).where(nodes.c.pid == worker.pid)
                     ).scalar_one_or_none()
                 ),
-                60,
                 "the shifted worker to register",
+                timeout=60,
             )
 
             def rendering_slow() -> bool:
                 row = project_row(server, slow)
                 return bool(row.status == "rendering" and row.lease_owner == worker_node)
 
-            wait_for(rendering_slow, 60, "the shifted worker to render the slow project")
+            wait_until(rendering_slow, "the shifted worker to render the slow project", timeout=60)
             # A healthy node's sweep while it renders: the lease it took is one.
-            assert services.recovery.sweep().requeued == 0
+            assert server.node.recovery.sweep().requeued == 0
 
             # The synchronous request was not canceled: it got its image.
             done = answer.result(timeout=120)
@@ -136,13 +137,13 @@ def test_a_worker_with_a_shifted_clock_takes_cancels_expires_and_resends_nothing
             assert server.wait(account, slow, 60)["status"] == "complete"
             assert project_row(server, slow).attempts == 1  # rendered once
             # Its sender delivered what was due, but not what the healthy sender holds.
-            wait_for(
+            wait_until(
                 lambda: (
                     answered
                     in {r.event["payload"]["id"] for r in receiver.accepted("image.completed")}
                 ),
-                30,
                 "the synchronous project's image.completed",
+                timeout=30,
             )
             assert sending not in {r.webhook_id for r in receiver.received}
             # The healthy worker's job is still its own.

@@ -4,26 +4,16 @@ authentication cache's lifetime (``auth_cache_seconds``)."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 import httpx
 from sqlalchemy import func, select
 
 from darkroom.store.tables import ledger
 from tests.conftest import Account, LiveServer, ServerFactory
 from tests.test_admin import admin_client
+from tests.waiting import wait_until
 
 BODY = {"image_count": 1, "style": {"prompt": "a lighthouse"}}
 GATED = BODY | {"model": "nano-banana-pro"}  # creator tier and above
-
-
-def eventually(check: Callable[[], bool], timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
 
 
 def ledger_sum(server: LiveServer, account: Account) -> tuple[int, int]:
@@ -77,7 +67,7 @@ def test_a_key_revoked_on_one_node_is_refused_by_the_other(server_factory: Serve
         assert on_second.get("/v1/account").status_code == 200  # remembered as valid there
         with admin_client(first) as admin:
             assert admin.delete(f"/keys/{account.key_id}").status_code == 200
-        eventually(lambda: on_second.get("/v1/account").status_code == 401)
+        wait_until(lambda: on_second.get("/v1/account").status_code == 401)
         refused = on_second.post("/v1/ai-image-generator", json=BODY)
     assert refused.status_code == 401
     with second.client(keep) as client:
@@ -96,11 +86,11 @@ def test_a_tier_changed_on_one_node_is_enforced_by_the_other(server_factory: Ser
     with second.client(account) as on_second, admin_client(first) as admin:
         assert on_second.post("/v1/ai-image-generator", json=GATED).status_code == 403
         assert admin.patch(f"/accounts/{account.id}", json={"tier": "creator"}).status_code == 200
-        eventually(lambda: available(on_second))
+        wait_until(lambda: available(on_second))
         allowed = on_second.post("/v1/ai-image-generator", json=GATED)
         assert allowed.status_code == 200, allowed.text
 
         assert admin.patch(f"/accounts/{account.id}", json={"tier": "free"}).status_code == 200
-        eventually(lambda: not available(on_second))
+        wait_until(lambda: not available(on_second))
         assert on_second.post("/v1/ai-image-generator", json=GATED).status_code == 403
     assert second.balance(account) == 10_000 - allowed.json()["credits_charged"]

@@ -22,8 +22,9 @@ from sqlalchemy import func, select
 from darkroom.storage.files import ProjectFiles
 from darkroom.storage.location import open_store
 from darkroom.store.tables import accounts, ledger, projects
-from tests.cluster import Cluster, cluster, wait_for
+from tests.cluster import Cluster, cluster
 from tests.conftest import ON_POSTGRES, Databases
+from tests.waiting import wait_until
 
 pytestmark = [
     pytest.mark.slow,
@@ -78,25 +79,27 @@ def test_killed_workers_lose_no_job_credit_or_image(tmp_path: Path, databases: D
             # kill -9 the first worker while it renders; its jobs go to the other within the lease.
             node_a = running.node_of(first)
             assert node_a is not None
-            held = wait_for(lambda: rendering_by(running, node_a), 60, "worker-a to render")
+            held = wait_until(
+                lambda: rendering_by(running, node_a), "worker-a to render", timeout=60
+            )
             first.kill()
             for project_id in held:
-                wait_for(
+                wait_until(
                     lambda pid=project_id: (
                         http.get(f"/v1/image-projects/{pid}").json()["status"] != "rendering"
                         or rendering_by(running, node_a) == []
                     ),
-                    LEASE * 4,
                     f"{project_id} to leave the dead worker",
+                    timeout=LEASE * 4,
                 )
             assert rendering_by(running, node_a) == []
 
             # Restart it while the other is busy.
             running.worker("worker-a2", "--concurrency", "2")
-            wait_for(
+            wait_until(
                 lambda: statuses(running, ids) == Counter({"complete": len(ids)}),
-                240,
                 "every project to complete",
+                timeout=240,
             )
 
             # Every file is there, as its digest says, whichever node wrote it.
@@ -111,10 +114,10 @@ def test_killed_workers_lose_no_job_credit_or_image(tmp_path: Path, databases: D
 
             # What killed workers had stored of their attempts is gone: no orphan is left.
             files = ProjectFiles(open_store(running.storage_url, tmp_path / "unused"))
-            wait_for(
+            wait_until(
                 lambda: all(len(files.keys(pid)) == counts[pid] for pid in ids),
-                30,
                 "the cut-off attempts' objects to be removed",
+                timeout=30,
             )
 
         # Charged once each, never refunded; the balance is its ledger.
@@ -156,14 +159,14 @@ def test_a_sync_answer_whose_node_died_is_not_charged(tmp_path: Path, databases:
         waiting = threading.Thread(target=call)
         waiting.start()  # no worker runs yet: the request waits with its project queued
         with running.engine.connect() as conn:
-            awaited = wait_for(
+            awaited = wait_until(
                 lambda: conn.execute(
                     select(projects.c.id, projects.c.awaited_by).where(
                         projects.c.status == "queued"
                     )
                 ).first(),
-                30,
                 "the project to be queued",
+                timeout=30,
             )
             conn.rollback()
         api.kill()
@@ -182,7 +185,7 @@ def test_a_sync_answer_whose_node_died_is_not_charged(tmp_path: Path, databases:
                 ).one()
             return (row.status, row.credits_charged)
 
-        wait_for(lambda: state() == ("canceled", 0), LEASE * 10, "the project refunded")
+        wait_until(lambda: state() == ("canceled", 0), "the project refunded", timeout=LEASE * 10)
         files = ProjectFiles(open_store(running.storage_url, tmp_path / "unused"))
         assert files.keys(awaited.id) == []  # whatever a worker stored of it is gone
 
@@ -220,7 +223,9 @@ def test_sigterm_hands_the_jobs_in_hand_back(tmp_path: Path, databases: Database
                 "/v1/ai-image-generator", json={**BIG, "image_count": 4, "style": {"prompt": "x"}}
             )
             project_id = made.json()["id"]
-            wait_for(lambda: rendering_by(running, node_a) == [project_id], 30, "the render")
+            wait_until(
+                lambda: rendering_by(running, node_a) == [project_id], "the render", timeout=30
+            )
             assert draining.terminate() == 0
             with running.engine.connect() as conn:
                 row = conn.execute(

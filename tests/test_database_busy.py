@@ -85,8 +85,10 @@ def test_a_35_second_write_lock_neither_freezes_the_server_nor_loses_a_project(
     release = hold_write_lock(server)
     locked_at = time.monotonic()
     unlocked = threading.Event()
+    releasing = threading.Event()  # set just before the lock goes
 
     def unlock() -> None:
+        releasing.set()
         release()
         unlocked.set()
 
@@ -98,23 +100,27 @@ def test_a_35_second_write_lock_neither_freezes_the_server_nor_loses_a_project(
         """A careful client: on a 503 it comes back after Retry-After, with the same key."""
         headers = {"Authorization": f"Bearer {account.key}", "Idempotency-Key": "locked-create"}
         created["refusals"] = []
-        with httpx.Client(base_url=server.url, headers=headers, timeout=120) as http:
+        # Each try within 10 s (else a timeout): a refusal comes within the request's patience
+        # (5 s), not after the lock's 35 s.
+        with httpx.Client(base_url=server.url, headers=headers, timeout=10) as http:
             while time.monotonic() - locked_at < HOLD_SECONDS + 30:
-                started = time.monotonic()
                 response = http.post("/v1/ai-image-generator", json=BODY)
                 if response.status_code != 503:
                     break
-                created["refusals"].append((time.monotonic() - started, response))
+                created["refusals"].append(response)
                 time.sleep(float(response.headers["retry-after"]))
-        created["at"] = time.monotonic()
+        created["after_unlock"] = releasing.is_set()
         created["response"] = response
 
     creator = threading.Thread(target=create_while_locked)
     try:
         slow.release.set()  # the render ends now: its completion must wait for the lock
         creator.start()
+        # The server never froze: /healthz answered all along, each within 5 s (else a timeout;
+        # a frozen event loop would have held them for the lock's 35 s). How fast it answers
+        # under load: benchmarks/api_overhead.py.
         answers = []
-        with httpx.Client(base_url=server.url, timeout=10) as http:
+        with httpx.Client(base_url=server.url, timeout=5) as http:
             while not unlocked.is_set():
                 started = time.perf_counter()
                 response = http.get("/healthz")
@@ -122,13 +128,11 @@ def test_a_35_second_write_lock_neither_freezes_the_server_nor_loses_a_project(
                 assert response.status_code == 200
                 time.sleep(0.05)
         assert len(answers) > 100
-        # The server never froze: 99% of the answers came within 100 ms, and none took a second
-        # (a frozen event loop would have held them for the lock's 35 s; one stall of a few
-        # hundred ms is the scheduler of a busy 2-core CI machine, not the database).
         ranked = sorted(answers)
-        p99 = ranked[int(len(ranked) * 0.99)]
-        assert p99 < 0.1, f"/healthz p99 {p99 * 1000:.0f} ms"
-        assert max(answers) < 1.0, f"slowest /healthz {max(answers) * 1000:.0f} ms"
+        print(
+            f"\n/healthz during the lock: {len(answers)} answers, p99 "
+            f"{ranked[int(len(ranked) * 0.99)] * 1000:.0f} ms, slowest {ranked[-1] * 1000:.0f} ms"
+        )
         creator.join(60)
         assert not creator.is_alive()
     finally:
@@ -140,18 +144,17 @@ def test_a_35_second_write_lock_neither_freezes_the_server_nor_loses_a_project(
     # within the request's patience (5 s), nothing charged, until the lock was gone.
     refusals = created["refusals"]
     assert refusals, "a create during the lock should have been told to come back"
-    for took, refused in refusals:
-        assert took < 10, f"a refusal took {took:.1f} s"
+    for refused in refusals:
         assert refused.json()["message"].startswith("The database is busy")
         assert int(refused.headers["retry-after"]) >= 1
     assert created["response"].status_code == 200, created["response"].text
-    assert created["at"] - locked_at >= HOLD_SECONDS - 1
+    assert created["after_unlock"]  # created once the lock was gone, not through it
     waited = created["response"].json()["id"]
 
     for project_id in (rendering, waited):
         assert server.wait(account, project_id, timeout=60)["status"] == "complete"
-    assert server.services.runner.running
-    assert server.services.sender.running
+    assert server.node.runner.running
+    assert server.node.sender.running
     charged = 2 * created["response"].json()["credits_charged"]
     assert server.balance(account) == before - charged == ledger_sum(server, account)
 

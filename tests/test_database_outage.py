@@ -36,6 +36,7 @@ from tests.blackhole_proxy import BlackholeProxy
 from tests.conftest import ON_POSTGRES, Account, Databases, LiveServer, ServerFactory
 from tests.postgres import PostgresServer
 from tests.test_database_busy import ledger_sum
+from tests.waiting import wait_until
 from tests.webhook_receiver import Receiver
 
 pytestmark = [
@@ -46,7 +47,9 @@ pytestmark = [
 BODY = {"image_count": 1, "model": "flux-schnell", "resolution": "640px", "style": {"prompt": "x"}}
 OUTAGE_SECONDS = 20.0
 CLIENTS = 4  # threads creating projects (and reading each back)
-SLOWEST_ANSWER = 8.0  # seconds: the request's patience (5 s) plus a busy 2-core machine's margin
+# The clients' timeout: the request's patience (5 s) plus a busy 2-core machine's margin. An
+# answer that takes longer is recorded as none (status 0).
+SLOWEST_ANSWER = 8.0
 RECOVERY_DEADLINE = 30.0  # seconds after the database is back for every project to complete
 
 
@@ -99,23 +102,27 @@ class Load:
 
     def _call(self, http: httpx.Client, method: str, path: str, **kwargs: Any) -> Answer:
         started = time.monotonic()
-        response = http.request(method, path, **kwargs)
-        answer = Answer(
-            method,
-            path,
-            started,
-            time.monotonic(),
-            response.status_code,
-            response.headers.get("retry-after"),
-            response.text[:300],
-        )
+        try:
+            response = http.request(method, path, **kwargs)
+        except httpx.TimeoutException:
+            answer = Answer(method, path, started, time.monotonic(), 0, None, "no answer")
+        else:
+            answer = Answer(
+                method,
+                path,
+                started,
+                time.monotonic(),
+                response.status_code,
+                response.headers.get("retry-after"),
+                response.text[:300],
+            )
         with self.lock:
             self.answers.append(answer)
         return answer
 
     def _client(self) -> None:
         auth = {"Authorization": f"Bearer {self.account.key}"}
-        with httpx.Client(base_url=self.server.url, headers=auth, timeout=60) as http:
+        with httpx.Client(base_url=self.server.url, headers=auth, timeout=SLOWEST_ANSWER) as http:
             while not self.stop.is_set():
                 key = uuid.uuid4().hex
                 project_id = self._create(http, key)
@@ -157,14 +164,6 @@ class Load:
             ]
 
 
-def wait_for(check: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:g} s: {what}")
-        time.sleep(0.05)
-
-
 def project_rows(server: LiveServer, account: Account) -> list[Any]:
     query = select(projects.c.id, projects.c.status, projects.c.credits_charged).where(
         projects.c.account_id == account.id
@@ -180,8 +179,8 @@ def test_postgresql_stopped_for_20_seconds_under_load_loses_nothing_and_restarts
         database_url=own_postgres.create_database(),
         workers=2,
     )
-    services = server.services
-    node = services.node.id
+    services, running = server.services, server.node
+    node = running.id
     grant = 1_000_000
     account = server.account(credits=grant)
     receiver = Receiver()
@@ -206,12 +205,16 @@ def test_postgresql_stopped_for_20_seconds_under_load_loses_nothing_and_restarts
         sync = threading.Thread(target=sync_generate)
         load.start()
         try:
-            wait_for(lambda: len(load.created) >= 8, 20, "8 projects created before the outage")
+            wait_until(
+                lambda: len(load.created) >= 8, "8 projects created before the outage", timeout=20
+            )
             # An OpenAI-dialect request, charged and waiting for its images (queued behind the
             # load) when the database goes: it waits the outage out and gets them, rather than
             # a 503 that its SDK would answer by creating, and paying for, the images again.
             sync.start()
-            wait_for(lambda: sync_charged(), 10, "the synchronous request's project charged")
+            wait_until(
+                lambda: sync_charged(), "the synchronous request's project charged", timeout=10
+            )
 
             own_postgres.halt()
             down_at = time.monotonic()
@@ -221,9 +224,15 @@ def test_postgresql_stopped_for_20_seconds_under_load_loses_nothing_and_restarts
             up_at = time.monotonic()
 
             # Load goes on until creates succeed again, and a little after.
-            wait_for(lambda: load.successes_since(up_at), 15, "a create after the database is back")
+            wait_until(
+                lambda: load.successes_since(up_at),
+                "a create after the database is back",
+                timeout=15,
+            )
             first_create = min(a.ended for a in load.successes_since(up_at)) - up_at
-            wait_for(lambda: len(load.successes_since(up_at)) >= 4, 15, "4 creates after it")
+            wait_until(
+                lambda: len(load.successes_since(up_at)) >= 4, "4 creates after it", timeout=15
+            )
         finally:
             load.join()
         assert not load.unfinished, f"creates given up on: {load.unfinished}"
@@ -232,7 +241,7 @@ def test_postgresql_stopped_for_20_seconds_under_load_loses_nothing_and_restarts
         def all_complete() -> bool:
             return all(row.status == "complete" for row in project_rows(server, account))
 
-        wait_for(all_complete, RECOVERY_DEADLINE, "every project complete")
+        wait_until(all_complete, "every project complete", timeout=RECOVERY_DEADLINE)
         all_done = time.monotonic() - up_at
         rows = project_rows(server, account)
         ids = {row.id for row in rows}
@@ -243,10 +252,10 @@ def test_postgresql_stopped_for_20_seconds_under_load_loses_nothing_and_restarts
         charged = sum(row.credits_charged for row in rows)
         assert server.balance(account) == grant - charged == ledger_sum(server, account)
         # Every completion reached the webhook receiver, once the sender could read them.
-        wait_for(
+        wait_until(
             lambda: ids <= {r.event["payload"]["id"] for r in receiver.accepted("image.completed")},
-            RECOVERY_DEADLINE,
             "every completion delivered",
+            timeout=RECOVERY_DEADLINE,
         )
         delivered = {r.event["payload"]["id"] for r in receiver.accepted("image.completed")}
         assert ids <= delivered
@@ -258,8 +267,8 @@ def test_postgresql_stopped_for_20_seconds_under_load_loses_nothing_and_restarts
         assert [row.status for row in sync_rows] == ["complete"]
         assert server.balance(sync_account) == 1000 - sync_rows[0].credits_charged
         assert server.thread.is_alive()
-        assert services is server.services and services.node.id == node
-        assert services.runner.running and services.sender.running and services.heartbeat.running
+        assert services is server.services and running is server.node and running.id == node
+        assert running.runner.running and running.sender.running and running.heartbeat.running
     finally:
         receiver.close()
 
@@ -275,9 +284,9 @@ def test_postgresql_stopped_for_20_seconds_under_load_loses_nothing_and_restarts
     refused = [a for a in during if a.status == 503]
     assert len(refused) >= CLIENTS, "the clients should have met the outage"
     assert not [a for a in load.answers if a.status >= 500 and a.status != 503]
-    slowest_answer = max((a for a in load.answers if a.path != "/healthz"), key=lambda a: a.took)
-    slowest = slowest_answer.took
-    assert slowest < SLOWEST_ANSWER, f"slowest answer {slowest:.1f} s: {slowest_answer}"
+    unanswered = [a for a in load.answers if a.status == 0]
+    assert not unanswered, f"no answer within {SLOWEST_ANSWER:g} s: {unanswered[:3]}"
+    slowest = max(a.took for a in load.answers if a.path != "/healthz")
     print(
         f"\noutage {OUTAGE_SECONDS:g} s: {len(during)} answers during it, {len(refused)} of them "
         f"503 with Retry-After, 0 500s; slowest answer {slowest:.2f} s "
@@ -343,7 +352,7 @@ def test_a_database_that_stops_answering_gets_503s_at_the_deadline_and_loses_not
             assert "unavailable" in str(message), (method, path, answer.text)
         # The node closed the connections its requests were stuck on (a half-read reply must
         # never be handed to the next request), while the path still held everything.
-        wait_for(lambda: proxy.closed_by_clients >= 1, 10, "the stuck connections closed")
+        wait_until(lambda: proxy.closed_by_clients >= 1, "the stuck connections closed", timeout=10)
         slowest = max(took)
     finally:
         proxy.resume()
@@ -352,7 +361,7 @@ def test_a_database_that_stops_answering_gets_503s_at_the_deadline_and_loses_not
     def serves() -> bool:
         return call("GET", "/v1/account").status_code == 200
 
-    wait_for(serves, 30, "the node to serve again")
+    wait_until(serves, "the node to serve again", timeout=30)
     serving = time.monotonic() - resumed
     retried = call("POST", "/v1/ai-image-generator", BODY, **key)
     assert retried.status_code == 200, retried.text

@@ -11,7 +11,6 @@ import secrets
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from tests.deploy_tools import (
     podman_env,
     tool,
 )
+from tests.waiting import wait_until
 
 pytestmark = [
     pytest.mark.slow,
@@ -51,49 +51,49 @@ def free_port() -> int:
 
 def wait_for(url: str, timeout: float = 120) -> httpx.Response:
     """GET ``url`` until it answers 200."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def answered() -> httpx.Response | None:
         try:
             answer = httpx.get(url, timeout=5)
-            if answer.status_code == 200:
-                return answer
         except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, f"{url} did not answer 200 in {timeout} s"
-        time.sleep(0.2)
+            return None
+        return answer if answer.status_code == 200 else None
+
+    return wait_until(answered, f"{url} to answer 200", timeout=timeout, interval=0.2)
+
+
+def _project(base: str, key: str, project_id: str, **params: Any) -> dict[str, Any]:
+    """The project, by a long poll of up to 10 s."""
+    project: dict[str, Any] = httpx.get(
+        f"{base}/v1/image-projects/{project_id}",
+        params={"wait": 10, **params},
+        headers={"authorization": f"Bearer {key}"},
+        timeout=30,
+    ).json()
+    return project
 
 
 def wait_until_ended(base: str, key: str, project_id: str, timeout: float = 120) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    headers = {"authorization": f"Bearer {key}"}
-    while True:
-        project: dict[str, Any] = httpx.get(
-            f"{base}/v1/image-projects/{project_id}",
-            params={"wait": 10},
-            headers=headers,
-            timeout=30,
-        ).json()
-        if project["status"] in ("complete", "error", "canceled"):
-            return project
-        assert time.monotonic() < deadline, f"{project_id} still {project['status']}"
+    def ended() -> dict[str, Any] | None:
+        project = _project(base, key, project_id)
+        return project if project["status"] in ("complete", "error", "canceled") else None
+
+    return wait_until(ended, f"{project_id} to end", timeout=timeout, interval=0)
 
 
 def wait_until_claimed(base: str, key: str, project_id: str) -> None:
     """Until a worker has taken the project (its long poll answers as soon as it is no longer
     queued: rendering, or on a fast machine already complete)."""
-    deadline = time.monotonic() + 60
-    headers = {"authorization": f"Bearer {key}"}
-    while True:
-        project = httpx.get(
-            f"{base}/v1/image-projects/{project_id}",
-            params={"wait": 10, "since": "queued"},
-            headers=headers,
-            timeout=30,
-        ).json()
-        if project["status"] != "queued":
-            assert project["status"] in ("rendering", "complete"), project
-            return
-        assert time.monotonic() < deadline, f"{project_id} still queued"
+    project = wait_until(
+        lambda: (
+            (found := _project(base, key, project_id, since="queued"))["status"] != "queued"
+            and found
+        ),
+        f"{project_id} to be taken",
+        timeout=60,
+        interval=0,
+    )
+    assert project["status"] in ("rendering", "complete"), project
 
 
 def downloaded(project: dict[str, Any]) -> list[bytes]:

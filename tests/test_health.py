@@ -52,7 +52,7 @@ def test_readyz_reports_database_workers_webhooks_and_backends(server: LiveServe
         "heartbeat": True,
         # SQLite: other processes' changes are polled for; PostgreSQL signals them.
         "notifications": "poll" if server.services.db.is_sqlite else "listen",
-        "node": {"id": server.services.node.id, "kind": "embedded"},
+        "node": {"id": server.node.id, "kind": "embedded"},
         "backends": {"preview": {"loaded": True}},
         "queue_depth": 0,
     }
@@ -97,7 +97,7 @@ def test_not_ready_while_the_database_is_unreachable(
 
 def test_not_ready_once_the_workers_have_stopped(server: LiveServer) -> None:
     loop = server.server.servers[0].get_loop()
-    asyncio.run_coroutine_threadsafe(server.services.runner.stop(0), loop).result(10)
+    asyncio.run_coroutine_threadsafe(server.node.runner.stop(0), loop).result(10)
     answer = httpx.get(f"{server.url}/readyz")
     assert answer.status_code == 503
     assert answer.json()["ready"] is False

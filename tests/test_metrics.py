@@ -3,18 +3,19 @@ template and status, jobs by status and model, credits, render times, the queue,
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+import darkroom
 from darkroom.engine.base import RenderRequest
 from darkroom.engine.preview import PreviewBackend
 from darkroom.engine.registry import Backends
 from tests.backends import Failing, Slow
 from tests.conftest import LiveServer, ServerFactory
+from tests.waiting import wait_until
 from tests.webhook_receiver import Receiver
 
 CREATE = "/v1/ai-image-generator"
@@ -100,13 +101,13 @@ def test_requests_jobs_credits_and_render_times_are_counted(
     assert value(samples, jobs, status="error", model="flux-schnell") is None
     assert value(samples, jobs, status="complete", model="z-image-turbo") is None
 
-    assert value(samples, "darkroom_credits_charged_total", model="flux-schnell") == charged[0]
-    assert value(samples, "darkroom_credits_charged_total", model="z-image-turbo") == charged[1]
-    assert value(samples, "darkroom_credits_refunded_total", model="z-image-turbo") == charged[1]
-    assert value(samples, "darkroom_credits_refunded_total", model="flux-schnell") is None
+    assert value(samples, "darkroom_charged_credits_total", model="flux-schnell") == charged[0]
+    assert value(samples, "darkroom_charged_credits_total", model="z-image-turbo") == charged[1]
+    assert value(samples, "darkroom_refunded_credits_total", model="z-image-turbo") == charged[1]
+    assert value(samples, "darkroom_refunded_credits_total", model="flux-schnell") is None
     assert server.balance(account) == 10_000 - charged[0]
 
-    render = "darkroom_render_seconds_per_image"
+    render = "darkroom_image_render_duration_seconds"
     flux = {"model": "flux-schnell", "backend": "preview"}
     assert value(samples, f"{render}_count", **flux) == 2  # one per image
     assert value(samples, f"{render}_sum", **flux) == pytest.approx(ended[0]["render_ms"] / 1000)
@@ -115,6 +116,32 @@ def test_requests_jobs_credits_and_render_times_are_counted(
     assert value(samples, "darkroom_queue_depth", model="flux-schnell") == 0
     for status in ("queued", "rendering"):
         assert value(samples, "darkroom_jobs_active", status=status, model="flux-schnell") == 0
+
+
+def test_names_follow_prometheus_rules_with_build_process_and_python_metrics(
+    server: LiveServer,
+) -> None:
+    response = httpx.get(f"{server.url}/metrics")
+    families = {family.name: family for family in text_string_to_metric_families(response.text)}
+    [build] = families["darkroom_build_info"].samples
+    assert (build.name, build.labels, build.value) == (
+        "darkroom_build_info",
+        {"version": darkroom.__version__},
+        1.0,
+    )
+    for name in ("process_resident_memory_bytes", "process_cpu_seconds", "python_info"):
+        assert name in families, name
+    assert "python_gc_collections" in families
+    names = {sample.name for family in families.values() for sample in family.samples}
+    assert not [name for name in names if name.endswith("_created")]
+    for name in names:
+        if name.startswith("darkroom_") and "seconds" in name:  # the unit is the last word
+            assert (
+                name.removesuffix("_bucket")
+                .removesuffix("_count")
+                .removesuffix("_sum")
+                .endswith("_seconds")
+            ), name
 
 
 def test_queue_depth_and_active_jobs_are_read_at_scrape_time(
@@ -191,9 +218,9 @@ def test_webhook_attempts_are_counted_by_event_and_outcome(
             body = {"image_count": 1, "style": {"prompt": "x"}}
             project_id = http.post(CREATE, json=body).json()["id"]
         receiver.wait_for(1, "image.completed")
-        deliveries = "darkroom_webhook_deliveries_total"
+        deliveries = "darkroom_webhook_delivery_attempts_total"
         event = "image.completed"
-        samples = poll_until(
+        samples = scraped_once(
             server, lambda s: value(s, deliveries, event=event, outcome="delivered") == 1
         )
     finally:
@@ -206,11 +233,12 @@ def test_webhook_attempts_are_counted_by_event_and_outcome(
         server.services.metrics.webhook_attempt(event, "lost")
 
 
-def poll_until(server: LiveServer, done: Any, timeout: float = 10) -> Samples:
-    """Scrape until ``done(samples)`` (what is counted after an answer may lag behind it)."""
-    deadline = time.monotonic() + timeout
-    while True:
+def scraped_once(server: LiveServer, done: Any, timeout: float = 10) -> Samples:
+    """The first scrape for which ``done(samples)`` (what is counted after an answer may lag
+    behind it)."""
+
+    def scraped() -> Samples | None:
         samples = scrape(server)
-        if done(samples) or time.monotonic() > deadline:
-            return samples
-        time.sleep(0.02)
+        return samples if done(samples) else None
+
+    return wait_until(scraped, "the scrape to show it", timeout=timeout)

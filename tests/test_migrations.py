@@ -11,11 +11,11 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from darkroom.store.database import Database, alembic_config
 from darkroom.store.tables import metadata
-from tests.conftest import ON_POSTGRES, Databases, sqlite_only
+from tests.conftest import ON_POSTGRES, Databases, ServerFactory, sqlite_only
 
 TABLES = {"accounts", "api_keys", "ledger", "projects", "alembic_version"}
 
@@ -118,5 +118,33 @@ def test_nodes_started_together_on_a_fresh_database_all_come_up(
     db = Database(url)
     try:
         assert schema_diff(db) == []
+    finally:
+        db.dispose()
+
+
+def test_status_note_becomes_status_reason_and_keeps_its_values(
+    server_factory: ServerFactory,
+) -> None:
+    """0012 renames the column as the API names it; a database of an older version keeps what
+    it held, both ways."""
+    server = server_factory(workers=0)  # the project stays queued
+    account = server.account()
+    with server.client(account) as http:
+        created = http.post(
+            "/v1/ai-image-generator", json={"image_count": 1, "style": {"prompt": "a fox"}}
+        )
+    assert created.status_code == 200, created.text
+    server.stop()
+    db = Database(server.settings.sqlalchemy_url)
+    try:
+        with db.engine.begin() as conn:
+            config = alembic_config(db.url)
+            config.attributes["connection"] = conn
+            command.downgrade(config, "0010")  # the schema before 0012
+            conn.execute(text("UPDATE projects SET status_note = 'loading the weights'"))
+        db.migrate()
+        with db.engine.connect() as conn:
+            reasons = conn.execute(text("SELECT status_reason FROM projects")).scalars().all()
+        assert reasons == ["loading the weights"]
     finally:
         db.dispose()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,8 +18,8 @@ from sqlalchemy import func, select
 from darkroom.engine.registry import Backends
 from darkroom.store.tables import projects
 from tests.backends import Failing, Slow
-from tests.cluster import wait_for
 from tests.conftest import ON_S3, Account, LiveServer, ServerFactory
+from tests.waiting import wait_until
 
 PROMPT = "a lighthouse on a cliff at dusk"
 
@@ -50,10 +49,13 @@ def png(size: tuple[int, int], colour: str | tuple[int, ...] = "red", mode: str 
 
 
 def wait_for_balance(server: LiveServer, account: Account, expected: int) -> None:
-    """Give a cancellation that follows a hang-up a moment to land (it is asynchronous)."""
-    deadline = time.monotonic() + 5
-    while server.balance(account) != expected and time.monotonic() < deadline:
-        time.sleep(0.02)
+    """Until the balance is ``expected``: a cancellation that follows a hang-up lands a moment
+    later (it is asynchronous)."""
+    wait_until(
+        lambda: server.balance(account) == expected,
+        lambda: f"balance {server.balance(account)}, not {expected}",
+        timeout=5,
+    )
 
 
 def project_count(server: LiveServer) -> int:
@@ -227,12 +229,10 @@ def test_edit_uploads_the_image_and_keeps_it_outside_the_mask(
     assert image.getpixel((40, 40)) != (255, 0, 0)  # edited
     assert server.balance(account) == 95
     project_id = (response.model_extra or {})["darkroom"]["project_id"]
-    # The sources go once the project is complete (the worker removes them just after: the
-    # answer may come first).
-    wait_for(
-        lambda: [k for k in server.stored(project_id) if k.startswith("sources/")] == [],
-        10,
-        "the edit's sources to be removed",
+    # gone: the worker removes them once the project is complete (just after the answer)
+    wait_until(
+        lambda: not [k for k in server.stored(project_id) if k.startswith("sources/")],
+        "the sources to be removed",
     )
 
 

@@ -115,11 +115,15 @@ def test_async_client_generates_concurrently(
 def test_sync_and_async_clients_are_twins() -> None:
     pairs = [
         (darkroom.Client, darkroom.AsyncClient),
-        (resources.AiImageGeneratorClient, resources.AsyncAiImageGeneratorClient),
-        (resources.ImageProjectsClient, resources.AsyncImageProjectsClient),
-        (resources.ModelsClient, resources.AsyncModelsClient),
-        (resources.AccountClient, resources.AsyncAccountClient),
+        (resources.V1Client, resources.AsyncV1Client),
     ]
+    # Every resource of client.v1, as the clients build them (webhooks included).
+    v1 = resources.V1Client(None)  # type: ignore[arg-type]
+    async_v1 = resources.AsyncV1Client(None)  # type: ignore[arg-type]
+    assert vars(v1).keys() == vars(async_v1).keys()
+    for name in vars(v1):
+        pairs.append((type(getattr(v1, name)), type(getattr(async_v1, name))))
+    assert {sync.__name__ for sync, _ in pairs} >= {"WebhooksClient", "AiImageGeneratorClient"}
     for sync, async_ in pairs:
         public = {name for name in vars(sync) if not name.startswith("_")}
         assert public == {name for name in vars(async_) if not name.startswith("_")}
@@ -128,12 +132,46 @@ def test_sync_and_async_clients_are_twins() -> None:
             assert inspect.iscoroutinefunction(twin), f"{async_.__name__}.{name}"
             assert not inspect.iscoroutinefunction(method)
             assert inspect.signature(method) == inspect.signature(twin), name
+            # Typed alike: a create call's keywords are one TypedDict that both twins unpack.
+            assert method.__annotations__ == twin.__annotations__, name
+            assert method.__doc__ == twin.__doc__, name
     assert (
         inspect.signature(darkroom.Client).parameters.keys()
         == inspect.signature(darkroom.AsyncClient).parameters.keys()
     )
-    v1, async_v1 = resources.V1Client, resources.AsyncV1Client
-    assert inspect.signature(v1).parameters.keys() == inspect.signature(async_v1).parameters.keys()
+    v1_class, async_v1_class = resources.V1Client, resources.AsyncV1Client
+    assert (
+        inspect.signature(v1_class).parameters.keys()
+        == inspect.signature(async_v1_class).parameters.keys()
+    )
+
+
+def test_create_calls_take_their_typed_keywords() -> None:
+    """A create call's keywords are a TypedDict (shown as a signature), checked as a signature
+    would check them: a misspelt or missing keyword is a TypeError before any request."""
+    client = darkroom.Client(token="dk_unused", base_url="http://127.0.0.1:9")
+    creates = {
+        client.v1.ai_image_generator.create: resources.CreateParams,
+        client.v1.ai_image_generator.generate: resources.GenerateParams,
+        client.v1.webhooks.create: resources.WebhookCreateParams,
+    }
+    for create, params in creates.items():
+        shown = inspect.signature(create).parameters
+        assert list(shown) == list(params.__annotations__)
+        assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in shown.values())
+    assert (
+        inspect.signature(client.v1.ai_image_generator.generate)
+        .parameters["download_outputs"]
+        .default
+        is True
+    )
+    with pytest.raises(TypeError, match="unexpected keyword argument 'stlye'"):
+        client.v1.ai_image_generator.create(image_count=1, stlye={"prompt": "x"})  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="missing required keyword argument 'style'"):
+        client.v1.ai_image_generator.generate(image_count=1)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="missing required keyword argument 'url'"):
+        client.v1.webhooks.create(events=["image.completed"])  # type: ignore[call-arg]
+    client.close()
 
 
 def test_published_sdk_code_runs_with_one_import_changed(

@@ -12,7 +12,7 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from tests.conftest import (
     current_databases,
 )
 from tests.test_cli import Serve, wait_until_ended
+from tests.waiting import wait_until
 from tests.webhook_receiver import Received, Receiver
 
 BODY = {"image_count": 1, "style": {"prompt": "a lighthouse"}}
@@ -74,15 +75,6 @@ def render(server: LiveServer, account: Account) -> dict[str, Any]:
     return project
 
 
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 30) -> Any:
-    """Poll ``check`` until it answers something truthy; that answer."""
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
-    return value
-
-
 def completed(receiver: Receiver, project_id: str, timeout: float = 30) -> Received:
     """The accepted image.completed delivery about ``project_id``, once it came."""
 
@@ -90,7 +82,9 @@ def completed(receiver: Receiver, project_id: str, timeout: float = 30) -> Recei
         accepted = receiver.accepted("image.completed")
         return [r for r in accepted if r.event["payload"]["id"] == project_id]
 
-    delivery: Received = wait_for(found, f"image.completed about {project_id}", timeout)[0]
+    delivery: Received = wait_until(found, f"image.completed about {project_id}", timeout=timeout)[
+        0
+    ]
     return delivery
 
 
@@ -389,7 +383,7 @@ def test_a_wrong_server_secret_fails_clearly_and_loses_no_delivery(
             errors = [d["last_error"] or "" for d in listed if d["project_id"] == project["id"]]
             return any("DARKROOM_PREVIOUS_SECRET_KEYS" in e for e in errors)
 
-        wait_for(failed_clearly, "a delivery attempt failed with the reason")
+        wait_until(failed_clearly, "a delivery attempt failed with the reason")
         assert client.get("/healthz").status_code == 200
     assert receiver.received == []
     # The rotate command leaves what it cannot read as it is, and says so.

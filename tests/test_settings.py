@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from darkroom.services import build_services
+from darkroom.services import build_core, build_services
 from darkroom.startup import StartupError
 from tests.conftest import make_settings
 
@@ -28,7 +28,7 @@ def test_a_shared_database_needs_both_secrets_before_it_is_opened(
 ) -> None:
     settings = make_settings(tmp_path / "data", database_url=UNREACHABLE, **secrets)
     with pytest.raises(ValueError) as refused:
-        build_services(settings)
+        build_core(settings)
     message = str(refused.value)
     assert "DARKROOM_SECRET_KEY and DARKROOM_ADMIN_TOKEN" in message
     assert "same on every node" in message
@@ -47,7 +47,7 @@ def test_with_both_secrets_it_goes_on_to_the_database(tmp_path: Path) -> None:
         database_start_seconds=0,
     )
     with pytest.raises(StartupError) as refused:
-        build_services(settings)
+        build_core(settings)
     assert "the database at postgresql+psycopg://darkroom@127.0.0.1:1/darkroom" in str(
         refused.value
     )
@@ -57,7 +57,7 @@ def test_sqlite_makes_up_its_own_secrets(tmp_path: Path) -> None:
     data = tmp_path / "data"
     sqlite = f"sqlite:///{data.resolve() / 'darkroom.sqlite3'}"
     settings = make_settings(data, secret_key="", admin_token="", database_url=sqlite)
-    services = build_services(settings)
+    services = build_services(build_core(settings))
     try:
         services.admin.authorize(settings.generated_admin_token_file.read_text().strip())
         assert (settings.data_dir / "secret.key").stat().st_size > 0

@@ -15,10 +15,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.cluster import free_port, wait_for
+from tests.cluster import free_port
 from tests.conftest import ON_POSTGRES, ServerFactory
 from tests.postgres import PostgresServer
 from tests.test_cli import DARKROOM, Serve, as_json
+from tests.waiting import wait_until
 
 PASSWORD = "hunter2-not-to-be-logged"
 # Nothing listens on port 1: a PostgreSQL that is not there.
@@ -91,7 +92,9 @@ def test_a_node_started_before_its_database_comes_up_once_it_is_there(
     )
     output = Output(node)
     try:
-        wait_for(lambda: "waiting for the database" in output.text, 30, "the node to wait")
+        wait_until(
+            lambda: "waiting for the database" in output.text, "the node to wait", timeout=30
+        )
         assert node.poll() is None, output.text
         stopped_postgres.resume()
 
@@ -101,7 +104,7 @@ def test_a_node_started_before_its_database_comes_up_once_it_is_there(
             except httpx.HTTPError:
                 return False
 
-        wait_for(ready, 60, "the node to serve once its database is up")
+        wait_until(ready, "the node to serve once its database is up", timeout=60)
         with httpx.Client(base_url=f"http://127.0.0.1:{port}/admin/v1", timeout=10) as admin:
             made = admin.post(
                 "/accounts",

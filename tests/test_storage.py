@@ -5,7 +5,6 @@ canceled or deleted; and with a retention period, nothing after it (the project 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from datetime import timedelta
 
 import httpx
@@ -19,6 +18,7 @@ from darkroom.store.tables import projects
 from tests import faults
 from tests.backends import Failing, Slow
 from tests.conftest import Account, LiveServer, ServerFactory
+from tests.waiting import wait_until
 
 BODY = {"image_count": 2, "style": {"prompt": "a lighthouse"}}
 
@@ -28,14 +28,6 @@ def create(server: LiveServer, account: Account, body: dict[str, object] = BODY)
         response = client.post("/v1/ai-image-generator", json=body)
     assert response.status_code == 200, response.text
     return str(response.json()["id"])
-
-
-def eventually(check: Callable[[], bool], timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
 
 
 def stray(server: LiveServer, project_id: str) -> str:
@@ -57,7 +49,7 @@ def test_a_complete_project_keeps_only_its_recorded_images(
     backend.release.set()
     project = server.wait(account, project_id)
     assert project["status"] == "complete"
-    eventually(lambda: left not in server.stored(project_id))  # removed once it completed
+    wait_until(lambda: left not in server.stored(project_id))  # removed once it completed
     kept = server.stored(project_id)
     assert len(kept) == 2
     recorded = server.services.files.output_key
@@ -72,7 +64,7 @@ def test_a_failed_project_leaves_nothing(server_factory: ServerFactory) -> None:
     project_id = create(server, account)
     stray(server, project_id)  # an earlier attempt's
     assert server.wait(account, project_id)["status"] == "error"
-    eventually(lambda: server.stored(project_id) == [])
+    wait_until(lambda: server.stored(project_id) == [])
 
 
 def test_a_canceled_project_leaves_nothing(server_factory: ServerFactory) -> None:
@@ -86,7 +78,7 @@ def test_a_canceled_project_leaves_nothing(server_factory: ServerFactory) -> Non
         assert client.post(f"/v1/image-projects/{project_id}/cancel").status_code == 200
     backend.release.set()  # the render ends; its images are not kept
     assert server.wait(account, project_id)["status"] == "canceled"
-    eventually(lambda: server.stored(project_id) == [])
+    wait_until(lambda: server.stored(project_id) == [])
 
 
 def test_retention_deletes_old_images_and_the_project_says_so(
@@ -106,7 +98,7 @@ def test_retention_deletes_old_images_and_the_project_says_so(
             .where(projects.c.id == recent)
             .values(completed_at=utcnow() + timedelta(hours=2))
         )
-    assert server.services.retention.sweep(later) == 1
+    assert server.node.retention.sweep(later) == 1
     after = server.wait(account, old)
     assert after["status"] == "complete"
     assert after["downloads"] == []
@@ -121,13 +113,13 @@ def test_retention_deletes_old_images_and_the_project_says_so(
     # The other one is untouched, and a second sweep finds nothing more.
     assert len(server.wait(account, recent)["downloads"]) == 2
     assert len(server.stored(recent)) == 2
-    assert server.services.retention.sweep(later) == 0
+    assert server.node.retention.sweep(later) == 0
 
 
 def test_retention_is_off_by_default(server: LiveServer, account: Account) -> None:
     project_id = create(server, account)
     server.wait(account, project_id)
-    assert not server.services.retention.enabled
+    assert not server.node.retention.enabled
     assert len(server.stored(project_id)) == 2
 
 
@@ -151,7 +143,7 @@ def test_a_storage_that_refuses_writes_ends_the_render_with_a_refund(
     assert "the disk is full" in project["error"]["message"]
     assert project["credits_charged"] == 0
     assert server.balance(account) == balance
-    eventually(lambda: server.stored(project_id) == [])  # image 1 did not stay
+    wait_until(lambda: server.stored(project_id) == [])  # image 1 did not stay
 
 
 @pytest.mark.parametrize(
@@ -176,7 +168,7 @@ def test_a_full_or_refusing_store_ends_the_render_refunded_and_the_server_keeps_
     assert project["error"]["message"].startswith(reason), project["error"]["message"]
     assert project["credits_charged"] == 0
     assert server.balance(account) == balance
-    eventually(lambda: server.stored(project_id) == [])
+    wait_until(lambda: server.stored(project_id) == [])
     local_root = getattr(store, "root", None)
     if local_root is not None:  # not even a half-written temporary file
         assert not list(local_root.rglob(".tmp-*"))

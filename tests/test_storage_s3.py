@@ -29,7 +29,8 @@ from darkroom.storage.location import open_store
 from darkroom.storage.objects import StorageConfigError
 from tests.conftest import Databases, LiveServer, ServerFactory
 from tests.radosgw import RadosGateway
-from tests.test_storage import create, eventually
+from tests.test_storage import create
+from tests.waiting import wait_until
 
 
 @pytest.fixture
@@ -110,7 +111,7 @@ def test_a_presigned_link_expires(server_factory: ServerFactory, bucket: str) ->
     project = server.wait(account, create(server, account))
     url = project["downloads"][0]["url"]
     assert httpx.get(url).status_code == 200
-    eventually(lambda: httpx.get(url).status_code == 403, timeout=20)
+    wait_until(lambda: httpx.get(url).status_code == 403, timeout=20)
     # A fresh GET gives a fresh link.
     again = server.wait(account, project["id"])["downloads"][0]["url"]
     assert httpx.get(again).status_code == 200
@@ -152,7 +153,10 @@ def test_the_openai_dialect_and_edits_across_nodes_that_share_no_disk(
     assert image.size == (256, 256)
     project_id = (edited.model_extra or {})["darkroom"]["project_id"]
     # The edit's sources were in the bucket for the worker, and went once it rendered.
-    assert [key for key in api.stored(project_id) if key.startswith("sources/")] == []
+    wait_until(
+        lambda: not [key for key in api.stored(project_id) if key.startswith("sources/")],
+        "the sources to be removed",
+    )
 
 
 def test_ready_reports_the_bucket(s3_server: LiveServer, bucket: str) -> None:

@@ -16,8 +16,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from tests.cluster import wait_for
 from tests.conftest import ServerFactory
+from tests.waiting import wait_until
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ def server_span(exporter: InMemorySpanExporter, route: str) -> dict[str, Any]:
             if s.kind == trace.SpanKind.SERVER and (s.attributes or {}).get("http.route") == route
         ]
 
-    found: list[dict[str, Any]] = wait_for(ended, 10, f"the span of {route}")
+    found: list[dict[str, Any]] = wait_until(ended, f"the span of {route}", timeout=10)
     return found[-1]
 
 

@@ -21,6 +21,7 @@ from darkroom.store.tables import webhook_deliveries
 from darkroom.worker.webhook_sender import Policy, WebhookSender
 from tests.conftest import ServerFactory
 from tests.test_webhooks import create
+from tests.waiting import wait_until
 from tests.webhook_receiver import Receiver
 
 SECRET = "whsec_test"
@@ -181,17 +182,17 @@ def test_the_take_goes_round_the_accounts_and_caps_endpoints_over_all_senders(
 
 
 NOISY_ENDPOINTS = 20  # the most an account may have
-# How soon another account's first delivery must arrive, from the moment its event was written.
-FAIR_LATENESS = 1.0
-WAIT = 5.0  # how long the test waits for it (then fails)
+# How long the test waits for another account's first delivery (then fails): less than the send
+# timeout (30 s) that would free a slot held by the noisy account.
+WAIT = 20.0
 
 
 def test_a_noisy_account_does_not_delay_another_accounts_first_delivery(
     server_factory: ServerFactory,
 ) -> None:
     """One account's 20 endpoints hang (they answer only when the test ends) with 120 deliveries
-    queued for them; another account's first delivery still leaves within a second of its
-    event: each endpoint has at most 2 sends in flight and each account at most half of the
+    queued for them; another account's first delivery still leaves while they hang: each
+    endpoint has at most 2 sends in flight and each account at most half of the
     sender's 8 slots, and the take goes round the accounts. (Before: all 8 slots hung on the
     noisy account, and the other delivery waited its turn behind the 120.)"""
     hanging = Receiver(slow_first=10**6, delay=120)
@@ -207,30 +208,31 @@ def test_a_noisy_account_does_not_delay_another_accounts_first_delivery(
         for project_id in [create(server, noisy) for _ in range(3)]:  # 2 events to each of 20
             assert server.wait(noisy, project_id)["status"] == "complete"
         # The noisy account holds every send slot it may, and has many more deliveries due.
-        deadline = time.monotonic() + 20
-        while hanging.in_flight < 4:
-            assert time.monotonic() < deadline, "the noisy endpoints were not sent to"
-            time.sleep(0.02)
+        wait_until(lambda: hanging.in_flight >= 4, "the noisy endpoints to be sent to")
 
         with server.client(other) as client:
             response = client.post("/v1/webhooks", json={"url": quick.url})
         assert response.status_code == 201, response.text
         quick.secret, other_hook = response.json()["secret"], response.json()["id"]
         create(server, other)
-        deadline = time.monotonic() + WAIT
-        while not quick.accepted():
-            assert time.monotonic() < deadline, (
-                f"the other account's first delivery did not arrive within {WAIT:g} s; the "
-                f"noisy endpoints hold {hanging.in_flight} sends"
-            )
-            time.sleep(0.01)
+        # It arrives while the noisy sends still hang: had they held every slot, it would wait
+        # for one of them to time out (30 s), past this wait.
+        wait_until(
+            quick.accepted,
+            lambda: (
+                f"the other account's first delivery; the noisy endpoints hold "
+                f"{hanging.in_flight} sends"
+            ),
+            timeout=WAIT,
+            interval=0.01,
+        )
+        assert hanging.in_flight >= 4
         first = quick.accepted()[0]
         with server.client(other) as client:
             listed = client.get(f"/v1/webhooks/{other_hook}/deliveries").json()["data"]
         written = {d["id"]: datetime.fromisoformat(d["created_at"]) for d in listed}
         lateness = first.at - written[first.webhook_id].timestamp()
         print(f"\nother account's first delivery: {lateness * 1000:.0f} ms after its event")
-        assert lateness < FAIR_LATENESS
         assert first.signature_ok
         # The caps held: at most 2 sends per endpoint, at most 4 of the 8 for the account.
         assert max(hanging.peak.values()) <= 2, hanging.peak

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import httpx
 
-from tests.cluster import free_port, wait_for
+from tests.cluster import free_port
 from tests.conftest import ServerFactory, current_databases
 from tests.test_cli import DARKROOM
+from tests.waiting import wait_until
 from tests.webhook_receiver import Receiver
 
 
@@ -62,7 +63,7 @@ def test_a_worker_answers_health_readiness_and_its_metrics(
                 assert worker.poll() is None, worker.communicate()[0]
                 return False
 
-        wait_for(answers, 60, "the worker's listener")
+        wait_until(answers, "the worker's listener", timeout=60)
         ready = probes.get("/readyz")
         assert ready.status_code == 200, ready.text
         assert ready.json()["node"]["kind"] == "worker"
@@ -80,18 +81,22 @@ def test_a_worker_answers_health_readiness_and_its_metrics(
 
         def scraped() -> str | None:
             text = probes.get("/metrics").text
-            delivered = sample(text, "darkroom_webhook_deliveries_total", outcome="delivered")
+            delivered = sample(
+                text, "darkroom_webhook_delivery_attempts_total", outcome="delivered"
+            )
             return text if delivered >= 1 else None
 
-        metrics = wait_for(scraped, 30, "the delivery counted")
+        metrics = wait_until(scraped, "the delivery counted", timeout=30)
         rendered = sample(metrics, "darkroom_jobs_total", status="complete", model="flux-schnell")
         assert rendered == 1
-        renders = sample(metrics, "darkroom_render_seconds_per_image_count", model="flux-schnell")
+        renders = sample(
+            metrics, "darkroom_image_render_duration_seconds_count", model="flux-schnell"
+        )
         assert renders == 1
         # The API node made the project but rendered and sent nothing: those are the worker's.
         with api.client() as client:
             on_api = client.get("/metrics").text
-        assert sample(on_api, "darkroom_render_seconds_per_image_count") == 0
+        assert sample(on_api, "darkroom_image_render_duration_seconds_count") == 0
 
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(30) == 0

@@ -55,6 +55,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tests.waiting import wait_until
+
 NOT_AN_IMAGE = b"hello"
 MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 EXPIRED = (
@@ -208,12 +210,18 @@ class FakeVendor:
             target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
         )
         self._thread.start()
-        deadline = time.monotonic() + 20
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                self._sock.close()
-                raise RuntimeError(f"{type(self).__name__} did not start")
-            time.sleep(0.01)
+        try:
+            wait_until(
+                lambda: self._server.started or not self._thread.is_alive(),
+                f"{type(self).__name__} to start",
+                interval=0.01,
+            )
+        except AssertionError:
+            self._sock.close()
+            raise
+        if not self._server.started:
+            self._sock.close()
+            raise RuntimeError(f"{type(self).__name__} did not start")
 
     # -- the test's side --------------------------------------------------------------------
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.waiting import wait_until
+
 
 @dataclass
 class Received:
@@ -128,14 +130,15 @@ class Receiver:
             ]
 
     def wait_for(self, count: int, event_type: str | None = None, timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.accepted(event_type)) < count:
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"receiver accepted {len(self.accepted(event_type))} of {count} "
-                    f"{event_type or 'events'}"
-                )
-            time.sleep(0.02)
+        """Until ``count`` events (of ``event_type``) were accepted."""
+        wait_until(
+            lambda: len(self.accepted(event_type)) >= count,
+            lambda: (
+                f"receiver accepted {len(self.accepted(event_type))} of {count} "
+                f"{event_type or 'events'}"
+            ),
+            timeout=timeout,
+        )
 
     def close(self) -> None:
         self._closing.set()  # held requests are answered now

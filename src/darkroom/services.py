@@ -1,14 +1,19 @@
-"""The parts of a running darkroom, built once from ``Settings`` and shared by the HTTP dialects,
-the workers and the operator commands."""
+"""The parts of a running darkroom, built once from ``Settings``, each given what it needs when
+it is made (its subscribers and hooks included).
+
+:class:`Core` is what every process shares: the database, the catalog, the storage, the status
+changes of projects and what records and observes them. :class:`Services` is what the HTTP
+routes use, on top of it. The node's own parts (the render workers, the webhook sender, the
+heartbeat and the notifier) are :mod:`darkroom.node`'s: importing the API imports no worker.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
+import threading
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
@@ -16,20 +21,18 @@ from sqlalchemy.engine import make_url
 from darkroom.core.accounts import Authenticator
 from darkroom.core.admin import Admin, load_admin_token
 from darkroom.core.catalog import PROVIDERS, Catalog
+from darkroom.core.creation import Creation
 from darkroom.core.downloads import Downloads
 from darkroom.core.events import JobEvents
 from darkroom.core.ids import new_id
-from darkroom.core.intake import Intake
 from darkroom.core.jobs import Jobs, QueueLimits
 from darkroom.core.project_view import project_body
 from darkroom.core.ratelimit import RateLimiter
-from darkroom.core.recovery import Recovery
-from darkroom.core.retention import Retention
+from darkroom.core.sources import SourceLimits
 from darkroom.core.uploads import UPLOAD_PATH, Uploads
 from darkroom.core.watch import Watch
 from darkroom.core.webhook_secrets import SecretBox, check_at_start
 from darkroom.core.webhooks import Webhooks
-from darkroom.core.work import Work
 from darkroom.engine.base import Backend
 from darkroom.engine.diffusers_backend import DiffusersBackend
 from darkroom.engine.preview import PreviewBackend
@@ -37,8 +40,8 @@ from darkroom.engine.providers import provider_backends
 from darkroom.engine.registry import Backends
 from darkroom.observe.logs import log_transition
 from darkroom.observe.metrics import Metrics
-from darkroom.queue.heartbeat import Heartbeat, Node
-from darkroom.queue.notify import AUTH, CHANGES, WEBHOOKS, Notifier
+from darkroom.queue.heartbeat import Node
+from darkroom.queue.notify import AUTH, CHANGES, Subscriber
 from darkroom.settings import Settings
 from darkroom.startup import wait_for_database
 from darkroom.storage.files import ProjectFiles
@@ -49,39 +52,9 @@ from darkroom.storage.permissions import make_dirs, own_file, tighten
 from darkroom.storage.signing import URLSigner, load_or_create_secret
 from darkroom.storage.uploads import UploadFiles
 from darkroom.store.database import Database
-from darkroom.worker.runner import Runner
-from darkroom.worker.webhook_sender import Policy, WebhookSender
 
 log = logging.getLogger("darkroom.data")
 SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
-
-
-@dataclass
-class Services:
-    settings: Settings
-    db: Database
-    catalog: Catalog
-    files: ProjectFiles
-    signer: URLSigner
-    downloads: Downloads
-    retention: Retention
-    node: Node
-    notifier: Notifier
-    heartbeat: Heartbeat
-    events: JobEvents
-    jobs: Jobs
-    work: Work
-    recovery: Recovery
-    intake: Intake
-    auth: Authenticator
-    runner: Runner
-    limiter: RateLimiter
-    watch: Watch
-    webhooks: Webhooks
-    sender: WebhookSender
-    admin: Admin
-    metrics: Metrics
-    uploads: Uploads
 
 
 def open_database(settings: Settings) -> Database:
@@ -184,33 +157,17 @@ def default_backends(
     return Backends(backends)
 
 
-def build_webhooks(
-    settings: Settings, db: Database, links: Downloads, owner: str, box: SecretBox
-) -> tuple[Webhooks, WebhookSender]:
-    """Webhook endpoints and deliveries, and the sender that posts them (holding its leases in
-    the name of ``owner``, this node); ``box`` seals and opens their signing secrets."""
+def build_webhooks(settings: Settings, db: Database, links: Downloads, box: SecretBox) -> Webhooks:
+    """Webhook endpoints and deliveries (the node's sender posts them); ``box`` seals and opens
+    their signing secrets."""
     ttl = settings.download_ttl_seconds
-    allow_private = settings.allow_private_webhooks
-    webhooks = Webhooks(
+    return Webhooks(
         db,
         lambda project: project_body(project, links, ttl),
-        allow_private=allow_private,
+        allow_private=settings.allow_private_webhooks,
         box=box,
         max_age=settings.webhook_max_age_seconds,
     )
-    policy = Policy(
-        timeout=settings.webhook_timeout_seconds,
-        retry=settings.webhook_retry_seconds,
-        retry_max=settings.webhook_retry_max_seconds,
-        max_age=settings.webhook_max_age_seconds,
-        concurrency=settings.webhook_concurrency,
-        endpoint_concurrency=settings.webhook_endpoint_concurrency,
-        account_share=settings.webhook_account_share,
-        poll=settings.poll_seconds,
-        allow_private=allow_private,
-    )
-    sender = WebhookSender(db, policy, owner, box=box)
-    return webhooks, sender
 
 
 def server_secret(settings: Settings) -> bytes:
@@ -257,9 +214,35 @@ def node_kind(settings: Settings, *, serves_api: bool) -> str:
     return "embedded" if settings.workers else "api"
 
 
-def build_services(
+@dataclass(frozen=True)
+class Core:
+    """What every darkroom process shares, API or worker."""
+
+    settings: Settings
+    node: Node  # this process as the cluster sees it
+    db: Database
+    catalog: Catalog
+    backends: Backends
+    files: ProjectFiles
+    box: SecretBox  # seals and opens the webhooks' signing secrets
+    signer: URLSigner
+    downloads: Downloads
+    webhooks: Webhooks
+    metrics: Metrics
+    events: JobEvents
+    uploads: Uploads  # files uploaded for the image editor (POST /v1/files/upload-urls)
+    # Set while other processes' signals reach this one (the notifier's listening connection
+    # is up); waiters and idle workers poll while it is not.
+    cross_process: threading.Event = field(default_factory=threading.Event)
+
+    def close(self) -> None:
+        self.backends.close()
+        self.db.dispose()
+
+
+def build_core(
     settings: Settings, backends: Backends | None = None, *, serves_api: bool = True
-) -> Services:
+) -> Core:
     # Before the database: a misconfigured node fails at once, with one line.
     settings.require_shared_secrets()
     settings.require_shared_storage()
@@ -270,7 +253,6 @@ def build_services(
     catalog = load_catalog(settings)
     backends = backends or default_backends(catalog, settings)
     catalog = with_availability(catalog, backends)
-    secret = server_secret(settings)
     box = secret_box(settings)
     check_at_start(db, box, seal_now=settings.is_sqlite)  # what an older version stored in clear
     node = Node(
@@ -279,38 +261,7 @@ def build_services(
         models=settings.worker_models or None,
         concurrency=settings.workers,
     )
-    notifier = Notifier(db)
-    events = JobEvents(db)
-    lease = settings.lease_seconds
-    jobs = Jobs(
-        db,
-        catalog,
-        events,
-        files,
-        node_id=node.id,
-        limits=QueueLimits(settings.queue_max_per_account, settings.queue_max_total),
-        lease_seconds=lease,
-    )
-    work = Work(db, events, lease_seconds=lease, max_attempts=settings.max_attempts)
-    recovery = Recovery(db, events, files, lease_seconds=lease, max_attempts=settings.max_attempts)
-    runner = Runner(
-        work,
-        backends,
-        files,
-        catalog,
-        notifier,
-        owner=node.id,
-        workers=settings.workers,
-        models=settings.worker_models or None,
-        upstream_models=upstream_models(catalog),
-        upstream_workers=settings.upstream_concurrency if settings.workers else 0,
-        poll_seconds=settings.poll_seconds,
-    )
-    heartbeat = Heartbeat(db, node, lease)
-    retention = Retention(db, files, settings.retention_days)
-    heartbeat.tasks += [runner.renew, recovery.sweep, retention.tick]
-    auth = Authenticator(db, settings.auth_cache_seconds)
-    notifier.subscribe(AUTH, lambda _account_id: auth.forget())
+    secret = server_secret(settings)
     signer = URLSigner(secret, settings.base_url, settings.previous_secrets)
     downloads = Downloads(db, files, signer)
     uploads = Uploads(
@@ -321,79 +272,103 @@ def build_services(
         max_bytes=settings.upload_max_bytes,
         max_pixels=settings.source_max_pixels,
     )
-    heartbeat.tasks.append(uploads.tick)
-    webhooks, sender = build_webhooks(settings, db, downloads, node.id, box)
-    events.recorders.append(webhooks.record)
-    notifier.subscribe(WEBHOOKS, lambda _payload: sender.wake())
+    webhooks = build_webhooks(settings, db, downloads, box)
     metrics = Metrics(db, catalog.models)
-    events.observers += [metrics.observe, log_transition]
-    sender.hooks.append(metrics.webhook_attempt)
-    watch = Watch(jobs, settings.poll_seconds, signalled=lambda: notifier.cross_process)
-    notifier.subscribe(CHANGES, watch.changed)
-    return Services(
+    events = JobEvents(db, recorders=[webhooks.record], observers=[metrics.observe, log_transition])
+    return Core(
         settings=settings,
+        node=node,
         db=db,
         catalog=catalog,
+        backends=backends,
         files=files,
+        box=box,
         signer=signer,
         downloads=downloads,
-        retention=retention,
-        node=node,
-        notifier=notifier,
-        heartbeat=heartbeat,
-        events=events,
-        jobs=jobs,
-        work=work,
-        recovery=recovery,
-        intake=Intake(jobs),
-        auth=auth,
-        runner=runner,
-        limiter=RateLimiter(db, settings.rate_limit_per_minute),
-        watch=watch,
         webhooks=webhooks,
-        sender=sender,
-        admin=Admin(
-            db,
-            catalog,
-            auth,
-            load_admin_token(settings.admin_token, settings.generated_admin_token_file),
-        ),
         metrics=metrics,
+        events=events,
         uploads=uploads,
     )
 
 
-async def start_node(services: Services) -> None:
-    """Start what runs beside the API (or without it, in a worker): the notification listener,
-    the heartbeat (which also takes over what dead nodes left), the render workers and, in a
-    process that renders, the webhook sender."""
-    loop = asyncio.get_running_loop()
-    loop.set_default_executor(ThreadPoolExecutor(threads_for(services.settings), "darkroom"))
-    services.watch.bind(loop)
-    await asyncio.to_thread(services.notifier.start)
-    await asyncio.to_thread(services.heartbeat.start)
-    await services.runner.start()
-    if services.settings.workers:  # the process that renders also sends the webhooks
-        await services.sender.start()
+@dataclass(frozen=True)
+class Services:
+    """What the HTTP routes use: the shared parts, and the caller's side of the core."""
+
+    settings: Settings
+    db: Database
+    catalog: Catalog
+    files: ProjectFiles
+    signer: URLSigner
+    downloads: Downloads
+    events: JobEvents
+    webhooks: Webhooks
+    metrics: Metrics
+    jobs: Jobs
+    watch: Watch
+    creation: Creation
+    auth: Authenticator
+    limiter: RateLimiter
+    admin: Admin
+    uploads: Uploads
+    core: Core
+
+    def subscribers(self) -> dict[str, list[Subscriber]]:
+        """What the API listens for (the notifier is the node's): a project's change wakes its
+        waiters, an account's change drops the keys it cached."""
+        return {CHANGES: [self.watch.changed], AUTH: [lambda _account_id: self.auth.forget()]}
+
+    def close(self) -> None:
+        """Let the creates in hand commit, then close what the core holds."""
+        self.creation.close()
+        self.core.close()
 
 
-def threads_for(settings: Settings) -> int:
-    """Threads for the blocking calls of this process (``asyncio.to_thread``): one for each
-    render, vendor call and webhook send that may be in flight, and 32 for the API. asyncio's
-    default (CPUs + 4) would let background work that waits out a database outage (each call
-    retries for up to database_retry_seconds) hold every thread, and queue the API's calls
-    behind it."""
-    in_flight = settings.workers + settings.upstream_concurrency + settings.webhook_concurrency
-    return 32 + in_flight
-
-
-async def stop_node(services: Services) -> None:
-    """Stop in the reverse order: jobs in hand finish within the grace period or are handed back
-    at once; the node is marked stopped so that nobody waits for its leases."""
-    await services.sender.stop()
-    await services.runner.stop(services.settings.shutdown_grace_seconds)
-    await asyncio.to_thread(services.heartbeat.stop)
-    services.notifier.stop()
-    services.runner.backends.close()
-    services.intake.close()
-    services.db.dispose()
+def build_services(core: Core) -> Services:
+    settings, db = core.settings, core.db
+    jobs = Jobs(
+        db,
+        core.catalog,
+        core.events,
+        core.files,
+        node_id=core.node.id,
+        limits=QueueLimits(settings.queue_max_per_account, settings.queue_max_total),
+        lease_seconds=settings.lease_seconds,
+    )
+    watch = Watch(jobs, settings.poll_seconds, signalled=core.cross_process.is_set)
+    limiter = RateLimiter(db, settings.rate_limit_per_minute)
+    auth = Authenticator(db, settings.auth_cache_seconds)
+    sources = SourceLimits(
+        max_bytes=settings.source_max_bytes,
+        max_pixels=settings.source_max_pixels,
+        fetch_timeout=settings.fetch_timeout_seconds,
+        fetch_allow_private=settings.fetch_allow_private,
+    )
+    admin_token = load_admin_token(settings.admin_token, settings.generated_admin_token_file)
+    return Services(
+        settings=settings,
+        db=db,
+        catalog=core.catalog,
+        files=core.files,
+        signer=core.signer,
+        downloads=core.downloads,
+        events=core.events,
+        webhooks=core.webhooks,
+        metrics=core.metrics,
+        jobs=jobs,
+        watch=watch,
+        creation=Creation(
+            jobs,
+            watch,
+            limiter,
+            sources,
+            core.uploads,
+            sync_timeout=settings.sync_timeout_seconds,
+        ),
+        auth=auth,
+        limiter=limiter,
+        admin=Admin(db, core.catalog, auth, admin_token),
+        uploads=core.uploads,
+        core=core,
+    )

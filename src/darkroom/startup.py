@@ -12,7 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from darkroom.core.errors import DarkroomError
+from darkroom.core.errors import DomainError
 from darkroom.store.database import Database, is_unreachable
 
 log = logging.getLogger("darkroom.database")
@@ -21,7 +21,7 @@ LOG_EVERY_SECONDS = 5.0  # one line this often while waiting
 RETRY_SECONDS = 0.5  # between two tries
 
 
-class StartupError(DarkroomError):
+class StartupError(DomainError):
     """The node cannot start: the message is the one line the command prints (exit status 1)."""
 
 

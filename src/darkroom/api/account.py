@@ -11,29 +11,14 @@ from fastapi import APIRouter, Depends, Query
 
 from darkroom.api.deps import PrincipalDep, ServicesDep
 from darkroom.api.document import answers
-from darkroom.core import usage
-from darkroom.core.errors import NotFound
-from darkroom.store import accounts as account_sql
-from darkroom.store.database import as_utc
+from darkroom.core import accounts, usage
 
 router = APIRouter(tags=["Account"])
 
 
 @router.get("/v1/account", responses=answers(401, 404))
 def get_account(who: PrincipalDep, services: ServicesDep) -> dict[str, Any]:
-    account = services.db.query(lambda conn: account_sql.get_account(conn, who.account_id))
-    if account is None:  # deleted between the key check and this read
-        raise NotFound()
-    return {
-        "id": account.id,
-        "email": account.email,
-        "credits": account.balance,
-        "tier": account.tier,
-        # A self-hosted account has no paid plan: the tier is set by the operator.
-        "subscription": None,
-        "name": account.name,
-        "created_at": as_utc(account.created_at).isoformat(timespec="seconds"),
-    }
+    return accounts.account_body(services.db, who.account_id)
 
 
 def usage_query(

@@ -1,4 +1,5 @@
-"""``create_app(settings)``: the darkroom HTTP service."""
+"""``app_for(services, node)``: the darkroom HTTP service over the services it was built with
+(:func:`darkroom.node.build`), starting and stopping the node beside it."""
 
 from __future__ import annotations
 
@@ -27,27 +28,22 @@ from darkroom.api import (
 )
 from darkroom.api.body_limit import BodyLimitMiddleware
 from darkroom.api.patience import Patience
+from darkroom.core.readiness import RunningNode
 from darkroom.core.uploads import UPLOAD_PATH
-from darkroom.engine.registry import Backends
 from darkroom.observe.middleware import RequestMiddleware
 from darkroom.observe.redaction import RevealSecrets, SpanSafeFastAPI
-from darkroom.services import Services, build_services, start_node, stop_node
-from darkroom.settings import Settings
+from darkroom.services import Services
 
 
-def create_app(settings: Settings, *, backends: Backends | None = None) -> FastAPI:
-    services = build_services(settings, backends)
-    return app_for(services)
-
-
-def app_for(services: Services) -> FastAPI:
+def app_for(services: Services, node: RunningNode) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await start_node(services)
+        await node.start()
         try:
             yield
         finally:
-            await stop_node(services)
+            await node.stop()
+            services.close()
 
     app = SpanSafeFastAPI(  # a request's signed link and key reach no trace span
         title="darkroom",
@@ -58,6 +54,8 @@ def app_for(services: Services) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.services = services
+    app.state.core = services.core
+    app.state.node = node
     errors.install(app)
     document.install(app, services.catalog, errors.OPENAI_PATHS, refine=[catalog_values.refine])
     settings = services.settings

@@ -28,7 +28,7 @@ from collections.abc import Collection, Mapping
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from darkroom.api import errors
-from darkroom.core.errors import BodyTimeout, BodyTooLarge, DarkroomError
+from darkroom.core.errors import BodyTimeout, BodyTooLarge, DomainError
 
 
 def declared_length(scope: Scope) -> int | None:
@@ -78,7 +78,7 @@ class BodyLimitMiddleware:
             return
         received = 0
         body_done = False
-        refused: DarkroomError | None = None
+        refused: DomainError | None = None
         started = False
 
         async def counted_receive() -> Message:

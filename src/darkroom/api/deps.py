@@ -1,4 +1,4 @@
-"""FastAPI dependencies shared by the routes: the services and the calling account."""
+"""FastAPI dependencies shared by the routes: the services, the node and the calling account."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from pydantic import BaseModel, ValidationError
 from darkroom.api.errors import validation_message
 from darkroom.core.accounts import Principal
 from darkroom.core.errors import InvalidRequest
-from darkroom.services import Services
+from darkroom.core.readiness import RunningNode
+from darkroom.services import Core, Services
 
 
 async def get_services(request: Request) -> Services:
@@ -22,6 +23,23 @@ async def get_services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+async def get_core(request: Request) -> Core:
+    """What the process shares (the probes of a worker, which serves no API, have only this)."""
+    core: Core = request.app.state.core
+    return core
+
+
+CoreDep = Annotated[Core, Depends(get_core)]
+
+
+async def get_node(request: Request) -> RunningNode:
+    node: RunningNode = request.app.state.node
+    return node
+
+
+NodeDep = Annotated[RunningNode, Depends(get_node)]
 
 
 def bearer_token(request: Request) -> str | None:

@@ -12,9 +12,7 @@ from starlette.concurrency import iterate_in_threadpool
 
 from darkroom.api.deps import ServicesDep
 from darkroom.api.document import answers
-from darkroom.core.downloads import LocalFile, Redirect
-from darkroom.engine.encode import media_type
-from darkroom.storage.signing import DOWNLOAD_PATH
+from darkroom.core.downloads import DOWNLOAD_PATH, LocalFile, Redirect, content_type
 
 router = APIRouter(tags=["Downloads"])
 
@@ -39,15 +37,13 @@ async def download(
 ) -> Response:
     served = await asyncio.to_thread(services.downloads.open, name, expires, signature)
     if isinstance(served, LocalFile):
-        return FileResponse(
-            served.path, media_type=media_type(name.rsplit(".", 1)[1]), filename=name
-        )
+        return FileResponse(served.path, media_type=content_type(name), filename=name)
     if isinstance(served, Redirect):
         # Not cached: a link of a project deleted meanwhile must stop working at once.
         return RedirectResponse(served.url, status_code=307, headers={"Cache-Control": "no-store"})
     return StreamingResponse(
         iterate_in_threadpool(served.chunks),
-        media_type=media_type(name.rsplit(".", 1)[1]),
+        media_type=content_type(name),
         headers={
             "Content-Length": str(served.length),
             "Content-Disposition": f'attachment; filename="{name}"',

@@ -13,7 +13,6 @@ shape.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -25,10 +24,11 @@ from darkroom.api.deps import PrincipalDep, ServicesDep, body_schema, fingerprin
 from darkroom.api.document import answers, prompt_field
 from darkroom.api.forms import JsonInt
 from darkroom.api.magichour import CreateImageResponse, created
-from darkroom.api.sources import Source, load_images
 from darkroom.core.catalog import ImageSpec
+from darkroom.core.creation import Order
 from darkroom.core.errors import InvalidRequest
 from darkroom.core.projects import MAX_SEED
+from darkroom.core.sources import Source, SourceSet
 
 router = APIRouter(tags=["Magic Hour v1"])
 
@@ -107,38 +107,23 @@ async def edit_image(
     paths = body.assets.paths()
     if not paths:
         raise InvalidRequest(f"{FIELD} must name at least one image to edit", field=FIELD)
-    await services.limiter.check_async(who.key_id)
-    catalog = services.catalog
-    style_model = catalog.edit_style_model(body.style.model)
     spec = ImageSpec(
         prompt=body.style.prompt,
         image_count=body.image_count or 1,
-        model=body.model or style_model,
+        model=body.model or services.catalog.edit_style_model(body.style.model),
         aspect_ratio=body.aspect_ratio or "auto",
         resolution=body.resolution,
         edit=True,
         source_count=len(paths),
-        follow=PROVISIONAL_SHAPE,
+        follow=PROVISIONAL_SHAPE,  # then the first input's shape, once it is read
     )
-    # Everything the request alone decides (model, tier, inputs, counts, sizes) is refused
-    # before any input is fetched or read.
-    catalog.plan(spec, who.tier)
-    sources = [Source.text(path, f"{FIELD}[{i}]") for i, path in enumerate(paths)]
-    loaded = await load_images(
-        sources,
-        services.settings,
-        uploaded=lambda path, field: services.uploads.image(who.account_id, path, field=field),
-    )
-    first = loaded[0][1]
-    prepared = services.jobs.prepare(
-        who,
-        replace(spec, follow=first),
+    order = Order(
+        ask=spec,
         name=body.name or f"Ai Image Editor - {datetime.now(UTC):%Y-%m-%d %H:%M:%S}",
         seed=body.seed,
         idempotency_key=idempotency_key,
         request_hash=fingerprint(body) if idempotency_key is not None else None,
-        source_count=len(loaded),
+        sources=SourceSet(images=[Source.text(p, f"{FIELD}[{i}]") for i, p in enumerate(paths)]),
+        uploaded_sources=True,
     )
-    images = [png for png, _ in loaded]
-    project = await services.intake.submit_with_sources(prepared, images, None)
-    return created(project)
+    return created(await services.creation.create(who, order))

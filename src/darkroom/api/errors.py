@@ -15,7 +15,6 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.routing import Match, Route
@@ -26,9 +25,9 @@ from darkroom.core.errors import (
     BodyTimeout,
     BodyTooLarge,
     ConnectionsFull,
-    DarkroomError,
     DatabaseBusy,
     DatabaseUnavailable,
+    DomainError,
     Gone,
     IdempotencyConflict,
     InsufficientCredits,
@@ -44,12 +43,11 @@ from darkroom.core.errors import (
     Unauthorized,
     WebhookDisabled,
 )
-from darkroom.store.database import is_transient, is_unreachable
-from darkroom.store.deadline import GaveUp
+from darkroom.core.outages import DatabaseFailure, cause, given_up, refusal
 
 log = logging.getLogger("darkroom.api")
 
-STATUS: dict[type[DarkroomError], int] = {
+STATUS: dict[type[DomainError], int] = {
     InvalidRequest: 400,
     Unauthorized: 401,
     InsufficientCredits: 402,
@@ -75,29 +73,29 @@ STATUS: dict[type[DarkroomError], int] = {
 # (it retries 409 and 5xx otherwise, and each retry would start and wait for another job).
 _NO_RETRY = (JobTimedOut, JobCanceled)
 
-# A dialect renders (status, error) into a response; the error is always a DarkroomError here.
-Renderer = Callable[[int, DarkroomError], JSONResponse]
+# A dialect renders (status, error) into a response; the error is always a DomainError here.
+Renderer = Callable[[int, DomainError], JSONResponse]
 
 
-def status_of(error: DarkroomError) -> int:
+def status_of(error: DomainError) -> int:
     for cls in type(error).__mro__:
         if cls in STATUS:
             return STATUS[cls]
     return 400
 
 
-def _retry_after(error: DarkroomError) -> dict[str, str]:
+def _retry_after(error: DomainError) -> dict[str, str]:
     if isinstance(error, RateLimited | DatabaseBusy | StorageUnavailable | ConnectionsFull):
         return {"Retry-After": str(max(1, math.ceil(error.retry_after)))}
     return {}
 
 
-def magichour_error(status: int, error: DarkroomError) -> JSONResponse:
+def magichour_error(status: int, error: DomainError) -> JSONResponse:
     headers = _retry_after(error)
     return JSONResponse({"message": error.message}, status_code=status, headers=headers)
 
 
-def openai_error(status: int, error: DarkroomError) -> JSONResponse:
+def openai_error(status: int, error: DomainError) -> JSONResponse:
     """OpenAI's error shape, with the type its clients expect for the status."""
     if status >= 500:
         kind = "server_error"
@@ -154,15 +152,13 @@ def renderer_for_path(path: str, dialects: Sequence[tuple[str, Renderer]] = DIAL
     return magichour_error
 
 
-def answer(path: str, error: DarkroomError) -> JSONResponse:
+def answer(path: str, error: DomainError) -> JSONResponse:
     """The error as the dialect of ``path`` answers it: for answers given outside the routes
     (by ASGI middleware, or by the HTTP server itself)."""
     return renderer_for_path(path)(status_of(error), error)
 
 
-async def refuse_and_close(
-    scope: Scope, receive: Receive, send: Send, error: DarkroomError
-) -> None:
+async def refuse_and_close(scope: Scope, receive: Receive, send: Send, error: DomainError) -> None:
     """Answer ``error`` in the dialect of the request's path and close the connection: for
     requests refused outside the routes (a body too large or stalled, the connection cap)."""
     response = answer(scope["path"], error)
@@ -199,11 +195,11 @@ def install(app: FastAPI, dialects: Sequence[tuple[str, Renderer]] = DIALECTS) -
     def renderer_for(request: Request) -> Renderer:
         return renderer_for_path(request.url.path, dialects)
 
-    def render(request: Request, error: DarkroomError) -> JSONResponse:
+    def render(request: Request, error: DomainError) -> JSONResponse:
         return renderer_for(request)(status_of(error), error)
 
     async def on_domain(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, DarkroomError)
+        assert isinstance(exc, DomainError)
         return render(request, exc)
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
@@ -213,7 +209,7 @@ def install(app: FastAPI, dialects: Sequence[tuple[str, Renderer]] = DIALECTS) -
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
-        error = NotFound() if exc.status_code == 404 else DarkroomError(str(exc.detail))
+        error = NotFound() if exc.status_code == 404 else DomainError(str(exc.detail))
         response = renderer_for(request)(exc.status_code, error)
         if exc.headers:
             response.headers.update(exc.headers)
@@ -229,28 +225,27 @@ def install(app: FastAPI, dialects: Sequence[tuple[str, Renderer]] = DIALECTS) -
     async def on_database(request: Request, exc: Exception) -> JSONResponse:
         # A lock held, or the server unreachable, for longer than the request's patience
         # (DARKROOM_DATABASE_REQUEST_SECONDS): the caller may retry.
-        assert isinstance(exc, DBAPIError)
-        if not is_transient(exc):
+        refused = refusal(exc)
+        if refused is None:
             return await on_crash(request, exc)
-        down = is_unreachable(exc)
         # Given up on at the request's deadline: the 503 was answered, and logged, by then.
         log.log(
-            logging.DEBUG if isinstance(exc.orig, GaveUp) else logging.WARNING,
+            logging.DEBUG if given_up(exc) else logging.WARNING,
             "database %s on %s %s: %s",
-            "unavailable" if down else "busy",
+            "unavailable" if isinstance(refused, DatabaseUnavailable) else "busy",
             request.method,
             request.url.path,
-            type(exc.orig).__name__,
+            cause(exc),
         )
-        return render(request, DatabaseUnavailable() if down else DatabaseBusy())
+        return render(request, refused)
 
     async def on_crash(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return renderer_for(request)(500, DarkroomError("Internal server error"))
+        return renderer_for(request)(500, DomainError("Internal server error"))
 
-    app.add_exception_handler(DarkroomError, on_domain)
+    app.add_exception_handler(DomainError, on_domain)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(HTTPException, on_http)
     app.add_exception_handler(ClientDisconnect, on_disconnect)
-    app.add_exception_handler(DBAPIError, on_database)
+    app.add_exception_handler(DatabaseFailure, on_database)
     app.add_exception_handler(Exception, on_crash)

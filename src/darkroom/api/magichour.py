@@ -15,6 +15,7 @@ from darkroom.api.document import answers, prompt_field
 from darkroom.api.forms import JsonInt
 from darkroom.core import project_view
 from darkroom.core.catalog import ImageSpec
+from darkroom.core.creation import Order
 from darkroom.core.errors import AlreadyEnded
 from darkroom.core.jobs import MAX_PAGE
 from darkroom.core.projects import MAX_SEED, Project
@@ -82,17 +83,15 @@ async def create_image(
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> JSONResponse:
     body = await json_body(request, CreateImageBody)
-    await services.limiter.check_async(who.key_id)
-    prepared = services.jobs.prepare(
-        who,
-        body.spec(),
+    order = Order(
+        ask=body.spec(),
         name=body.name,
         seed=body.seed,
         idempotency_key=idempotency_key,
         # Only a retry with the same Idempotency-Key compares bodies.
         request_hash=fingerprint(body) if idempotency_key is not None else None,
     )
-    project = await services.intake.submit(prepared)
+    project = await services.creation.create(who, order)
     return created(project)
 
 

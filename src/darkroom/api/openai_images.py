@@ -22,20 +22,16 @@ from darkroom.api.deps import PrincipalDep, ServicesDep, body_schema, fingerprin
 from darkroom.api.document import answers, form_fields, prompt_field
 from darkroom.api.errors import validation_message
 from darkroom.api.forms import JsonInt, typed_fields
-from darkroom.api.sources import Source, SourceSet, load_sources
-from darkroom.core import openai_models
 from darkroom.core.accounts import Principal
-from darkroom.core.catalog import FieldNames, ImageSpec
-from darkroom.core.errors import (
-    InvalidRequest,
-)
-from darkroom.core.projects import MAX_SEED, Output
-from darkroom.engine import encode
+from darkroom.core.creation import MAX_SOURCES, Order
+from darkroom.core.errors import InvalidRequest
+from darkroom.core.openai_models import OpenAIImages
+from darkroom.core.projects import MAX_SEED
+from darkroom.core.sources import Source, SourceSet
 from darkroom.services import Services
 
 router = APIRouter(tags=["OpenAI images"])
 
-MAX_SOURCES = 16
 # The routes whose body may carry source images (uploaded, or base64 in JSON): they take the
 # larger body limit (Settings.source_body_max_bytes).
 SOURCE_PATHS = (
@@ -44,7 +40,6 @@ SOURCE_PATHS = (
     "/v1/images/edits",
     "/api/images/edits",
 )
-OPENAI_FIELDS = FieldNames(prompt="prompt", image_count="n", tool="tool", images="image")
 
 
 class ImageRequest(BaseModel):
@@ -244,66 +239,42 @@ async def _render(
     idempotency_key: str | None,
     request_hash: str | None,
 ) -> Response:
-    """Plan, charge, wait and answer: what every image request of this dialect does."""
-    catalog = services.catalog
-    if len(sources.images) > MAX_SOURCES:
-        raise InvalidRequest(f"send at most {MAX_SOURCES} source images", field="image")
-    if sources.mask is not None and not sources.images:
-        raise InvalidRequest("a mask needs an image to apply to", field="mask")
-    await services.limiter.check_async(who.key_id)
-    choice = openai_models.choose(catalog, body.model, body.quality)
-    if body.background == "transparent":
-        raise InvalidRequest(
-            f"model {choice.label!r} cannot make transparent backgrounds; "
-            "use background 'opaque' or 'auto'",
-            field="background",
-        )
-    spec = ImageSpec(
-        prompt=body.prompt,
-        image_count=body.n or 1,
-        model=choice.model,
-        model_label=choice.label,
-        aspect_ratio="1:1",
-        resolution="auto",
-        tool=body.tool,
-        size=openai_models.size_for(catalog, body.size, choice, body.quality),
-        image_counts=choice.image_counts,
-        prompt_template=openai_models.style_template(catalog, body.style),
-        edit=bool(sources.images),
-        source_count=len(sources.images),
-        max_inputs=choice.max_images,
-        fields=OPENAI_FIELDS,
-    )
-    options = {
-        name: value
-        for name, value in (
-            ("moderation", body.moderation),
-            ("input_fidelity", body.input_fidelity),
-        )
-        if value is not None
-    }
-    fmt = body.output_format or "png"
-    quality = None if fmt == "png" else encode.quality(body.output_compression)
-    prepared = services.jobs.prepare(
-        who,
-        spec,
+    """Create the project, wait for it and answer: what every image request of this dialect
+    does."""
+    order = Order(
+        ask=OpenAIImages(
+            prompt=body.prompt,
+            n=body.n,
+            model=body.model,
+            quality=body.quality,
+            size=body.size,
+            style=body.style,
+            tool=body.tool,
+            background=body.background,
+            edit=bool(sources.images),
+            source_count=len(sources.images),
+        ),
         seed=body.seed,
         idempotency_key=idempotency_key,
         request_hash=request_hash,
-        output=Output(fmt, quality),
-        source_count=len(sources.images),
-        has_mask=sources.mask is not None,
-        options=options,
+        output_format=body.output_format or "png",
+        output_compression=body.output_compression,
+        sources=sources,
+        # What the caller asked of a vendor beyond the prompt (passed to those that take it).
+        options={
+            name: value
+            for name, value in (
+                ("moderation", body.moderation),
+                ("input_fidelity", body.input_fidelity),
+            )
+            if value is not None
+        },
         awaited=True,  # canceled and refunded if this process dies before answering
     )
-    images: list[bytes] = []
-    mask = None
-    if sources.images:
-        images, mask = await load_sources(sources, services.settings)
-    project = await services.intake.submit_with_sources(prepared, images, mask)
+    project = await services.creation.create(who, order)
     if body.stream:
         return results.event_stream(who, services, project, edit=bool(sources.images))
-    project = await results.finished(who, services, project, abandoned=request.is_disconnected)
+    project = await services.creation.deliver(who, project, abandoned=request.is_disconnected)
     return await results.json_answer(project, body.response_format or "url", services)
 
 

@@ -1,6 +1,6 @@
 """How long a request waits for the database: each HTTP request runs within
-``DARKROOM_DATABASE_REQUEST_SECONDS`` of patience (a ``darkroom.store.deadline.Deadline``), so a
-database that stays locked or unreachable answers 503 with Retry-After in a few seconds instead
+``DARKROOM_DATABASE_REQUEST_SECONDS`` of patience (a ``Deadline``, :mod:`darkroom.core.outages`),
+so a database that stays locked or unreachable answers 503 with Retry-After in a few seconds instead
 of holding the caller for the minute the background loops wait it out.
 
 A database that stops answering without closing its connections holds a call in a socket read
@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from darkroom.api.errors import answer
 from darkroom.core.errors import DatabaseBusy, DatabaseUnavailable
-from darkroom.store.deadline import Deadline, deadline_at
+from darkroom.core.outages import Deadline, deadline_at
 
 log = logging.getLogger("darkroom.api")
 

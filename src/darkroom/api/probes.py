@@ -18,7 +18,8 @@ from fastapi import FastAPI
 
 from darkroom.api import health, metrics
 from darkroom.api.server import config_for
-from darkroom.services import Services
+from darkroom.core.readiness import RunningNode
+from darkroom.services import Core
 
 log = logging.getLogger("darkroom.worker")
 
@@ -42,9 +43,10 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def probe_app(services: Services) -> FastAPI:
+def probe_app(core: Core, node: RunningNode) -> FastAPI:
     app = FastAPI(title="darkroom worker", openapi_url=None, docs_url=None, redoc_url=None)
-    app.state.services = services
+    app.state.core = core
+    app.state.node = node
     app.include_router(health.router)
     app.include_router(metrics.router)
     return app
@@ -54,12 +56,12 @@ class ProbeListener:
     """``probe_app`` served on ``sock`` by uvicorn, on a thread, from :meth:`start` to
     :meth:`stop`."""
 
-    def __init__(self, services: Services, sock: socket.socket) -> None:
-        settings = services.settings
+    def __init__(self, core: Core, node: RunningNode, sock: socket.socket) -> None:
+        settings = core.settings
         self.sock = sock
         self.server = uvicorn.Server(
             config_for(
-                probe_app(services),
+                probe_app(core, node),
                 settings,
                 log_level=settings.log_level,
                 access_log=False,

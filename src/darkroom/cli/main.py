@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from darkroom import __version__
 from darkroom.cli import hooks, remote
-from darkroom.core.errors import DarkroomError
+from darkroom.core.errors import DomainError
 
 # The commands that run the service or work on its data: they need the server extra.
 SERVER_COMMANDS = (
@@ -59,7 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
             raise  # a real error in the server's code, not a missing extra
         missing = exc.name or "the server's packages"
         for name in SERVER_COMMANDS:
-            stub = commands.add_parser(name, help=f"(needs the server: {SERVER_EXTRA})")
+            stub = commands.add_parser(
+                name,
+                help=f"(needs the server: {SERVER_EXTRA})",
+                description=_needs_server_line(name, missing),  # what --help says
+            )
             stub.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
             stub.set_defaults(run=lambda args, m=missing: _needs_server(args.command, m))
     else:
@@ -72,12 +76,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _needs_server(command: str, missing: str) -> int:
-    print(
+def _needs_server_line(command: str, missing: str) -> str:
+    return (
         f"darkroom {command} needs the server, which is not installed here ({missing} is "
-        f"missing): {SERVER_EXTRA}",
-        file=sys.stderr,
+        f"missing): {SERVER_EXTRA}"
     )
+
+
+def _needs_server(command: str, missing: str) -> int:
+    print(_needs_server_line(command, missing), file=sys.stderr)
     return 2
 
 
@@ -85,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         result: int = args.run(args)
-    except DarkroomError as exc:
+    except DomainError as exc:
         print(f"darkroom: {exc.message}", file=sys.stderr)
         return 1
     except ValueError as exc:  # configuration problems (catalog, settings)

@@ -59,8 +59,8 @@ def run(args: argparse.Namespace) -> int:
     from darkroom.api.app import app_for
     from darkroom.api.server import config_for, raise_descriptor_limit
     from darkroom.core.bootstrap import ensure_dev_account
+    from darkroom.node import build
     from darkroom.observe.logs import configure as configure_logging
-    from darkroom.services import build_services
 
     os.umask(0o077)  # what this process writes is the owner's only (storage/permissions.py)
     args.weights = parse_weights(args.weights)
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         "dtype",
     )
     configure_logging(settings)
-    services = build_services(settings)
+    services, node = build(settings)
     key = None
     if wants_dev_account(settings):
         key = ensure_dev_account(
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     raise_descriptor_limit(settings.http_max_connections)
     server = uvicorn.Server(
         config_for(
-            app_for(services),
+            app_for(services, node),
             settings,
             host=settings.host,
             port=settings.port,

@@ -14,10 +14,13 @@ import logging
 import os
 import signal
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from darkroom.cli.options import add_data_options, settings_from
 from darkroom.cli.serve import add_engine_options, parse_weights
+
+if TYPE_CHECKING:
+    from darkroom.node import NodeProcess
 
 log = logging.getLogger("darkroom.worker")
 
@@ -63,8 +66,9 @@ def _models(value: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from darkroom.node import build_node
     from darkroom.observe.logs import configure as configure_logging
-    from darkroom.services import build_services
+    from darkroom.services import build_core
 
     os.umask(0o077)  # what this process writes is the owner's only (storage/permissions.py)
     args.weights = parse_weights(args.weights)
@@ -89,44 +93,41 @@ def run(args: argparse.Namespace) -> int:
 
         probes = listen(settings.host, settings.metrics_port)  # a port in use: said at once
     try:
-        services = build_services(settings, serves_api=False)
-        unknown = sorted(set(settings.worker_models) - set(services.catalog.models))
-        if unknown:
-            raise ValueError(f"--models: the catalog has no model {', '.join(unknown)}")
-        asyncio.run(_serve(services, probes))
+        core = build_core(settings, serves_api=False)
+        try:
+            unknown = sorted(set(settings.worker_models) - set(core.catalog.models))
+            if unknown:
+                raise ValueError(f"--models: the catalog has no model {', '.join(unknown)}")
+            asyncio.run(_serve(build_node(core), probes))
+        finally:
+            core.close()
     finally:
         if probes is not None:
             probes.close()
     return 0
 
 
-async def _serve(services: Any, probes: socket.socket | None) -> None:
-    from darkroom.services import start_node, stop_node
-
+async def _serve(node: NodeProcess, probes: socket.socket | None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):  # not on Windows
             loop.add_signal_handler(sig, stop.set)
-    await start_node(services)
+    await node.start()
+    member = node.core.node
     listener = None
     try:
         if probes is not None:  # after the node started: /readyz then says how it is
             from darkroom.api.probes import ProbeListener
 
-            listener = ProbeListener(services, probes)
+            listener = ProbeListener(node.core, node, probes)
             await asyncio.to_thread(listener.start)
-        models = ", ".join(services.node.models or ["every model"])
-        log.info(
-            "worker %s rendering %s, %d at a time",
-            services.node.id,
-            models,
-            services.node.concurrency,
-        )
+        models = ", ".join(member.models or ["every model"])
+        log.info("worker %s rendering %s, %d at a time", member.id, models, member.concurrency)
         await stop.wait()
         log.info("draining: jobs in hand finish or are handed back")
     finally:
-        await stop_node(services)
+        await node.stop()
         if listener is not None:  # answering (not ready) while it drained
             await asyncio.to_thread(listener.stop)
-    log.info("worker %s stopped", services.node.id)
+    log.info("worker %s stopped", member.id)

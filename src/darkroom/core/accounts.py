@@ -12,6 +12,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection
 
@@ -20,7 +21,7 @@ from darkroom.core.errors import InvalidRequest, NotFound, Unauthorized
 from darkroom.core.ids import new_id
 from darkroom.queue.notify import AUTH
 from darkroom.store import accounts as sql
-from darkroom.store.database import Database, utcnow
+from darkroom.store.database import Database, as_utc, utcnow
 
 KEY_PREFIX = "dk_"
 
@@ -107,6 +108,25 @@ class Authenticator:
                 return
             for digest in [d for d, (p, _) in self._known.items() if p.key_id == key_id]:
                 del self._known[digest]
+
+
+def account_body(db: Database, account_id: str) -> dict[str, Any]:
+    """``GET /v1/account``: the account as the published SDK's ``client.v1.account.list()``
+    parses it (``id``, ``email``, ``credits``, ``tier``, ``subscription``), with darkroom's
+    ``name`` and ``created_at``."""
+    account = db.query(lambda conn: sql.get_account(conn, account_id))
+    if account is None:  # deleted between the key check and this read
+        raise NotFound()
+    return {
+        "id": account.id,
+        "email": account.email,
+        "credits": account.balance,
+        "tier": account.tier,
+        # A self-hosted account has no paid plan: the tier is set by the operator.
+        "subscription": None,
+        "name": account.name,
+        "created_at": as_utc(account.created_at).isoformat(timespec="seconds"),
+    }
 
 
 def create_account(

@@ -2,7 +2,7 @@
 
 ``Catalog.load()`` reads the TOML shipped with the package and merges an operator's override file
 over it; :meth:`Catalog.plan` turns what a caller asked for (:class:`ImageSpec`) into what will be
-rendered and charged (:class:`Plan`), raising domain errors for anything it cannot serve.
+rendered and charged (:class:`PricedRender`), raising domain errors for anything it cannot serve.
 """
 
 from __future__ import annotations
@@ -281,7 +281,7 @@ class Catalog(_Strict):
                 field=field,
             )
 
-    def plan(self, spec: ImageSpec, tier: str) -> Plan:
+    def plan(self, spec: ImageSpec, tier: str) -> PricedRender:
         """Decide model, size, price and prompt for ``spec`` on ``tier``, or raise why not."""
         prompt = spec.prompt.strip()
         field = spec.fields.prompt
@@ -352,7 +352,7 @@ class Catalog(_Strict):
         final_prompt = self.tools[tool_name].template.replace("{prompt}", prompt)
         if spec.prompt_template is not None:
             final_prompt = spec.prompt_template.replace("{prompt}", final_prompt)
-        return Plan(
+        return PricedRender(
             model=model_name,
             backend=model.backend,
             resolution=resolution,
@@ -511,7 +511,7 @@ class ImageSpec:
 
 
 @dataclass(frozen=True)
-class Plan:
+class PricedRender:
     """What will be rendered and charged for one project."""
 
     model: str

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from darkroom.core.errors import Gone, LinkRefused, NotFound, StorageUnavailable
 from darkroom.core.projects import Project
 from darkroom.core.status import Status
+from darkroom.engine.encode import media_type
 from darkroom.storage.files import ProjectFiles, parse_output_name
 from darkroom.storage.objects import (
     LocalFile,
@@ -26,11 +27,25 @@ from darkroom.storage.objects import (
     StorageError,
     Stream,
 )
-from darkroom.storage.signing import URLSigner
+from darkroom.storage.signing import DOWNLOAD_PATH, URLSigner
 from darkroom.store import projects as sql
 from darkroom.store.database import Database
 
-__all__ = ["Downloads", "LocalFile", "Redirect", "Served", "Stream"]
+# DOWNLOAD_PATH: where darkroom's own links point (the storage signs them for that path).
+__all__ = [
+    "DOWNLOAD_PATH",
+    "Downloads",
+    "LocalFile",
+    "Redirect",
+    "Served",
+    "Stream",
+    "content_type",
+]
+
+
+def content_type(name: str) -> str:
+    """The media type of a downloaded image, by the extension of its name."""
+    return media_type(name.rsplit(".", 1)[1])
 
 
 class Downloads:

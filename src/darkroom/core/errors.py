@@ -1,8 +1,9 @@
 """One tree of domain errors, each with a stable ``code``.
 
 The core raises these; each HTTP dialect maps them to a status and a body shape in one handler.
+They are the server's: a client's errors are the SDK's own tree, under ``darkroom.DarkroomError``.
 
-    DarkroomError
+    DomainError
     ├── InvalidRequest        a field is malformed or has a value we do not accept (``field``)
     ├── Unauthorized          no key, an unknown key, or a revoked key
     ├── InsufficientCredits   the account cannot pay for the request; nothing was charged
@@ -30,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 
-class DarkroomError(Exception):
+class DomainError(Exception):
     code = "error"
 
     def __init__(self, message: str) -> None:
@@ -38,7 +39,7 @@ class DarkroomError(Exception):
         self.message = message
 
 
-class InvalidRequest(DarkroomError):
+class InvalidRequest(DomainError):
     code = "invalid_request"
 
     def __init__(self, message: str, field: str | None = None) -> None:
@@ -46,14 +47,14 @@ class InvalidRequest(DarkroomError):
         self.field = field
 
 
-class Unauthorized(DarkroomError):
+class Unauthorized(DomainError):
     code = "unauthorized"
 
     def __init__(self, message: str = "Unauthorized") -> None:
         super().__init__(message)
 
 
-class InsufficientCredits(DarkroomError):
+class InsufficientCredits(DomainError):
     code = "insufficient_credits"
 
     def __init__(self, required: int, balance: int) -> None:
@@ -65,30 +66,30 @@ class InsufficientCredits(DarkroomError):
         self.balance = balance
 
 
-class TierForbidden(DarkroomError):
+class TierForbidden(DomainError):
     code = "tier_forbidden"
 
 
-class NotFound(DarkroomError):
+class NotFound(DomainError):
     code = "not_found"
 
     def __init__(self, message: str = "Not Found") -> None:
         super().__init__(message)
 
 
-class IdempotencyConflict(DarkroomError):
+class IdempotencyConflict(DomainError):
     code = "idempotency_conflict"
 
 
-class AlreadyEnded(DarkroomError):
+class AlreadyEnded(DomainError):
     code = "project_ended"
 
 
-class WebhookDisabled(DarkroomError):
+class WebhookDisabled(DomainError):
     code = "webhook_disabled"
 
 
-class RateLimited(DarkroomError):
+class RateLimited(DomainError):
     code = "rate_limited"
 
     def __init__(self, retry_after: float) -> None:
@@ -107,7 +108,7 @@ class QueueFull(RateLimited):
         self.args = (message,)
 
 
-class DatabaseBusy(DarkroomError):
+class DatabaseBusy(DomainError):
     code = "database_busy"
     retry_after = 1.0
 
@@ -125,15 +126,15 @@ class DatabaseUnavailable(DatabaseBusy):
         super().__init__("The database is unavailable; try again shortly.")
 
 
-class LinkRefused(DarkroomError):
+class LinkRefused(DomainError):
     code = "link_refused"
 
 
-class Gone(DarkroomError):
+class Gone(DomainError):
     code = "gone"
 
 
-class StorageUnavailable(DarkroomError):
+class StorageUnavailable(DomainError):
     code = "storage_unavailable"
     retry_after = 5.0
 
@@ -141,7 +142,7 @@ class StorageUnavailable(DarkroomError):
         super().__init__("The image storage is not answering. Try again shortly.")
 
 
-class BodyTooLarge(DarkroomError):
+class BodyTooLarge(DomainError):
     code = "body_too_large"
 
     def __init__(self, limit: int) -> None:
@@ -152,7 +153,7 @@ class BodyTooLarge(DarkroomError):
         self.limit = limit
 
 
-class BodyTimeout(DarkroomError):
+class BodyTimeout(DomainError):
     code = "body_timeout"
 
     def __init__(self, seconds: float) -> None:
@@ -162,7 +163,7 @@ class BodyTimeout(DarkroomError):
         )
 
 
-class ConnectionsFull(DarkroomError):
+class ConnectionsFull(DomainError):
     code = "connections_full"
     retry_after = 1.0
 
@@ -170,7 +171,7 @@ class ConnectionsFull(DarkroomError):
         super().__init__("The server holds as many connections as it may. Try again shortly.")
 
 
-class JobNotDone(DarkroomError):
+class JobNotDone(DomainError):
     code = "job_not_done"
 
     def __init__(self, message: str, project_id: str) -> None:

@@ -10,7 +10,7 @@ in this process after the commit (metrics, log lines).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from sqlalchemy import Connection
 
@@ -25,10 +25,16 @@ Observer = Callable[[Transition], None]
 
 
 class JobEvents:
-    def __init__(self, db: Database) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        recorders: Sequence[Recorder] = (),
+        observers: Sequence[Observer] = (),
+    ) -> None:
         self.db = db
-        self.recorders: list[Recorder] = []
-        self.observers: list[Observer] = []
+        self.recorders = tuple(recorders)
+        self.observers = tuple(observers)
 
     def record(
         self, conn: Connection, project_id: str, previous: Status | None, refunded: int = 0

@@ -25,7 +25,7 @@ from darkroom.core import credits
 from darkroom.core.accounts import Principal
 from darkroom.core.catalog import Catalog, ImageSpec
 from darkroom.core.errors import (
-    DarkroomError,
+    DomainError,
     IdempotencyConflict,
     InvalidRequest,
     NotFound,
@@ -35,9 +35,9 @@ from darkroom.core.errors import (
 from darkroom.core.events import JobEvents
 from darkroom.core.ids import new_id
 from darkroom.core.projects import MAX_SEED, PNG, Output, Project, Submission, Transition
+from darkroom.core.request_ids import current_request_id
 from darkroom.core.settle import end_in
 from darkroom.core.status import Status
-from darkroom.observe.context import current_request_id
 from darkroom.storage.files import ProjectFiles, quietly
 from darkroom.storage.objects import StorageError
 from darkroom.store import leases
@@ -150,7 +150,7 @@ class Jobs:
         }
         return Submission(row)
 
-    def submit_many(self, items: list[Submission]) -> list[Project | DarkroomError]:
+    def submit_many(self, items: list[Submission]) -> list[Project | DomainError]:
         """Charge and persist prepared projects in one transaction (one commit for many
         concurrent creates), then queue them. Each item gets its own outcome: its project, or
         the error that refused it alone (402, an Idempotency-Key conflict). With an
@@ -169,17 +169,17 @@ class Jobs:
         self.publish(items, outcomes)
         return outcomes
 
-    def publish(self, items: list[Submission], outcomes: list[Project | DarkroomError]) -> None:
+    def publish(self, items: list[Submission], outcomes: list[Project | DomainError]) -> None:
         """Report the projects created by a committed :meth:`stage` (the workers were woken by
         its commit)."""
         for item, outcome in zip(items, outcomes, strict=True):
             if isinstance(outcome, Project) and outcome.id == item.id:
                 self.events.committed(Transition(outcome, None))
 
-    def stage(self, conn: Connection, items: list[Submission]) -> list[Project | DarkroomError]:
+    def stage(self, conn: Connection, items: list[Submission]) -> list[Project | DomainError]:
         """The writes of :meth:`submit_many`, in the caller's write transaction; once it has
         committed, :meth:`publish` queues the new projects."""
-        outcomes: list[Project | DarkroomError | None] = [None] * len(items)
+        outcomes: list[Project | DomainError | None] = [None] * len(items)
         first_with_key: dict[tuple[str, str], int] = {}
         fresh: list[int] = []
         for i, item in enumerate(items):
@@ -222,7 +222,7 @@ class Jobs:
         conn: Connection,
         items: list[Submission],
         fresh: list[int],
-        outcomes: list[Project | DarkroomError | None],
+        outcomes: list[Project | DomainError | None],
     ) -> list[int]:
         """The items of ``fresh`` that the queue caps admit; the others get :class:`QueueFull`
         (nothing is charged for them)."""

@@ -2,7 +2,8 @@
 ``gpt-image-1``) mapped to catalog models, its sizes, qualities and styles.
 
 The ``[openai]`` table of ``catalog.toml`` holds the data; these functions turn a request's
-``model``, ``quality``, ``size`` and ``style`` into what :meth:`Catalog.plan` takes.
+``model``, ``quality``, ``size`` and ``style`` into what :meth:`Catalog.plan` takes
+(:meth:`OpenAIImages.spec`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from darkroom.core.errors import InvalidRequest, listing
 from darkroom.core.sizes import parse_size
 
 if TYPE_CHECKING:
-    from darkroom.core.catalog import Catalog
+    from darkroom.core.catalog import Catalog, ImageSpec
 
 
 class _Strict(BaseModel):
@@ -134,3 +135,47 @@ def style_template(catalog: Catalog, style: str | None) -> str | None:
     if style not in styles:
         raise InvalidRequest(f"style must be one of {listing(styles)}", "style")
     return styles[style]
+
+
+@dataclass(frozen=True)
+class OpenAIImages:
+    """What an OpenAI-dialect request asks for, in OpenAI's names (and darkroom's ``tool``)."""
+
+    prompt: str
+    n: int | None = None
+    model: str | None = None
+    quality: str | None = None
+    size: str | None = None
+    style: str | None = None
+    tool: str | None = None
+    background: str | None = None
+    edit: bool = False  # source images come with the request
+    source_count: int = 0  # how many
+
+    def spec(self, catalog: Catalog) -> ImageSpec:
+        """The request in the catalog's terms, or InvalidRequest naming the OpenAI field."""
+        from darkroom.core.catalog import FieldNames, ImageSpec  # the catalog imports this module
+
+        choice = choose(catalog, self.model, self.quality)
+        if self.background == "transparent":
+            raise InvalidRequest(
+                f"model {choice.label!r} cannot make transparent backgrounds; "
+                "use background 'opaque' or 'auto'",
+                field="background",
+            )
+        return ImageSpec(
+            prompt=self.prompt,
+            image_count=self.n or 1,
+            model=choice.model,
+            model_label=choice.label,
+            aspect_ratio="1:1",
+            resolution="auto",
+            tool=self.tool,
+            size=size_for(catalog, self.size, choice, self.quality),
+            image_counts=choice.image_counts,
+            prompt_template=style_template(catalog, self.style),
+            edit=self.edit,
+            source_count=self.source_count,
+            max_inputs=choice.max_images,
+            fields=FieldNames(prompt="prompt", image_count="n", tool="tool", images="image"),
+        )

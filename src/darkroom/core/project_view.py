@@ -56,7 +56,7 @@ def project_body(project: Project, links: Downloads, ttl: int) -> dict[str, Any]
         "downloads": downloads(project, links, ttl),
         "error": error,
         # darkroom's additions (ignored by the published SDK)
-        "status_reason": project.status_note,
+        "status_reason": project.status_reason,
         "model": project.model,
         "backend": project.backend,
         "resolution": project.resolution,

@@ -83,7 +83,7 @@ class Project:
     source_count: int
     has_mask: bool
     outputs: str | None = None  # JSON, see :attr:`stored_images`
-    status_note: str | None = None  # what the backend is doing while rendering
+    status_reason: str | None = None  # what the backend is doing while rendering (or retention did)
     request_id: str | None = None  # the request that created it, for the job's log lines
     lease_owner: str | None = None  # the node rendering it, while it renders
     lease_until: datetime | None = None

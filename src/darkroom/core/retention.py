@@ -50,7 +50,7 @@ class Retention:
     def sweep(self, now: datetime | None = None) -> int:
         """Delete the images of every project past the retention age (as of ``now``; by
         default the database's time); how many projects."""
-        note = f"images deleted by the retention policy ({self.days:g} days after completion)"
+        reason = f"images deleted by the retention policy ({self.days:g} days after completion)"
         age = self.age.total_seconds()
         done = 0
         while True:
@@ -67,7 +67,7 @@ class Retention:
             ids = [project.id for project in projects]
 
             def mark(conn: Connection, ids: list[str] = ids) -> None:
-                sql.mark_outputs_deleted(conn, ids, clock.now(conn) if now is None else now, note)
+                sql.mark_outputs_deleted(conn, ids, clock.now(conn) if now is None else now, reason)
 
             self.db.transact(mark)
             done += len(ids)

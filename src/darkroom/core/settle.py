@@ -40,7 +40,7 @@ def end_in(
         error_message=message,
         credits_charged=0,
         completed_at=clock.now(conn),
-        status_note=None,
+        status_reason=None,
         lease_owner=None,
         lease_until=None,
     )

@@ -71,8 +71,9 @@ class Watch:
         self._waiters: dict[str, set[_Waiter]] = {}
         self._poller: asyncio.Task[None] | None = None
 
-    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+    def waiting(self, project_id: str) -> int:
+        """How many requests wait for the project now."""
+        return len(self._waiters.get(project_id, ()))
 
     def changed(self, project_id: str) -> None:
         """A project's status changed (callable from any thread)."""
@@ -99,6 +100,7 @@ class Watch:
         or ``abandoned()`` says nobody waits any more (the caller checks
         :attr:`Project.status`). NotFound if it was deleted meanwhile."""
         loop = asyncio.get_running_loop()
+        self._loop = loop  # where changes signalled from other threads wake the waiters
         deadline = loop.time() + timeout
         waiter = _Waiter()
         self._waiters.setdefault(project_id, set()).add(waiter)

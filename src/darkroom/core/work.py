@@ -97,15 +97,16 @@ class Work:
         row = self.db.query(lambda conn: sql.get_project(conn, project_id))
         return row is not None and row.status == Status.RENDERING and row.lease_owner == owner
 
-    def note(self, owner: str, project_id: str, text: str | None) -> None:
-        """Set (or with None clear) the status note of a job ``owner`` renders."""
+    def set_status_reason(self, owner: str, project_id: str, text: str | None) -> None:
+        """Set (or with None clear) the ``status_reason`` of a job ``owner`` renders (what the
+        backend is doing: loading weights...)."""
         self.db.transact(
             lambda conn: sql.move(
                 conn,
                 project_id,
                 from_=(Status.RENDERING.value,),
                 where=leases.held(project_id, owner),
-                status_note=None if text is None else text[:200],
+                status_reason=None if text is None else text[:200],
             ),
             durable=False,
         )
@@ -135,7 +136,7 @@ class Work:
                 completed_at=clock.now(conn),
                 outputs=json.dumps([vars(item) for item in stored or []]),
                 **upstream_columns(upstream_usage),
-                status_note=None,
+                status_reason=None,
                 lease_owner=None,
                 lease_until=None,
             )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from darkroom.engine.base import Backend, BackendError
 from darkroom.engine.preview import PreviewBackend
 
@@ -31,3 +33,23 @@ class Backends:
 
     def names(self) -> list[str]:
         return sorted(self._by_name)
+
+    def report(self) -> dict[str, dict[str, Any]]:
+        """Each backend by name: the models it holds in memory (a backend that loads weights
+        says which, and on which device it was asked to run), whether each model can be served
+        (a vendor's API), or simply loaded (the preview backend)."""
+        report: dict[str, dict[str, Any]] = {}
+        for name in self.names():
+            backend = self._by_name[name]
+            loaded = getattr(backend, "loaded", None)
+            models = getattr(backend, "models", None)
+            if callable(models):  # a vendor's API: whether each model can be served ("ready")
+                report[name] = {"models": models()}
+            elif callable(loaded):
+                report[name] = {
+                    "loaded_models": loaded(),
+                    "device": getattr(backend, "device_setting", None),
+                }
+            else:
+                report[name] = {"loaded": True}
+        return report

@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from typing import IO, Any
 
 from darkroom.core.projects import Transition
+from darkroom.core.request_ids import current_request_id
 from darkroom.core.status import Status
-from darkroom.observe.context import current_request_id
 from darkroom.settings import Settings
 
 log = logging.getLogger("darkroom.jobs")

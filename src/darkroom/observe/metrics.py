@@ -1,5 +1,8 @@
 """darkroom's Prometheus metrics, in a registry of their own (one per server, so that several
-servers can run in one process).
+servers can run in one process), named by Prometheus' rules: ``darkroom_`` first, the unit last
+(``_seconds``, ``_credits``), ``_total`` on counters. With them: ``darkroom_build_info`` (the
+version), and the process, platform and garbage collector metrics of the Python client
+(``process_*``, ``python_*``). Counters and histograms leave out their ``_created`` series.
 
 Counted as things happen: HTTP requests (by the middleware, :meth:`Metrics.request`), status
 changes of projects (as a ``Jobs`` observer, :meth:`Metrics.observe`) and webhook delivery
@@ -14,11 +17,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
+from darkroom import __version__
 from darkroom.core.projects import Transition
 from darkroom.core.status import ACTIVE, Status
 from darkroom.store import projects as project_sql
@@ -36,8 +49,17 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
 class Metrics:
     def __init__(self, db: Database, models: Iterable[str]) -> None:
+        # The _created series (a timestamp per counter and histogram child) would double the
+        # output for nothing a dashboard reads; the setting is the Python client's, global.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry()
         r = self.registry
+        Info("darkroom_build", "The darkroom version that runs", registry=r).info(
+            {"version": __version__}
+        )
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
         self.requests = Counter(
             "darkroom_http_requests",
             "HTTP requests answered, by method, route template and status",
@@ -58,23 +80,23 @@ class Metrics:
             registry=r,
         )
         self.render_seconds = Histogram(
-            "darkroom_render_seconds_per_image",
+            "darkroom_image_render_duration_seconds",
             "Render time of a completed project divided by its image count, once per image",
             ["model", "backend"],
             buckets=SECONDS,
             registry=r,
         )
         self.charged = Counter(
-            "darkroom_credits_charged", "Credits charged for new projects", ["model"], registry=r
+            "darkroom_charged_credits", "Credits charged for new projects", ["model"], registry=r
         )
         self.refunded = Counter(
-            "darkroom_credits_refunded",
+            "darkroom_refunded_credits",
             "Credits refunded (failed and canceled projects)",
             ["model"],
             registry=r,
         )
         self.webhooks = Counter(
-            "darkroom_webhook_deliveries",
+            "darkroom_webhook_delivery_attempts",
             "Webhook delivery attempts by event and outcome "
             "(delivered, failed_attempt: will be retried, gave_up: no more retries)",
             ["event", "outcome"],

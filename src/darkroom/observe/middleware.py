@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from darkroom.observe.context import request_context
+from darkroom.core.request_ids import request_context
 from darkroom.observe.metrics import Metrics
 
 log = logging.getLogger("darkroom.access")

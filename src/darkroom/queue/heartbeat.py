@@ -16,7 +16,7 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection
@@ -46,7 +46,10 @@ class Node:
 
 
 class Heartbeat:
-    def __init__(self, db: Database, node: Node, lease_seconds: float) -> None:
+    def __init__(
+        self, db: Database, node: Node, lease_seconds: float, tasks: Sequence[Task] = ()
+    ) -> None:
+        """``tasks`` run after each beat, in order."""
         self.db = db
         self.node = node
         self.lease = lease_seconds
@@ -54,7 +57,7 @@ class Heartbeat:
         # Seconds this node's clock was ahead of the database's at the last beat (behind:
         # negative); logged as an error beyond a third of the lease.
         self.skew: float | None = None
-        self.tasks: list[Task] = []
+        self.tasks = tuple(tasks)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.beats = 0  # completed beats

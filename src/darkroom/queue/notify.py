@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 from darkroom.store.database import Database, Notification
 
@@ -32,27 +31,38 @@ Subscriber = Callable[[str], None]
 
 
 class Notifier:
-    def __init__(self, db: Database, *, reconnect_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        db: Database,
+        subscribers: Mapping[str, Sequence[Subscriber]],
+        *,
+        listening: threading.Event | None = None,
+        on_reconnect: Sequence[Callable[[], None]] = (),
+        reconnect_seconds: float = 1.0,
+    ) -> None:
+        """``subscribers[channel]`` are called with the payload of each signal on ``channel``,
+        from any thread: each must only hand the payload on (set an event, schedule a callback),
+        never block. ``listening`` is set while other processes' signals reach this one (the
+        waiters that poll meanwhile read it); ``on_reconnect`` are called (from the listening
+        thread) each time the connection is (re)established, so that waiters re-read what they
+        may have missed while it was down."""
+        unknown = set(subscribers) - set(CHANNELS)
+        if unknown:
+            raise ValueError(f"no such channel: {', '.join(sorted(unknown))}")
         self.db = db
         self.reconnect_seconds = reconnect_seconds
-        self._subscribers: dict[str, list[Subscriber]] = defaultdict(list)
-        self._listening = threading.Event()
+        self._subscribers = {channel: tuple(subs) for channel, subs in subscribers.items()}
+        self._listening = listening if listening is not None else threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.on_reconnect = tuple(on_reconnect)
+        # Signals written in a transaction reach this process's subscribers once it commits.
         db.on_commit = self._committed
-        # Called (from the listening thread) each time the connection is (re)established, so
-        # that waiters re-read what they may have missed while it was down.
-        self.on_reconnect: list[Callable[[], None]] = []
 
     @property
     def cross_process(self) -> bool:
         """Whether other processes' signals reach this one now (else: poll)."""
         return self._listening.is_set()
-
-    def subscribe(self, channel: str, subscriber: Subscriber) -> None:
-        """``subscriber(payload)`` for each signal on ``channel``, from any thread: it must only
-        hand the payload on (set an event, schedule a callback), never block."""
-        self._subscribers[channel].append(subscriber)
 
     def publish(self, channel: str, payload: str) -> None:
         """Signal this process's subscribers now (for changes with no transaction)."""

@@ -1,7 +1,8 @@
 """What the SDK does, written once for both clients: retries, waiting for a project, and
-downloading its images, as generators ("plans") that yield the I/O they need (:class:`Send`,
-:class:`Fetch`, :class:`Sleep`, :class:`Notify`) and get its result back. The sync client runs a
-plan with blocking I/O, the async client with ``await``; neither holds any logic of its own."""
+downloading its images, as generators (a :data:`Flow`) that yield the I/O they need
+(:class:`Send`, :class:`Fetch`, :class:`Sleep`, :class:`Notify`) and get its result back. The
+sync client runs a flow with blocking I/O, the async client with ``await``; neither holds any
+logic of its own."""
 
 from __future__ import annotations
 
@@ -82,7 +83,8 @@ class Notify:
 
 
 Effect = Send | Fetch | Sleep | Notify
-Plan = Generator[Effect, Any, T]
+# A flow: a generator that yields the effects it needs, is sent their results, returns a T.
+Flow = Generator[Effect, Any, T]
 
 
 def clock() -> float:
@@ -110,14 +112,14 @@ class Waiting:
             f"project {project.id} is still {project.status} after {self.timeout:g} s", project
         )
 
-    def progress(self, stage: Stage, project: ImageProject, done: int = 0) -> Plan[None]:
+    def progress(self, stage: Stage, project: ImageProject, done: int = 0) -> Flow[None]:
         if self.on_progress is not None:
             elapsed = clock() - self.started
             total = len(project.downloads) if stage in ("downloading", "complete") else 0
             yield Notify(self.on_progress, Progress(stage, project, elapsed, done, total))
 
 
-def request(call: Call[T], policy: RetryPolicy, deadline: float | None = None) -> Plan[T]:
+def request(call: Call[T], policy: RetryPolicy, deadline: float | None = None) -> Flow[T]:
     """Send ``call``, retrying connection failures, 429 and 5xx (see :class:`RetryPolicy`) with
     the very same request, its Idempotency-Key included; never sleeping past ``deadline``."""
     retries = policy.max_retries if call.max_retries is None else call.max_retries
@@ -145,7 +147,7 @@ def _cap(timeout: float | None, deadline: float | None) -> float | None:
     return left if timeout is None else min(timeout, left)
 
 
-def _sleep_before(deadline: float | None, delay: float) -> Plan[bool]:
+def _sleep_before(deadline: float | None, delay: float) -> Flow[bool]:
     """Sleep ``delay`` unless that ends past ``deadline``; whether it slept."""
     if deadline is not None and clock() + delay >= deadline:
         return False
@@ -166,13 +168,13 @@ class Finish:
 
 def generate(
     create: Call[CreateResponse], policy: RetryPolicy, finish: Finish
-) -> Plan[ImageProjectWithDownloads]:
+) -> Flow[ImageProjectWithDownloads]:
     """Create, then :func:`check_result` (wait, download)."""
     created = yield from request(create, policy, finish.waiting.deadline)
     return (yield from check_result(created.id, policy, finish))
 
 
-def check_result(id: str, policy: RetryPolicy, finish: Finish) -> Plan[ImageProjectWithDownloads]:
+def check_result(id: str, policy: RetryPolicy, finish: Finish) -> Flow[ImageProjectWithDownloads]:
     """The project, after waiting for it to end and downloading its images, as asked."""
     waiting = finish.waiting
     project = yield from request(calls.get_project(id), policy, waiting.deadline)
@@ -192,7 +194,7 @@ def check_result(id: str, policy: RetryPolicy, finish: Finish) -> Plan[ImageProj
     return ImageProjectWithDownloads(**project.model_dump(), downloaded_paths=paths)
 
 
-def cancel_after_timeout(exc: GenerateTimeoutError, policy: RetryPolicy) -> Plan[None]:
+def cancel_after_timeout(exc: GenerateTimeoutError, policy: RetryPolicy) -> Flow[None]:
     """Cancel (and so refund) the project that ``generate`` gave up waiting for, and put its
     final state on the error; one that completed meanwhile is left as it is."""
     deadline = clock() + CANCEL_SECONDS
@@ -206,7 +208,7 @@ def cancel_after_timeout(exc: GenerateTimeoutError, policy: RetryPolicy) -> Plan
         exc.args = (exc.message,)
 
 
-def wait(project: ImageProject, policy: RetryPolicy, waiting: Waiting) -> Plan[ImageProject]:
+def wait(project: ImageProject, policy: RetryPolicy, waiting: Waiting) -> Flow[ImageProject]:
     """Wait until the project has ended, by darkroom's long poll: each request returns as soon
     as the status changes, and each status on the way is reported. A server without the long
     poll answers at once; then poll every ``poll_interval`` seconds as the published SDK does."""
@@ -245,7 +247,7 @@ def wait(project: ImageProject, policy: RetryPolicy, waiting: Waiting) -> Plan[I
 
 def download_all(
     project: ImageProject, directory: Path, policy: RetryPolicy, waiting: Waiting
-) -> Plan[list[str]]:
+) -> Flow[list[str]]:
     """Every image of a complete project, in order, saved into ``directory`` (created if
     missing) under the URL's file name, never replacing an existing file."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -259,7 +261,7 @@ def download_all(
 
 def download(
     item: Download, directory: Path, fallback: str, policy: RetryPolicy, deadline: float | None
-) -> Plan[Path]:
+) -> Flow[Path]:
     """One file, streamed and verified (see :func:`files.verify`); retried like a request."""
     attempt = 0
     while True:

@@ -1,4 +1,4 @@
-"""Running plans (see :mod:`darkroom.sdk.flow`): the only place that does I/O, once blocking
+"""Running flows (see :mod:`darkroom.sdk.flow`): the only place that does I/O, once blocking
 (:class:`SyncTransport`) and once with ``await`` (:class:`AsyncTransport`). What a request looks
 like and what an answer means is shared by both through :class:`Transport`."""
 
@@ -18,7 +18,7 @@ import httpx
 from darkroom import __version__
 from darkroom.sdk.calls import Call
 from darkroom.sdk.errors import APIConnectionError, APITimeoutError, DarkroomError
-from darkroom.sdk.flow import Effect, Fetch, Plan, Reply, Send, Sleep
+from darkroom.sdk.flow import Effect, Fetch, Flow, Reply, Send, Sleep
 from darkroom.sdk.retry import RetryPolicy
 
 T = TypeVar("T")
@@ -109,11 +109,11 @@ def connection_errors(url: str) -> Iterator[None]:
 
 
 class Stepper:
-    """Drives a plan: iterating gives its effects; set ``result`` (or ``error``) after each.
-    Once the iteration ends, ``value`` is what the plan returned."""
+    """Drives a flow: iterating gives its effects; set ``result`` (or ``error``) after each.
+    Once the iteration ends, ``value`` is what the flow returned."""
 
-    def __init__(self, plan: Plan[Any]) -> None:
-        self.plan = plan
+    def __init__(self, flow: Flow[Any]) -> None:
+        self.flow = flow
         self.result: Any = None
         self.error: DarkroomError | None = None
         self.value: Any = None
@@ -125,7 +125,7 @@ class Stepper:
         result, error = self.result, self.error
         self.result, self.error = None, None
         try:
-            return self.plan.throw(error) if error is not None else self.plan.send(result)
+            return self.flow.throw(error) if error is not None else self.flow.send(result)
         except StopIteration as done:
             self.value = done.value
             raise StopIteration from None
@@ -137,8 +137,8 @@ class SyncTransport(Transport):
         self.http = http or httpx.Client(follow_redirects=False)
         self.owns_http = http is None
 
-    def run(self, plan: Plan[T]) -> T:
-        steps = Stepper(plan)
+    def run(self, flow: Flow[T]) -> T:
+        steps = Stepper(flow)
         for effect in steps:
             try:
                 steps.result = self.perform(effect)
@@ -181,8 +181,8 @@ class AsyncTransport(Transport):
         self.http = http or httpx.AsyncClient(follow_redirects=False)
         self.owns_http = http is None
 
-    async def run(self, plan: Plan[T]) -> T:
-        steps = Stepper(plan)
+    async def run(self, flow: Flow[T]) -> T:
+        steps = Stepper(flow)
         for effect in steps:
             try:
                 steps.result = await self.perform(effect)

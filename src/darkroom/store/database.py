@@ -378,3 +378,8 @@ def _configure_sqlite(engine: Engine, synchronous: str) -> None:
             conn.info["darkroom_busy_ms"] = busy_ms
         immediate = conn.get_execution_options().get("darkroom_write", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def ping(conn: Connection) -> None:
+    """One round trip to the database (for ``/readyz``)."""
+    conn.execute(select(1))

@@ -102,7 +102,7 @@ def hand_back(conn: Connection, project_id: str, owner: str) -> bool:
     result = conn.execute(
         update(projects)
         .where(held(project_id, owner))
-        .values(status="queued", lease_owner=None, lease_until=None, status_note=None)
+        .values(status="queued", lease_owner=None, lease_until=None, status_reason=None)
     )
     return result.rowcount == 1
 
@@ -112,7 +112,7 @@ def expire(conn: Connection, project_id: str) -> bool:
     result = conn.execute(
         update(projects)
         .where(expired_now(conn), projects.c.id == project_id)
-        .values(status="queued", lease_owner=None, lease_until=None, status_note=None)
+        .values(status="queued", lease_owner=None, lease_until=None, status_reason=None)
     )
     return result.rowcount == 1
 

@@ -84,11 +84,11 @@ def outputs_to_delete(conn: Connection, completed_before: Any, limit: int) -> li
     return list(conn.execute(query))
 
 
-def mark_outputs_deleted(conn: Connection, project_ids: list[str], at: Any, note: str) -> None:
+def mark_outputs_deleted(conn: Connection, project_ids: list[str], at: Any, reason: str) -> None:
     query = (
         update(projects)
         .where(projects.c.id.in_(project_ids), projects.c.outputs_deleted_at.is_(None))
-        .values(outputs_deleted_at=at, status_note=note)
+        .values(outputs_deleted_at=at, status_reason=reason)
     )
     conn.execute(query)
 

@@ -120,7 +120,7 @@ projects = Table(
     Column("upstream_images", Integer, nullable=True),
     # What the backend is doing while the project is rendering ("loading the weights"), if not
     # simply rendering; cleared when the project ends.
-    Column("status_note", String(200), nullable=True),
+    Column("status_reason", String(200), nullable=True),
     # The id of the request that created the project, carried into the job's log lines.
     Column("request_id", String(64), nullable=True),
     # While rendering: the node whose worker holds the job, and until when. Every write of the

@@ -27,12 +27,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from darkroom.core.catalog import Catalog
 from darkroom.core.loops import call_soon_in
 from darkroom.core.projects import Project, StoredImage
+from darkroom.core.request_ids import request_context
 from darkroom.core.work import Work
 from darkroom.engine.base import BackendError, RenderCanceled, RenderRequest
 from darkroom.engine.encode import encode
 from darkroom.engine.registry import Backends
-from darkroom.observe.context import request_context
-from darkroom.queue.notify import CHANGES, JOBS, Notifier
 from darkroom.storage.files import ProjectFiles, new_attempt, quietly
 from darkroom.storage.objects import ObjectMissing, StorageError, StorageFull, StorageRefused
 from darkroom.store.database import is_transient, utcnow
@@ -68,7 +67,6 @@ class Runner:
         backends: Backends,
         files: ProjectFiles,
         catalog: Catalog,
-        notifier: Notifier,
         *,
         owner: str,
         workers: int,
@@ -77,12 +75,16 @@ class Runner:
         upstream_workers: int = 0,
         poll_seconds: float = 1.0,
         cancel_check_seconds: float = 1.0,
+        signalled: Callable[[], bool] = lambda: False,
     ) -> None:
+        """The notifier tells :meth:`job_ready` and :meth:`changed` of its signals;
+        ``signalled()`` says whether other processes' signals reach this one (else idle
+        workers look in the database every ``poll_seconds``)."""
         self.work = work
         self.backends = backends
         self.files = files
         self.catalog = catalog
-        self.notifier = notifier
+        self.signalled = signalled
         self.owner = owner  # this node's id: the name on its leases
         self.workers = workers
         self.models = models or None
@@ -104,8 +106,6 @@ class Runner:
         self._jobs: dict[str, _Job] = {}  # in hand, by project id (read by the heartbeat)
         self._lock = threading.Lock()
         self._stopping = False
-        notifier.subscribe(JOBS, self._job_ready)
-        notifier.subscribe(CHANGES, self._changed)
 
     @property
     def running(self) -> bool:
@@ -173,7 +173,8 @@ class Runner:
 
     # -- signals (from any thread) --------------------------------------------------------------
 
-    def _job_ready(self, model: str) -> None:
+    def job_ready(self, model: str) -> None:
+        """A job for ``model`` became claimable (the notifier's ``JOBS`` signal)."""
         if self._loop is not None and (self.models is None or model in self.models):
             call_soon_in(self._loop, self._wake_all)
 
@@ -184,7 +185,8 @@ class Runner:
         for event in self._idle:
             event.set()
 
-    def _changed(self, project_id: str) -> None:
+    def changed(self, project_id: str) -> None:
+        """A project changed (``CHANGES``): the job in hand re-reads it before its next step."""
         job = self._jobs.get(project_id)
         if job is not None:
             job.changed.set()
@@ -246,7 +248,7 @@ class Runner:
 
     async def _idle_until(self, wake: asyncio.Event) -> None:
         # Other processes' signals reach this one only through PostgreSQL's LISTEN.
-        period = SIGNALLED_POLL_SECONDS if self.notifier.cross_process else self.poll_seconds
+        period = SIGNALLED_POLL_SECONDS if self.signalled() else self.poll_seconds
         self._idle.add(wake)
         try:
             with contextlib.suppress(TimeoutError):
@@ -421,7 +423,7 @@ class Runner:
             sources=sources,
             mask=mask,
             options=project.vendor_options,
-            report=lambda text: self.work.note(self.owner, project.id, text),
+            report=lambda text: self.work.set_status_reason(self.owner, project.id, text),
             canceled=canceled,
             usage=usage,
         )

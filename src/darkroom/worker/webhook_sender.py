@@ -33,7 +33,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -89,15 +89,17 @@ class WebhookSender:
         owner: str | None = None,
         *,
         box: SecretBox | None = None,
+        hooks: Sequence[AttemptHook] = (),
     ) -> None:
         """``owner`` names this sender on the leases it takes (at most 40 characters); by
         default a fresh random id, so no two senders share one. ``box`` opens the endpoints'
-        sealed secrets (without it, only secrets stored in clear can sign)."""
+        sealed secrets (without it, only secrets stored in clear can sign). Each of ``hooks``
+        is told of every attempt (its event type and outcome: the metrics count them)."""
         self.db = db
         self.policy = policy
         self.owner = owner or new_id("node")
         self.box = box or SecretBox(())
-        self.hooks: list[AttemptHook] = []
+        self.hooks = tuple(hooks)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None

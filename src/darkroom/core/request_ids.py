@@ -1,5 +1,6 @@
 """The id of the request being served (or of the request that created the job being rendered),
-carried by a context variable so that every log line on its way can name it."""
+carried by a context variable: the core records it on the projects a request creates, the worker
+renders under it, and every log line on its way can name it (:mod:`darkroom.observe.logs`)."""
 
 from __future__ import annotations
 
